@@ -1,0 +1,98 @@
+# hopper - AMQP 0-9-1 front door to Apache Kafka.
+#
+#   make            build build/hopper
+#   make run        set up what is missing, start the 3-node Kafka cluster and hopper
+#   make check      set up what is missing, run unit and integration tests
+#   make stop       stop the local Kafka cluster
+#   make SANITIZE=address,undefined check   the same under ASan/UBSan
+#   make format / make format-check         clang-format
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+PYTHON ?= /usr/bin/python3
+
+PKGS := librabbitmq libevent rdkafka yaml-0.1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+            -Wno-unused-parameter
+ifdef WERROR
+WARNINGS += -Werror
+endif
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_LDFLAGS := $(LDFLAGS)
+
+# A sanitized build lives in its own directory so objects never mix.
+ifneq ($(SANITIZE),)
+BUILD ?= build-san
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+ALL_LDFLAGS += -fsanitize=$(SANITIZE)
+else
+BUILD ?= build
+endif
+
+LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+HOPPER := $(BUILD)/hopper
+
+.PHONY: all setup run stop check unit integration format format-check install clean
+all: $(HOPPER)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libhopper.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(HOPPER): $(BUILD)/obj/main.o $(BUILD)/libhopper.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhopper.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libhopper.a $(PKG_LIBS) $(CMOCKA_LIBS)
+
+# Installs missing Debian packages and fetches the Kafka jars (idempotent).
+setup:
+	@scripts/setup.sh
+
+run: setup $(HOPPER)
+	@contrib/kafka/cluster.sh start
+	@echo "hopper: AMQP on 127.0.0.1:5672 (config/hopper.yaml); Ctrl-C stops it, 'make stop' stops Kafka"
+	exec $(HOPPER) -c config/hopper.yaml
+
+stop:
+	@contrib/kafka/cluster.sh stop
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+integration: $(HOPPER)
+	@contrib/kafka/cluster.sh start
+	HOPPER_BIN=$(abspath $(HOPPER)) $(PYTHON) -m pytest -v tests/integration
+
+check: setup
+	@$(MAKE) --no-print-directory WERROR=1 all unit
+	@$(MAKE) --no-print-directory integration
+
+format:
+	clang-format -i src/*.c include/*.h tests/unit/*.c
+
+format-check:
+	clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c
+
+install: $(HOPPER)
+	install -D -m 755 $(HOPPER) $(DESTDIR)$(PREFIX)/bin/hopper
+	install -D -m 644 config/hopper.yaml $(DESTDIR)$(PREFIX)/etc/hopper/hopper.yaml
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d
