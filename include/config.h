@@ -1,0 +1,115 @@
+/* config.h - hopper's configuration: the parsed form of hopper.yaml.
+ *
+ * config_load() parses a YAML file into a fresh struct config, validates it
+ * and returns it whole, or fails with a message "file:line:col: key: problem"
+ * and touches nothing else. Live code never sees a half-parsed config. */
+#ifndef HOPPER_CONFIG_H
+#define HOPPER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* Where a route takes the Kafka record key from. */
+enum key_source {
+    KEY_ROUTING_KEY, /* "routing_key" (default) */
+    KEY_HEADER,      /* "header:NAME": an application header, as text */
+    KEY_MESSAGE_ID,  /* "message_id": the basic property */
+    KEY_NONE,        /* "none": null key, Kafka's partitioner spreads records */
+};
+
+struct route_cfg {
+    char *exchange; /* exact exchange name to match; "" is the default exchange */
+    char *pattern;  /* routing-key pattern, AMQP topic syntax ("*", "#") */
+    char *topic;    /* Kafka topic, used as is (no prefix) */
+    enum key_source key;
+    char *key_header; /* header name when key == KEY_HEADER, else NULL */
+    int line;         /* line in the file, for messages */
+};
+
+enum exchange_type { EXCHANGE_DIRECT, EXCHANGE_FANOUT, EXCHANGE_TOPIC, EXCHANGE_HEADERS };
+
+/* An exchange that exists from startup, as if declared durable by a client. */
+struct exchange_cfg {
+    char *name;
+    char *vhost; /* default "/" */
+    enum exchange_type type;
+    int default_route; /* 1 on, 0 off, -1: inherit config.default_route */
+};
+
+struct user_cfg {
+    char *name;
+    char *password;
+    bool loopback_only; /* default: true for "guest", false otherwise */
+};
+
+struct kv {
+    char *key;
+    char *value;
+};
+
+struct config {
+    char *path; /* file it came from, for messages */
+
+    /* listen: */
+    char *listen_address; /* default "127.0.0.1" */
+    uint16_t listen_port; /* default 5672 */
+
+    /* limits: */
+    uint32_t max_connections;      /* default 1024 */
+    uint16_t channel_max;          /* default 2047; proposed in tune */
+    uint32_t frame_max;            /* default 131072; proposed in tune, >= 4096 */
+    uint32_t max_message_size;     /* default 8 MiB, body bytes */
+    uint16_t heartbeat;            /* default 60 s; 0 disables */
+    uint32_t handshake_timeout_ms; /* default 10000 */
+    uint32_t max_table_depth;      /* default 16: nesting of field tables/arrays */
+    uint32_t max_unconfirmed;      /* default 10000 per channel, then stop reading */
+    uint64_t max_inflight_bytes;   /* default 64 MiB across all connections */
+    uint32_t drain_timeout_ms;     /* default 10000: SIGTERM deadline */
+
+    /* users: (default: one user guest/guest, loopback only) */
+    struct user_cfg *users;
+    size_t n_users;
+
+    /* vhosts: (default: "/") */
+    char **vhosts;
+    size_t n_vhosts;
+
+    /* kafka: */
+    char *bootstrap_servers;     /* default "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094" */
+    char *topic_prefix;          /* default "": prepended to default-route topics */
+    bool auto_create_topics;     /* default true */
+    int32_t topic_partitions;    /* default 3 */
+    int16_t replication_factor;  /* default 3 */
+    int32_t min_insync_replicas; /* default 2 */
+    struct kv *kafka_props;      /* kafka.properties: passed to librdkafka as is */
+    size_t n_kafka_props;
+
+    /* routing */
+    bool default_route; /* default true */
+    struct exchange_cfg *exchanges;
+    size_t n_exchanges;
+    struct route_cfg *routes;
+    size_t n_routes;
+};
+
+/* Parse and validate `path`. On success *out owns a new config (free it
+ * with config_free) and 0 is returned. On failure -1 is returned and err
+ * holds one line "path:line:col: key: problem". */
+int config_load(const char *path, struct config **out, char *err, size_t errlen) MUST_CHECK;
+
+/* Same, from memory; `name` stands for the file name in messages. */
+int config_load_string(const char *name, const char *text, size_t len, struct config **out,
+                       char *err, size_t errlen) MUST_CHECK;
+
+/* A config holding every default, as if the file were empty. */
+struct config *config_default(void);
+
+void config_free(struct config *cfg);
+
+const struct user_cfg *config_find_user(const struct config *cfg, const char *name);
+bool config_has_vhost(const struct config *cfg, const char *vhost);
+
+#endif
