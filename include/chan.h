@@ -1,0 +1,66 @@
+/* chan.h - one AMQP channel: its methods (declare, bind, qos, confirm
+ * select, flow, close), publish assembly (method, content header, body
+ * frames, across frames and reads) and its publisher confirms.
+ *
+ * A channel is OPEN or CLOSING (we sent channel.close and ignore all but
+ * close-ok). A publish is assembled in three steps: basic.publish, then
+ * the content header, then body frames until body_size bytes arrived. */
+#ifndef HOPPER_CHAN_H
+#define HOPPER_CHAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "confirm.h"
+#include "frame.h"
+#include "sink.h"
+#include "util.h"
+
+struct conn;
+
+enum chan_state { CHAN_OPEN, CHAN_CLOSING };
+enum chan_content { CONTENT_NONE, CONTENT_AWAIT_HEADER, CONTENT_AWAIT_BODY };
+
+struct chan {
+    struct conn *conn;
+    uint16_t id;
+    enum chan_state state;
+    struct confirm *confirm; /* non-NULL after confirm.select */
+    bool dirty;              /* on the server's flush list */
+    bool over_limit;         /* at max_unconfirmed: the connection stops reading */
+    char last_queue[256];    /* for queue.bind etc. with an empty queue name */
+
+    /* publish being assembled */
+    enum chan_content content;
+    char exchange[256];
+    char routing_key[256];
+    uint8_t exchange_len, routing_key_len;
+    bool mandatory;
+    struct buf raw_props; /* the content header's property bytes, as sent */
+    uint8_t *body;
+    uint64_t body_size, body_have;
+
+    /* a complete publish the sink could not take yet (SINK_FULL) */
+    bool has_parked;
+    struct sink_msg parked;
+    char parked_topic[256];
+    struct buf parked_key;
+};
+
+struct chan *chan_new(struct conn *c, uint16_t id);
+/* Free the channel; its in-flight confirms are detached. */
+void chan_free(struct chan *ch);
+
+/* A frame for this channel (method already known not to be a channel.open). */
+void chan_handle_frame(struct chan *ch, const struct frame *f);
+
+/* Send the confirms whose outcomes are known. */
+void chan_flush_confirms(struct chan *ch);
+
+/* Try again to hand a parked publish to the sink. Returns true when done. */
+bool chan_retry_parked(struct chan *ch);
+
+/* Close this channel with channel.close. */
+void chan_close(struct chan *ch, uint16_t code, const char *text, amqp_method_number_t failing);
+
+#endif

@@ -1,0 +1,77 @@
+/* server.h - the process-wide state: listener, connections, the Kafka sink,
+ * topology, and the back-pressure switch shared by every connection.
+ *
+ * Back-pressure: when the sink's in-flight bytes reach their bound the
+ * server is "blocked": every connection stops reading its socket (TCP holds
+ * the publishers back) and clients that advertised the capability get
+ * connection.blocked; once in-flight bytes fall to the resume mark, reading
+ * resumes and they get connection.unblocked. */
+#ifndef HOPPER_SERVER_H
+#define HOPPER_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "config.h"
+#include "router.h"
+#include "sink.h"
+#include "topology.h"
+
+struct conn;
+struct chan;
+
+struct server_stats {
+    uint64_t connections_accepted, connections_refused;
+    uint64_t published, unroutable_dropped, returned;
+    uint64_t acks_sent, nacks_sent;
+};
+
+struct server {
+    struct event_base *base;
+    struct config *cfg; /* owned */
+    struct router *router;
+    struct sink *sink;
+    struct topology *topo;
+    struct evconnlistener *listener;
+
+    struct conn *conns; /* doubly linked list of live connections */
+    size_t n_conns;
+    uint64_t next_conn_id;
+
+    struct chan **dirty; /* channels with confirms to flush */
+    size_t n_dirty, cap_dirty;
+
+    /* Scratch space for the hot path: the topic name a route composes,
+     * and a record key rendered from a header. Two buffers, since the
+     * topic must survive the key's rendering. */
+    struct buf scratch, key_scratch;
+
+    bool blocked;  /* sink over its bound: no connection reads */
+    bool draining; /* shutdown in progress: no intake */
+    struct server_stats stats;
+};
+
+/* Build everything from cfg (taking ownership of it) and start listening. */
+struct server *server_new(struct event_base *base, struct config *cfg, char *err, size_t errlen);
+void server_free(struct server *srv);
+
+/* Stop accepting and reading; in-flight messages finish or are nacked by
+ * server_abandon. Returns when nothing is in flight (caller checks). */
+void server_begin_drain(struct server *srv);
+/* Deadline passed or nothing in flight: nack what is left, send the
+ * confirms, close every client with 320 CONNECTION_FORCED. */
+void server_finish_drain(struct server *srv);
+
+/* A channel has outcomes to send. */
+void server_mark_dirty(struct server *srv, struct chan *ch);
+void server_forget_chan(struct server *srv, struct chan *ch);
+/* Send pending confirms of every dirty channel. */
+void server_flush_confirms(struct server *srv);
+
+/* Re-evaluate the blocked switch after in-flight bytes changed. */
+void server_update_blocked(struct server *srv);
+
+#endif

@@ -1,0 +1,86 @@
+/* sink.h - the Kafka side: one idempotent librdkafka producer driven from
+ * the libevent loop, the table of messages in flight, and the delivery
+ * reports that become publisher confirms.
+ *
+ * librdkafka signals its main queue through a pipe (io_event_enable); an
+ * EV_READ event on the pipe drains it and polls the queue with timeout 0
+ * until it is empty. A slow timer polls too, in case an edge was missed.
+ * The loop never blocks on Kafka.
+ *
+ * Confirm rule: a message is acked only when its delivery report has no
+ * error and rd_kafka_message_status() is PERSISTED; everything else is a
+ * nack. A fatal producer error (idempotence desync and friends) purges
+ * and nacks everything in flight, destroys the producer, builds a new one
+ * and goes on. */
+#ifndef HOPPER_SINK_H
+#define HOPPER_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+#include "confirm.h"
+#include "util.h"
+
+struct sink;
+
+struct sink_callbacks {
+    /* An outcome was recorded in a tracker whose owner is `owner`. */
+    void (*resolved)(void *arg, void *owner);
+    /* A batch of reports was handled: flush confirms, re-check bounds. */
+    void (*drained)(void *arg);
+    void *arg;
+};
+
+/* One message to produce. The sink takes ownership of body (malloc'd) and
+ * headers only when sink_produce returns SINK_OK or SINK_FAILED. */
+struct sink_msg {
+    const char *topic;
+    const void *key; /* NULL for a null key */
+    size_t key_len;
+    void *body;
+    size_t body_len;
+    rd_kafka_headers_t *headers;
+    struct confirm *tracker; /* NULL when the channel is not in confirm mode */
+    uint64_t tag;
+};
+
+enum sink_status {
+    SINK_OK,     /* queued; its outcome will be reported */
+    SINK_FULL,   /* librdkafka's queue is full: nothing taken, retry later */
+    SINK_FAILED, /* refused at once (size, topic): already nacked, freed */
+};
+
+struct sink_stats {
+    uint64_t produced, persisted, failed, fatal_rebuilds, topics_created;
+};
+
+/* Create the producer. Returns NULL with err set on a bad property. */
+struct sink *sink_new(struct event_base *base, const struct config *cfg,
+                      const struct sink_callbacks *cb, char *err, size_t errlen);
+
+/* Nack whatever is still in flight, then destroy the producer. */
+void sink_free(struct sink *s);
+
+enum sink_status sink_produce(struct sink *s, struct sink_msg *m) MUST_CHECK;
+
+/* True while bytes in flight exceed the configured bound; intake must stop. */
+bool sink_over_limit(const struct sink *s);
+/* True once in-flight bytes fell back under the resume mark. */
+bool sink_under_resume(const struct sink *s);
+
+size_t sink_in_flight(const struct sink *s);
+
+/* Give up on everything in flight (shutdown deadline): purge, nack all. */
+void sink_abandon(struct sink *s);
+
+/* Test hook: raise a fatal producer error (rd_kafka_test_fatal_error). */
+void sink_inject_fatal(struct sink *s, const char *reason);
+
+const struct sink_stats *sink_stats(const struct sink *s);
+
+#endif

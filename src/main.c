@@ -1,0 +1,202 @@
+/* main.c - command line, signals and the event loop.
+ *
+ *   hopper -c FILE     run in the foreground with FILE
+ *   hopper -t -c FILE  check FILE and exit
+ *   hopper -V          print the version
+ *   hopper -h          print usage
+ *
+ * Exit codes: 0 clean exit (also after a SIGTERM drain) or valid config;
+ * 1 invalid config or startup failure (cannot listen, bad Kafka property);
+ * 2 usage error; 3 second signal during the drain (exit at once). */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "sink.h"
+#include "version.h"
+
+enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_FORCED = 3 };
+
+/* How often the drain checks whether everything in flight has settled. */
+#define DRAIN_POLL_MS 20
+/* After the drain, how long clients get to answer connection.close. */
+#define CLOSE_GRACE_MS 2000
+
+struct app {
+    struct event_base *base;
+    struct server *srv;
+    struct event *drain_timer;
+    struct timeval drain_deadline;
+    int signals;
+    int exit_code;
+    bool closing; /* drain finished, waiting for clients to go */
+    struct timeval close_deadline;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: hopper -c FILE [-t] [-v]\n"
+                 "       hopper -V | -h\n"
+                 "\n"
+                 "  -c FILE  configuration file (YAML)\n"
+                 "  -t       check the configuration and exit (0 valid, 1 invalid)\n"
+                 "  -v       verbose (debug) logging\n"
+                 "  -V       print version and exit\n"
+                 "  -h       print this help and exit\n"
+                 "\n"
+                 "Exit codes: 0 ok, 1 bad config or startup failure, 2 usage, 3 forced exit.\n");
+}
+
+static bool past(struct event_base *base, const struct timeval *deadline)
+{
+    struct timeval now;
+    event_base_gettimeofday_cached(base, &now);
+    return timercmp(&now, deadline, >=);
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    struct server *srv = app->srv;
+    if (!app->closing) {
+        if (sink_in_flight(srv->sink) && !past(app->base, &app->drain_deadline))
+            return;
+        server_finish_drain(srv);
+        app->closing = true;
+        struct timeval now, grace = {CLOSE_GRACE_MS / 1000, 0};
+        event_base_gettimeofday_cached(app->base, &now);
+        timeradd(&now, &grace, &app->close_deadline);
+    }
+    if (srv->n_conns == 0 || past(app->base, &app->close_deadline)) {
+        log_info("shutdown complete: %llu published, %llu acks, %llu nacks sent",
+                 (unsigned long long)srv->stats.published, (unsigned long long)srv->stats.acks_sent,
+                 (unsigned long long)srv->stats.nacks_sent);
+        event_base_loopexit(app->base, NULL);
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    if (++app->signals > 1) {
+        log_warn("second signal: exiting at once");
+        app->exit_code = EXIT_FORCED;
+        event_base_loopbreak(app->base);
+        return;
+    }
+    log_info("%s: draining for up to %u ms (send again to exit at once)", strsignal((int)sig),
+             app->srv->cfg->drain_timeout_ms);
+    server_begin_drain(app->srv);
+    struct timeval now, timeout = {app->srv->cfg->drain_timeout_ms / 1000,
+                                   (app->srv->cfg->drain_timeout_ms % 1000) * 1000};
+    event_base_gettimeofday_cached(app->base, &now);
+    timeradd(&now, &timeout, &app->drain_deadline);
+    struct timeval tick = {0, DRAIN_POLL_MS * 1000};
+    event_add(app->drain_timer, &tick);
+}
+
+/* Test hook, enabled only by HOPPER_TEST_HOOKS=1: SIGUSR2 raises a fatal
+ * producer error, so tests can prove the rebuild path. */
+static void on_usr2(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    log_warn("SIGUSR2: injecting a fatal producer error (test hook)");
+    sink_inject_fatal(app->srv->sink, "injected by SIGUSR2 (HOPPER_TEST_HOOKS)");
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    bool test_only = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:tvVh")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = true;
+            break;
+        case 'v':
+            log_threshold = LOG_DEBUG;
+            break;
+        case 'V':
+            printf("hopper %s (librdkafka %s, %s)\n", HOPPER_VERSION, rd_kafka_version_str(),
+                   event_get_version());
+            return EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (!path || optind != argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    char err[1024];
+    struct config *cfg;
+    if (config_load(path, &cfg, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return EXIT_CONFIG;
+    }
+    if (test_only) {
+        printf("%s: configuration is valid\n", path);
+        config_free(cfg);
+        return EXIT_OK;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    struct app app = {.base = event_base_new()};
+    if (!app.base) {
+        fprintf(stderr, "hopper: cannot create event loop\n");
+        config_free(cfg);
+        return EXIT_CONFIG;
+    }
+    /* The server owns cfg from here, whether it starts or not. */
+    app.srv = server_new(app.base, cfg, err, sizeof err);
+    if (!app.srv) {
+        log_error("%s", err);
+        event_base_free(app.base);
+        return EXIT_CONFIG;
+    }
+    struct event *sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
+    struct event *sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
+    struct event *sigusr2 = NULL;
+    app.drain_timer = event_new(app.base, -1, EV_PERSIST, on_drain_tick, &app);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    const char *hooks = getenv("HOPPER_TEST_HOOKS");
+    if (hooks && !strcmp(hooks, "1")) {
+        sigusr2 = evsignal_new(app.base, SIGUSR2, on_usr2, &app);
+        event_add(sigusr2, NULL);
+    }
+
+    log_info("hopper %s listening on %s:%u (AMQP 0-9-1), kafka %s", HOPPER_VERSION,
+             cfg->listen_address, cfg->listen_port, cfg->bootstrap_servers);
+    event_base_dispatch(app.base);
+
+    if (app.exit_code == EXIT_FORCED) {
+        /* Exit at once: no drain, no waiting on Kafka. */
+        return EXIT_FORCED;
+    }
+    event_free(sigterm);
+    event_free(sigint);
+    if (sigusr2)
+        event_free(sigusr2);
+    event_free(app.drain_timer);
+    server_free(app.srv);
+    event_base_free(app.base);
+    return app.exit_code;
+}

@@ -1,0 +1,197 @@
+/* server.c - listener, connection list, confirm flushing, back-pressure and
+ * the shutdown drain (see server.h). */
+#include "server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "chan.h"
+#include "conn.h"
+#include "log.h"
+
+static void on_resolved(void *arg, void *owner)
+{
+    server_mark_dirty(arg, owner);
+}
+
+/* Publishes parked on a full producer queue get another try. */
+static void retry_parked(struct server *srv)
+{
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        if (c->parked && chan_retry_parked(c->parked)) {
+            c->parked = NULL;
+            conn_update_reading(c);
+        }
+    }
+}
+
+static void on_drained(void *arg)
+{
+    struct server *srv = arg;
+    server_flush_confirms(srv);
+    retry_parked(srv);
+    server_update_blocked(srv);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
+                      int addrlen, void *arg)
+{
+    conn_accept(arg, fd, addr, addrlen);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    /* EMFILE and friends: log and keep going; the listener stays armed. */
+    log_error("accept: %s", strerror(errno));
+}
+
+static struct evconnlistener *listen_on(struct server *srv, char *err, size_t errlen)
+{
+    const struct config *cfg = srv->cfg;
+    char port[8];
+    snprintf(port, sizeof port, "%u", cfg->listen_port);
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res;
+    int rc = getaddrinfo(cfg->listen_address, port, &hints, &res);
+    if (rc) {
+        snprintf(err, errlen, "listen.address %s: %s", cfg->listen_address, gai_strerror(rc));
+        return NULL;
+    }
+    struct evconnlistener *l =
+        evconnlistener_new_bind(srv->base, on_accept, srv,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                511, res->ai_addr, (int)res->ai_addrlen);
+    if (!l)
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", cfg->listen_address, cfg->listen_port,
+                 strerror(errno));
+    else
+        evconnlistener_set_error_cb(l, on_accept_error);
+    freeaddrinfo(res);
+    return l;
+}
+
+struct server *server_new(struct event_base *base, struct config *cfg, char *err, size_t errlen)
+{
+    struct server *srv = xcalloc(1, sizeof *srv);
+    srv->base = base;
+    srv->cfg = cfg;
+    srv->router = router_new(cfg);
+    srv->topo = topology_new(cfg);
+    struct sink_callbacks cb = {on_resolved, on_drained, srv};
+    srv->sink = sink_new(base, cfg, &cb, err, errlen);
+    if (!srv->sink || !(srv->listener = listen_on(srv, err, errlen))) {
+        server_free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+void server_free(struct server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->listener)
+        evconnlistener_free(srv->listener);
+    while (srv->conns)
+        conn_destroy(srv->conns);
+    sink_free(srv->sink);
+    topology_free(srv->topo);
+    router_free(srv->router);
+    buf_free(&srv->scratch);
+    buf_free(&srv->key_scratch);
+    free(srv->dirty);
+    config_free(srv->cfg);
+    free(srv);
+}
+
+void server_mark_dirty(struct server *srv, struct chan *ch)
+{
+    if (ch->dirty)
+        return;
+    ch->dirty = true;
+    if (srv->n_dirty == srv->cap_dirty) {
+        srv->cap_dirty = srv->cap_dirty ? srv->cap_dirty * 2 : 64;
+        srv->dirty = xrealloc(srv->dirty, srv->cap_dirty * sizeof *srv->dirty);
+    }
+    srv->dirty[srv->n_dirty++] = ch;
+}
+
+void server_forget_chan(struct server *srv, struct chan *ch)
+{
+    if (!ch->dirty)
+        return;
+    for (size_t i = 0; i < srv->n_dirty; i++) {
+        if (srv->dirty[i] == ch) {
+            srv->dirty[i] = srv->dirty[--srv->n_dirty];
+            break;
+        }
+    }
+    ch->dirty = false;
+}
+
+void server_flush_confirms(struct server *srv)
+{
+    /* Flushing may not mark channels dirty, so the list is stable here. */
+    for (size_t i = 0; i < srv->n_dirty; i++) {
+        struct chan *ch = srv->dirty[i];
+        ch->dirty = false;
+        chan_flush_confirms(ch);
+    }
+    srv->n_dirty = 0;
+}
+
+static void set_blocked(struct server *srv, bool blocked)
+{
+    srv->blocked = blocked;
+    if (blocked)
+        log_warn("kafka has %zu messages in flight, over limits.max_inflight_bytes: blocking "
+                 "publishers",
+                 sink_in_flight(srv->sink));
+    else
+        log_info("kafka backlog back under its bound: unblocking publishers");
+    for (struct conn *c = srv->conns; c; c = c->next) {
+        c->busy++;
+        conn_notify_blocked(c, blocked);
+        conn_update_reading(c);
+        c->busy--;
+    }
+}
+
+void server_update_blocked(struct server *srv)
+{
+    if (!srv->blocked && sink_over_limit(srv->sink))
+        set_blocked(srv, true);
+    else if (srv->blocked && sink_under_resume(srv->sink))
+        set_blocked(srv, false);
+}
+
+void server_begin_drain(struct server *srv)
+{
+    srv->draining = true;
+    evconnlistener_disable(srv->listener);
+    log_info("shutting down: no new connections or messages; %zu messages in flight",
+             sink_in_flight(srv->sink));
+    for (struct conn *c = srv->conns; c; c = c->next)
+        conn_update_reading(c);
+}
+
+void server_finish_drain(struct server *srv)
+{
+    sink_abandon(srv->sink);
+    server_flush_confirms(srv);
+    struct conn *next;
+    for (struct conn *c = srv->conns; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_OPEN)
+            conn_close(c, AMQP_CONNECTION_FORCED,
+                       "CONNECTION_FORCED - broker forced connection closure with reason "
+                       "'shutdown'",
+                       0);
+        else
+            conn_close(c, 0, NULL, 0);
+        conn_release(c);
+    }
+}

@@ -1,0 +1,457 @@
+/* test_publish.c - the whole publish path in one process: a scripted AMQP
+ * client on a socketpair talks to a real server (conn, chan, router,
+ * record, sink) whose producer points at librdkafka's mock cluster.
+ *
+ * The mock cluster only adds error paths and a fast, hermetic check of
+ * publish assembly; the integration suite proves the same against a real
+ * 3-node Kafka cluster. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+
+#include <event2/event.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "chan.h"
+#include "config.h"
+#include "conn.h"
+#include "frame.h"
+#include "server.h"
+#include "sink.h"
+
+#define TOPIC "orders"
+#define DEADLINE_MS 15000
+
+struct fixture {
+    struct event_base *base;
+    struct server *srv;
+    rd_kafka_t *mock_rk;
+    rd_kafka_mock_cluster_t *mock;
+    int fd; /* client end of the socketpair */
+    struct evbuffer *in;
+    amqp_pool_t pool;
+    unsigned seed;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void pump(struct fixture *fx)
+{
+    event_base_loop(fx->base, EVLOOP_NONBLOCK);
+}
+
+/* Write bytes to the server in random pieces, running the loop between. */
+static void send_split(struct fixture *fx, const uint8_t *p, size_t len)
+{
+    while (len) {
+        size_t n = 1 + (size_t)rand_r(&fx->seed) % 97;
+        if (n > len)
+            n = len;
+        ssize_t w = write(fx->fd, p, n);
+        if (w > 0) {
+            p += w;
+            len -= (size_t)w;
+        }
+        pump(fx);
+    }
+}
+
+static void send_buffer(struct fixture *fx, struct evbuffer *b)
+{
+    size_t len = evbuffer_get_length(b);
+    send_split(fx, evbuffer_pullup(b, (ev_ssize_t)len), len);
+    evbuffer_drain(b, len);
+}
+
+static void send_method(struct fixture *fx, uint16_t ch, amqp_method_number_t id, void *m)
+{
+    struct evbuffer *b = evbuffer_new();
+    assert_int_equal(frame_put_method(b, ch, id, m), 0);
+    send_buffer(fx, b);
+    evbuffer_free(b);
+}
+
+/* Publish with its body split into body frames of at most `chunk` bytes. */
+static void send_publish(struct fixture *fx, uint16_t ch, const char *exchange, const char *rk,
+                         const amqp_basic_properties_t *props, const void *body, size_t len,
+                         uint32_t chunk)
+{
+    amqp_basic_publish_t pub = {0, amqp_cstring_bytes(exchange), amqp_cstring_bytes(rk), 0, 0};
+    amqp_basic_properties_t none = {0};
+    struct evbuffer *b = evbuffer_new();
+    assert_int_equal(frame_put_method(b, ch, AMQP_BASIC_PUBLISH_METHOD, &pub), 0);
+    assert_int_equal(
+        frame_put_content(b, ch, props ? props : &none, NULL, 0, body, len, chunk + FRAME_OVERHEAD),
+        0);
+    send_buffer(fx, b);
+    evbuffer_free(b);
+}
+
+/* Wait for the next frame from the server (heartbeats skipped). */
+static struct frame next_frame(struct fixture *fx)
+{
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        struct frame f;
+        if (evbuffer_get_length(fx->in)) {
+            evbuffer_drain(fx->in, 0);
+        }
+        enum frame_status st = frame_peek(fx->in, 1 << 20, &f);
+        if (st == FRAME_OK && f.type != FRAME_HEARTBEAT)
+            return f;
+        if (st == FRAME_OK) {
+            frame_drain(fx->in, &f);
+            continue;
+        }
+        assert_int_equal(st, FRAME_INCOMPLETE);
+        pump(fx);
+        uint8_t buf[65536];
+        ssize_t n = read(fx->fd, buf, sizeof buf);
+        if (n > 0)
+            evbuffer_add(fx->in, buf, (size_t)n);
+        else
+            usleep(1000);
+        if (now_ms() > deadline)
+            fail_msg("no frame from the server within %d ms", DEADLINE_MS);
+    }
+}
+
+/* Wait for method `want` on channel `ch`; returns its decoded arguments. */
+static void *expect_method(struct fixture *fx, uint16_t ch, amqp_method_number_t want)
+{
+    struct frame f = next_frame(fx);
+    assert_int_equal(f.type, FRAME_METHOD);
+    assert_int_equal(f.channel, ch);
+    amqp_method_number_t id = (amqp_method_number_t)f.payload[0] << 24 |
+                              (amqp_method_number_t)f.payload[1] << 16 |
+                              (amqp_method_number_t)f.payload[2] << 8 | f.payload[3];
+    void *m = NULL;
+    assert_int_equal(
+        amqp_decode_method(id, &fx->pool, (amqp_bytes_t){f.size - 4, (void *)(f.payload + 4)}, &m),
+        0);
+    if (id != want)
+        fail_msg("expected %s, got %s", amqp_method_name(want), amqp_method_name(id));
+    /* Decoded byte fields point into the input: keep them alive by copying
+     * the frame's payload into the pool before draining. */
+    frame_drain(fx->in, &f);
+    return m;
+}
+
+static void handshake(struct fixture *fx)
+{
+    send_split(fx, (const uint8_t *)FRAME_PROTOCOL_HEADER, FRAME_PROTOCOL_HEADER_LEN);
+    expect_method(fx, 0, AMQP_CONNECTION_START_METHOD);
+    amqp_connection_start_ok_t so = {
+        .client_properties = {0, NULL},
+        .mechanism = amqp_cstring_bytes("PLAIN"),
+        .response = {12, "\0guest\0guest"},
+        .locale = amqp_cstring_bytes("en_US"),
+    };
+    send_method(fx, 0, AMQP_CONNECTION_START_OK_METHOD, &so);
+    amqp_connection_tune_t *tune = expect_method(fx, 0, AMQP_CONNECTION_TUNE_METHOD);
+    assert_int_equal(tune->frame_max, 131072);
+    amqp_connection_tune_ok_t tok = {2047, 131072, 0};
+    send_method(fx, 0, AMQP_CONNECTION_TUNE_OK_METHOD, &tok);
+    amqp_connection_open_t open = {amqp_cstring_bytes("/"), amqp_empty_bytes, 0};
+    send_method(fx, 0, AMQP_CONNECTION_OPEN_METHOD, &open);
+    expect_method(fx, 0, AMQP_CONNECTION_OPEN_OK_METHOD);
+    amqp_channel_open_t co = {amqp_empty_bytes};
+    send_method(fx, 1, AMQP_CHANNEL_OPEN_METHOD, &co);
+    expect_method(fx, 1, AMQP_CHANNEL_OPEN_OK_METHOD);
+    amqp_exchange_declare_t xd = {
+        0, amqp_cstring_bytes(TOPIC), amqp_cstring_bytes("topic"), 0, 1, 0, 0, 0, {0, NULL}};
+    send_method(fx, 1, AMQP_EXCHANGE_DECLARE_METHOD, &xd);
+    expect_method(fx, 1, AMQP_EXCHANGE_DECLARE_OK_METHOD);
+    amqp_confirm_select_t cs = {0};
+    send_method(fx, 1, AMQP_CONFIRM_SELECT_METHOD, &cs);
+    expect_method(fx, 1, AMQP_CONFIRM_SELECT_OK_METHOD);
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    fx->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    assert_non_null(fx->mock_rk);
+    fx->mock = rd_kafka_mock_cluster_new(fx->mock_rk, 3);
+    assert_non_null(fx->mock);
+    assert_int_equal(rd_kafka_mock_topic_create(fx->mock, TOPIC, 3, 3), 0);
+
+    struct config *cfg = config_default();
+    free(cfg->bootstrap_servers);
+    cfg->bootstrap_servers = strdup(rd_kafka_mock_cluster_bootstraps(fx->mock));
+    free(cfg->listen_address);
+    cfg->listen_address = strdup("127.0.0.1");
+    cfg->listen_port = 0; /* any free port: the test never connects to it */
+    cfg->auto_create_topics = false;
+    fx->base = event_base_new();
+    fx->srv = server_new(fx->base, cfg, err, sizeof err);
+    if (!fx->srv)
+        fail_msg("server_new: %s", err);
+
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    evutil_make_socket_nonblocking(sv[0]);
+    evutil_make_socket_nonblocking(sv[1]);
+    struct sockaddr_in peer = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    conn_accept(fx->srv, sv[1], (struct sockaddr *)&peer, sizeof peer);
+    fx->fd = sv[0];
+    fx->in = evbuffer_new();
+    init_amqp_pool(&fx->pool, 4096);
+    fx->seed = 7;
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    close(fx->fd);
+    server_free(fx->srv);
+    event_base_free(fx->base);
+    rd_kafka_mock_cluster_destroy(fx->mock);
+    rd_kafka_destroy(fx->mock_rk);
+    evbuffer_free(fx->in);
+    empty_amqp_pool(&fx->pool);
+    free(fx);
+    return 0;
+}
+
+/* Collect acks/nacks until every tag 1..n has an outcome; outcome[t] is
+ * 'a' or 'n'. Fails if a tag is covered twice or a cumulative frame would
+ * cover a tag of the other kind. */
+static void collect_confirms(struct fixture *fx, uint64_t n, char *outcome)
+{
+    memset(outcome, 0, n + 1);
+    uint64_t settled = 0, low = 1;
+    while (settled < n) {
+        struct frame f = next_frame(fx);
+        assert_int_equal(f.type, FRAME_METHOD);
+        amqp_method_number_t id = (amqp_method_number_t)f.payload[2] << 8 | f.payload[3];
+        id |= (amqp_method_number_t)AMQP_BASIC_CLASS << 16;
+        void *m = NULL;
+        assert_int_equal(amqp_decode_method(id, &fx->pool,
+                                            (amqp_bytes_t){f.size - 4, (void *)(f.payload + 4)},
+                                            &m),
+                         0);
+        frame_drain(fx->in, &f);
+        uint64_t tag = 0;
+        bool multiple = false;
+        char kind = 0;
+        if (id == AMQP_BASIC_ACK_METHOD) {
+            tag = ((amqp_basic_ack_t *)m)->delivery_tag;
+            multiple = ((amqp_basic_ack_t *)m)->multiple;
+            kind = 'a';
+        } else if (id == AMQP_BASIC_NACK_METHOD) {
+            tag = ((amqp_basic_nack_t *)m)->delivery_tag;
+            multiple = ((amqp_basic_nack_t *)m)->multiple;
+            kind = 'n';
+        } else {
+            fail_msg("unexpected %s", amqp_method_name(id));
+        }
+        assert_true(tag >= 1 && tag <= n);
+        for (uint64_t t = multiple ? low : tag; t <= tag; t++) {
+            if (!outcome[t]) {
+                outcome[t] = kind;
+                settled++;
+            } else if (multiple) {
+                assert_int_equal(outcome[t], kind); /* never spans the other kind */
+            } else {
+                fail_msg("tag %llu confirmed twice", (unsigned long long)t);
+            }
+        }
+        while (low <= n && outcome[low])
+            low++;
+    }
+}
+
+/* Read `n` records of TOPIC back from the mock cluster. */
+static void read_back(struct fixture *fx, size_t n, char values[][64], char keys[][64])
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(fx->mock), err,
+                      sizeof err);
+    rd_kafka_conf_set(conf, "group.id", "test", err, sizeof err);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    assert_non_null(c);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3);
+    for (int p = 0; p < 3; p++)
+        rd_kafka_topic_partition_list_add(parts, TOPIC, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(c, parts), 0);
+    rd_kafka_topic_partition_list_destroy(parts);
+    size_t got = 0;
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (got < n && now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            snprintf(values[got], 64, "%.*s", (int)m->len, (char *)m->payload);
+            snprintf(keys[got], 64, "%.*s", (int)m->key_len, (char *)m->key);
+            got++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    assert_int_equal(got, n);
+}
+
+static bool contains(char arr[][64], size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(arr[i], s))
+            return true;
+    return false;
+}
+
+/* Bodies split over several body frames, the byte stream in random pieces:
+ * every message confirmed, every record intact. */
+static void test_publish_assembled_and_confirmed(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    enum { N = 20 };
+    amqp_basic_properties_t props = {._flags = AMQP_BASIC_CONTENT_TYPE_FLAG,
+                                     .content_type = amqp_cstring_bytes("text/plain")};
+    for (int i = 0; i < N; i++) {
+        char body[64], rk[32];
+        snprintf(body, sizeof body, "message number %02d, split into small frames", i);
+        snprintf(rk, sizeof rk, "key.%d", i % 4);
+        send_publish(fx, 1, TOPIC, rk, &props, body, strlen(body), 1 + (uint32_t)i % 9);
+    }
+    char outcome[N + 1];
+    collect_confirms(fx, N, outcome);
+    for (int t = 1; t <= N; t++)
+        assert_int_equal(outcome[t], 'a');
+    char values[N][64], keys[N][64];
+    read_back(fx, N, values, keys);
+    for (int i = 0; i < N; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "message number %02d, split into small frames", i);
+        assert_true(contains(values, N, body));
+    }
+    assert_true(contains(keys, N, "key.3"));
+}
+
+/* A message Kafka refuses for good is nacked, and no cumulative ack covers
+ * it; the ones around it are acked. */
+static void test_refused_message_is_nacked(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    /* Publish one, let it settle, then make the next Produce fail with a
+     * non-retriable error. */
+    send_publish(fx, 1, TOPIC, "k", NULL, "first", 5, 100);
+    char outcome[4];
+    collect_confirms(fx, 1, outcome);
+    assert_int_equal(outcome[1], 'a');
+    rd_kafka_mock_push_request_errors(fx->mock, 0 /* ApiKey Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_INVALID_RECORD);
+    send_publish(fx, 1, TOPIC, "k", NULL, "second", 6, 100);
+    struct frame f = next_frame(fx);
+    assert_int_equal(f.type, FRAME_METHOD);
+    amqp_method_number_t id = (amqp_method_number_t)f.payload[0] << 24 |
+                              (amqp_method_number_t)f.payload[1] << 16 |
+                              (amqp_method_number_t)f.payload[2] << 8 | f.payload[3];
+    void *m = NULL;
+    assert_int_equal(
+        amqp_decode_method(id, &fx->pool, (amqp_bytes_t){f.size - 4, (void *)(f.payload + 4)}, &m),
+        0);
+    frame_drain(fx->in, &f);
+    assert_int_equal(id, AMQP_BASIC_NACK_METHOD);
+    assert_int_equal(((amqp_basic_nack_t *)m)->delivery_tag, 2);
+    assert_false(((amqp_basic_nack_t *)m)->multiple);
+    send_publish(fx, 1, TOPIC, "k", NULL, "third", 5, 100);
+    amqp_basic_ack_t *ack = expect_method(fx, 1, AMQP_BASIC_ACK_METHOD);
+    assert_int_equal(ack->delivery_tag, 3);
+    assert_false(ack->multiple); /* a cumulative ack would cover the nacked 2 */
+}
+
+/* A fatal producer error nacks what is in flight, rebuilds the producer,
+ * and later publishes are acked again. */
+static void test_fatal_error_rebuilds(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    /* Hold produce responses back so messages are in flight. */
+    for (int b = 1; b <= 3; b++)
+        rd_kafka_mock_broker_set_rtt(fx->mock, b, 2000);
+    send_publish(fx, 1, TOPIC, "k1", NULL, "in flight 1", 11, 100);
+    send_publish(fx, 1, TOPIC, "k2", NULL, "in flight 2", 11, 100);
+    sink_inject_fatal(fx->srv->sink, "test");
+    char outcome[3];
+    collect_confirms(fx, 2, outcome);
+    assert_int_equal(outcome[1], 'n');
+    assert_int_equal(outcome[2], 'n');
+    assert_int_equal(sink_stats(fx->srv->sink)->fatal_rebuilds, 1);
+    for (int b = 1; b <= 3; b++)
+        rd_kafka_mock_broker_set_rtt(fx->mock, b, 0);
+    send_publish(fx, 1, TOPIC, "k3", NULL, "after rebuild", 13, 100);
+    amqp_basic_ack_t *ack = expect_method(fx, 1, AMQP_BASIC_ACK_METHOD);
+    assert_int_equal(ack->delivery_tag, 3);
+}
+
+/* Unknown exchange: channel.close 404; the connection goes on. */
+static void test_unknown_exchange_closes_channel(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    send_publish(fx, 1, "no-such-exchange", "k", NULL, "x", 1, 100);
+    amqp_channel_close_t *cl = expect_method(fx, 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(cl->reply_code, 404);
+    assert_int_equal(cl->method_id, AMQP_BASIC_PUBLISH_METHOD & 0xffff);
+    send_method(fx, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL);
+    amqp_channel_open_t co = {amqp_empty_bytes};
+    send_method(fx, 2, AMQP_CHANNEL_OPEN_METHOD, &co);
+    expect_method(fx, 2, AMQP_CHANNEL_OPEN_OK_METHOD);
+}
+
+/* A body frame longer than the header announced is a connection error. */
+static void test_body_overrun_closes_connection(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    amqp_basic_publish_t pub = {0, amqp_cstring_bytes(TOPIC), amqp_cstring_bytes("k"), 0, 0};
+    struct evbuffer *b = evbuffer_new();
+    assert_int_equal(frame_put_method(b, 1, AMQP_BASIC_PUBLISH_METHOD, &pub), 0);
+    /* Header says 3 bytes; the body frame carries 5. */
+    uint8_t hdr[] = {FRAME_HEADER, 0, 1, 0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0,
+                     FRAME_END};
+    uint8_t body[] = {FRAME_BODY, 0, 1, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', FRAME_END};
+    evbuffer_add(b, hdr, sizeof hdr);
+    evbuffer_add(b, body, sizeof body);
+    send_buffer(fx, b);
+    evbuffer_free(b);
+    amqp_connection_close_t *cl = expect_method(fx, 0, AMQP_CONNECTION_CLOSE_METHOD);
+    assert_int_equal(cl->reply_code, 501);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_publish_assembled_and_confirmed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_message_is_nacked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_error_rebuilds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_exchange_closes_channel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_overrun_closes_connection, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
