@@ -77,6 +77,18 @@ static uint32_t slot_take(struct sink *s, struct confirm *tracker, uint64_t tag,
     return i;
 }
 
+/* Put slot i back on the free list. */
+static void slot_release(struct sink *s, uint32_t i)
+{
+    struct slot *sl = &s->slots[i];
+    s->in_flight--;
+    s->bytes_in_flight -= sl->cost;
+    sl->busy = false;
+    sl->tracker = NULL;
+    sl->next_free = s->free_head;
+    s->free_head = i;
+}
+
 /* Settle slot i with its outcome and free it. */
 static void slot_settle(struct sink *s, uint32_t i, bool ok)
 {
@@ -84,15 +96,9 @@ static void slot_settle(struct sink *s, uint32_t i, bool ok)
         log_error("kafka: delivery report for unknown message %" PRIu32, i);
         return;
     }
-    struct slot *sl = &s->slots[i];
-    struct confirm *c = sl->tracker;
-    uint64_t tag = sl->tag;
-    s->in_flight--;
-    s->bytes_in_flight -= sl->cost;
-    sl->busy = false;
-    sl->tracker = NULL;
-    sl->next_free = s->free_head;
-    s->free_head = i;
+    struct confirm *c = s->slots[i].tracker;
+    uint64_t tag = s->slots[i].tag;
+    slot_release(s, i);
     if (ok)
         s->stats.persisted++;
     else
@@ -439,13 +445,7 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
     }
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         /* Give the slot back without an outcome: the caller retries. */
-        struct slot *sl = &s->slots[i];
-        sl->busy = false;
-        sl->tracker = NULL;
-        sl->next_free = s->free_head;
-        s->free_head = i;
-        s->in_flight--;
-        s->bytes_in_flight -= cost;
+        slot_release(s, i);
         return SINK_FULL;
     }
     /* On failure librdkafka did not take body or headers. */

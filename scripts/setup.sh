@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# setup.sh - prepare a Debian 12 machine to build and test hopper.
+#
+# Installs the Debian packages hopper needs to build, test and run its local
+# Kafka cluster (only those missing; apt-get update only if something is),
+# then resolves the Kafka jars with `contrib/kafka/cluster.sh fetch` (for
+# KAFKA_VERSION, default 4.1.1). Safe to run repeatedly: when everything is
+# in place it prints one line. Runs apt-get as root, or through sudo.
+
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+readonly SCRIPT_DIR REPO_ROOT
+
+readonly PACKAGES=(
+  # build
+  build-essential pkg-config clang-format
+  librabbitmq-dev libevent-dev librdkafka-dev libyaml-dev libcmocka-dev
+  # integration tests: AMQP and Kafka clients
+  amqp-tools python3-pika python3-kombu python3-confluent-kafka python3-pytest
+  kcat
+  # local Kafka cluster (contrib/kafka)
+  maven openjdk-17-jdk-headless
+  # process and socket inspection in tests
+  iproute2 procps
+)
+
+die() {
+  printf 'setup.sh: %s\n' "$*" >&2
+  exit 1
+}
+
+# dpkg -s also succeeds for removed packages that left config files behind,
+# so look at the status itself.
+installed() {
+  [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+as_root() {
+  if ((EUID == 0)); then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    die "need root to run '$*' and sudo is not installed"
+  fi
+}
+
+if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+  die "this script is for Debian 12 (no dpkg-query/apt-get here)"
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  installed "$pkg" || missing+=("$pkg")
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "setup.sh: installing ${missing[*]}"
+  as_root apt-get update -qq || die "apt-get update failed"
+  # Through env because sudo drops the caller's environment; wait a bounded
+  # time for a dpkg lock held by another apt run.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" ||
+    die "apt-get install failed"
+  for pkg in "${missing[@]}"; do
+    installed "$pkg" || die "$pkg is still not installed after apt-get install"
+  done
+fi
+
+# Prints nothing if the jars are already cached, progress if it fetches.
+"$REPO_ROOT/contrib/kafka/cluster.sh" fetch --quiet ||
+  die "fetching the Kafka jars failed (see the messages above)"
+
+installed_now=""
+((${#missing[@]} == 0)) || installed_now=" (${#missing[@]} installed now)"
+echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, Kafka jars cached"
