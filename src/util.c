@@ -62,7 +62,8 @@ void buf_reserve(struct buf *b, size_t extra)
 void buf_append(struct buf *b, const void *p, size_t n)
 {
     buf_reserve(b, n);
-    memcpy(b->data + b->len, p, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
 }

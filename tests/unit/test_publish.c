@@ -396,6 +396,10 @@ static void test_fatal_error_rebuilds(void **state)
         rd_kafka_mock_broker_set_rtt(fx->mock, b, 2000);
     send_publish(fx, 1, TOPIC, "k1", NULL, "in flight 1", 11, 100);
     send_publish(fx, 1, TOPIC, "k2", NULL, "in flight 2", 11, 100);
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (sink_in_flight(fx->srv->sink) < 2 && now_ms() < deadline)
+        pump(fx);
+    assert_int_equal(sink_in_flight(fx->srv->sink), 2);
     sink_inject_fatal(fx->srv->sink, "test");
     char outcome[3];
     collect_confirms(fx, 2, outcome);
