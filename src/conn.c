@@ -531,8 +531,8 @@ static void process_input(struct conn *c)
         if (st == FRAME_TOO_LARGE) {
             char text[128];
             snprintf(text, sizeof text,
-                     "FRAME_ERROR - type %u, channel %u: frame size %u exceeds frame_max %u",
-                     f.type, f.channel, f.size + FRAME_OVERHEAD, max);
+                     "FRAME_ERROR - type %u, channel %u: frame size %llu exceeds frame_max %u",
+                     f.type, f.channel, (unsigned long long)f.size + FRAME_OVERHEAD, max);
             conn_fail_framing(c, AMQP_FRAME_ERROR, text);
             break;
         }
