@@ -494,6 +494,21 @@ static size_t find_duplicate(struct name_ref *refs, size_t n, size_t *first)
     return best;
 }
 
+/* Fails at the second of two list items with the same name: nodes[i] is
+ * where item i's name stands, reported as KEY[i].name. */
+static int check_unique_names(struct loader *ld, struct name_ref *refs, size_t n,
+                              yaml_node_t **nodes, const char *key, const char *what)
+{
+    size_t first = 0, dup = find_duplicate(refs, n, &first);
+    if (dup == n)
+        return 0;
+    char ikey[PATH_LEN], fkey[PATH_LEN];
+    path_index(ikey, key, dup);
+    path_field(fkey, ikey, "name");
+    fail(ld, nodes[dup], fkey, "%s (first at line %zu)", what, nodes[first]->start_mark.line + 1);
+    return -1;
+}
+
 /* ---- the lists ---- */
 
 static size_t seq_len(const yaml_node_t *n)
@@ -572,16 +587,7 @@ static int parse_users(struct loader *ld, yaml_node_t *seq, const char *key)
         refs[i] = (struct name_ref){u->name, "", i};
         name_nodes[i] = f[0].val;
     }
-    size_t first = 0, dup = find_duplicate(refs, n, &first);
-    if (dup < n) {
-        char fkey[PATH_LEN], ikey[PATH_LEN];
-        path_index(ikey, key, dup);
-        path_field(fkey, ikey, "name");
-        fail(ld, name_nodes[dup], fkey, "duplicate user (first at line %zu)",
-             name_nodes[first]->start_mark.line + 1);
-        goto out;
-    }
-    rc = 0;
+    rc = check_unique_names(ld, refs, n, name_nodes, key, "duplicate user");
 out:
     free(refs);
     free(name_nodes);
@@ -802,16 +808,7 @@ static int parse_exchanges(struct loader *ld, yaml_node_t *seq, const char *key)
             goto out;
         refs[i] = (struct name_ref){cfg->exchanges[i].vhost, cfg->exchanges[i].name, i};
     }
-    size_t first = 0, dup = find_duplicate(refs, n, &first);
-    if (dup < n) {
-        char ikey[PATH_LEN], fkey[PATH_LEN];
-        path_index(ikey, key, dup);
-        path_field(fkey, ikey, "name");
-        fail(ld, name_nodes[dup], fkey, "duplicate exchange in its vhost (first at line %zu)",
-             name_nodes[first]->start_mark.line + 1);
-        goto out;
-    }
-    rc = 0;
+    rc = check_unique_names(ld, refs, n, name_nodes, key, "duplicate exchange in its vhost");
 out:
     free(refs);
     free(name_nodes);
