@@ -108,9 +108,6 @@ static struct frame next_frame(struct fixture *fx)
     uint64_t deadline = now_ms() + DEADLINE_MS;
     for (;;) {
         struct frame f;
-        if (evbuffer_get_length(fx->in)) {
-            evbuffer_drain(fx->in, 0);
-        }
         enum frame_status st = frame_peek(fx->in, 1 << 20, &f);
         if (st == FRAME_OK && f.type != FRAME_HEARTBEAT)
             return f;
