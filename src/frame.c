@@ -64,92 +64,79 @@ void frame_drain(struct evbuffer *in, const struct frame *f)
     evbuffer_drain(in, (size_t)f->size + FRAME_OVERHEAD);
 }
 
-/* Writes a frame header and returns where its payload goes, inside a
- * reserved region of `out` of room bytes; frame_commit finishes it. */
-static uint8_t *frame_begin(struct evbuffer *out, struct evbuffer_iovec *v, size_t room)
+static void put_header(uint8_t *p, uint8_t type, uint16_t channel, size_t size)
 {
-    if (evbuffer_reserve_space(out, (ev_ssize_t)(room + FRAME_OVERHEAD), v, 1) != 1)
-        return NULL;
-    return (uint8_t *)v->iov_base + 7;
-}
-
-static void frame_commit(struct evbuffer *out, struct evbuffer_iovec *v, uint8_t type,
-                         uint16_t channel, size_t size)
-{
-    uint8_t *p = v->iov_base;
     p[0] = type;
     put_u16(p + 1, channel);
     put_u32(p + 3, (uint32_t)size);
-    p[7 + size] = FRAME_END;
-    v->iov_len = size + FRAME_OVERHEAD;
-    evbuffer_commit_space(out, v, 1);
+}
+
+/* Appends header, payload and end octet of one frame. */
+static int put_frame(struct evbuffer *out, uint8_t type, uint16_t channel, const void *payload,
+                     size_t size)
+{
+    uint8_t hdr[7], end = FRAME_END;
+    put_header(hdr, type, channel, size);
+    if (evbuffer_add(out, hdr, sizeof hdr) || evbuffer_add(out, payload, size) ||
+        evbuffer_add(out, &end, 1))
+        return -1;
+    return 0;
 }
 
 /* Our methods are small except connection.start (server properties) and
- * channel/connection close (reply text <= 255): 4 KiB holds any of them. */
+ * channel/connection close (reply text <= 255): 4 KiB holds any of them.
+ * They are built on the stack and appended in one copy. */
 #define METHOD_ROOM 4096
 
 int frame_put_method(struct evbuffer *out, uint16_t channel, amqp_method_number_t id, void *decoded)
 {
-    struct evbuffer_iovec v;
-    uint8_t *p = frame_begin(out, &v, METHOD_ROOM);
-    if (!p)
-        return -1;
-    put_u32(p, id);
-    amqp_bytes_t args = {METHOD_ROOM - 4, p + 4};
-    int n = amqp_encode_method(id, decoded, args);
+    uint8_t f[METHOD_ROOM + FRAME_OVERHEAD];
+    put_u32(f + 7, id);
+    int n = amqp_encode_method(id, decoded, (amqp_bytes_t){METHOD_ROOM - 4, f + 11});
     if (n < 0) {
         log_error("cannot encode method 0x%08x: %s", id, amqp_error_string2(n));
-        v.iov_len = 0;
-        evbuffer_commit_space(out, &v, 1);
         return -1;
     }
-    frame_commit(out, &v, FRAME_METHOD, channel, (size_t)n + 4);
-    return 0;
+    size_t size = (size_t)n + 4;
+    put_header(f, FRAME_METHOD, channel, size);
+    f[7 + size] = FRAME_END;
+    return evbuffer_add(out, f, size + FRAME_OVERHEAD);
 }
 
 int frame_put_content(struct evbuffer *out, uint16_t channel, const amqp_basic_properties_t *props,
                       const void *raw_props, size_t raw_props_len, const void *body,
                       size_t body_len, uint32_t frame_max)
 {
-    size_t room = raw_props ? raw_props_len + 12 : frame_max - FRAME_OVERHEAD;
-    struct evbuffer_iovec v;
-    uint8_t *p = frame_begin(out, &v, room);
-    if (!p)
-        return -1;
-    put_u16(p, AMQP_BASIC_CLASS);
-    put_u16(p + 2, 0); /* weight */
-    put_u64(p + 4, body_len);
-    size_t plen;
-    if (raw_props) {
-        memcpy(p + 12, raw_props, raw_props_len);
-        plen = raw_props_len;
-    } else {
-        amqp_bytes_t enc = {room - 12, p + 12};
-        int n = amqp_encode_properties(AMQP_BASIC_CLASS, (void *)props, enc);
+    uint8_t *encoded = NULL;
+    if (!raw_props) {
+        encoded = xmalloc(frame_max);
+        int n = amqp_encode_properties(AMQP_BASIC_CLASS, (void *)props,
+                                       (amqp_bytes_t){frame_max - FRAME_OVERHEAD - 12, encoded});
         if (n < 0) {
-            v.iov_len = 0;
-            evbuffer_commit_space(out, &v, 1);
+            free(encoded);
             return -1;
         }
-        plen = (size_t)n;
+        raw_props = encoded;
+        raw_props_len = (size_t)n;
     }
-    frame_commit(out, &v, FRAME_HEADER, channel, plen + 12);
+    uint8_t hdr[7 + 12], end = FRAME_END;
+    put_header(hdr, FRAME_HEADER, channel, raw_props_len + 12);
+    put_u16(hdr + 7, AMQP_BASIC_CLASS);
+    put_u16(hdr + 9, 0); /* weight */
+    put_u64(hdr + 11, body_len);
+    int rc = evbuffer_add(out, hdr, sizeof hdr) || evbuffer_add(out, raw_props, raw_props_len) ||
+                     evbuffer_add(out, &end, 1)
+                 ? -1
+                 : 0;
+    free(encoded);
 
     size_t chunk_max = frame_max - FRAME_OVERHEAD;
     const uint8_t *b = body;
-    for (size_t off = 0; off < body_len;) {
+    for (size_t off = 0; rc == 0 && off < body_len; off += chunk_max) {
         size_t chunk = body_len - off < chunk_max ? body_len - off : chunk_max;
-        uint8_t hdr[7] = {FRAME_BODY};
-        put_u16(hdr + 1, channel);
-        put_u32(hdr + 3, (uint32_t)chunk);
-        uint8_t end = FRAME_END;
-        if (evbuffer_add(out, hdr, sizeof hdr) || evbuffer_add(out, b + off, chunk) ||
-            evbuffer_add(out, &end, 1))
-            return -1;
-        off += chunk;
+        rc = put_frame(out, FRAME_BODY, channel, b + off, chunk);
     }
-    return 0;
+    return rc;
 }
 
 void frame_put_heartbeat(struct evbuffer *out)
