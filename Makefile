@@ -41,7 +41,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HOPPER := $(BUILD)/hopper
 
-.PHONY: all setup run stop check unit integration format format-check install clean
+.PHONY: all setup run stop check unit integration integration-kafka39 format format-check install clean
 all: $(HOPPER)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -77,6 +77,14 @@ unit: $(UNIT_BIN)
 integration: $(HOPPER)
 	@contrib/kafka/cluster.sh start
 	HOPPER_BIN=$(abspath $(HOPPER)) $(PYTHON) -m pytest -v tests/integration
+
+# The same suite against the Kafka 3.9 line, on its own ports and data.
+KAFKA39_ENV := KAFKA_VERSION=3.9.1 KAFKA_DATA=.cache/kafka-cluster-3.9 \
+               KAFKA_BROKER_PORTS="9292 9293 9294" KAFKA_CONTROLLER_PORTS="19292 19293 19294"
+integration-kafka39: $(HOPPER)
+	@$(KAFKA39_ENV) contrib/kafka/cluster.sh start
+	@$(KAFKA39_ENV) HOPPER_BIN=$(abspath $(HOPPER)) $(PYTHON) -m pytest -q tests/integration; \
+	rc=$$?; $(KAFKA39_ENV) contrib/kafka/cluster.sh stop; exit $$rc
 
 check: setup
 	@$(MAKE) --no-print-directory WERROR=1 all unit
