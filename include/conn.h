@@ -58,6 +58,7 @@ struct conn {
     uint32_t n_chans;
     uint32_t n_over_limit; /* channels at max_unconfirmed */
     struct chan *parked;   /* a channel holding a publish the sink refused */
+    uint64_t assembling;   /* body bytes announced by publishes in progress */
 
     amqp_pool_t pool; /* decoded methods; recycled after each frame */
     bool reading;

@@ -21,6 +21,8 @@ struct chan *chan_new(struct conn *c, uint16_t id)
 
 static void discard_publish(struct chan *ch)
 {
+    if (ch->content == CONTENT_AWAIT_BODY)
+        ch->conn->assembling -= ch->body_size;
     FREE_AND_NULL(ch->body);
     ch->content = CONTENT_NONE;
     ch->body_size = ch->body_have = 0;
@@ -453,6 +455,19 @@ static void content_header(struct chan *ch, const struct frame *f)
         chan_close(ch, AMQP_PRECONDITION_FAILED, text, AMQP_BASIC_PUBLISH_METHOD);
         return;
     }
+    /* Bodies are kept until their last byte arrives and count nowhere else:
+     * one connection may not park more than one maximal message in them,
+     * however many channels it opens. */
+    if (c->assembling + size > max) {
+        char text[200];
+        snprintf(text, sizeof text,
+                 "PRECONDITION_FAILED - message bodies in progress on this connection would "
+                 "exceed %u bytes",
+                 max);
+        chan_close(ch, AMQP_PRECONDITION_FAILED, text, AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    c->assembling += size;
     ch->raw_props.len = 0;
     buf_append(&ch->raw_props, p + 12, f->size - 12);
     ch->body_size = size;

@@ -94,7 +94,11 @@ static bool wants_input(const struct conn *c)
     if (c->state == CONN_CLOSING)
         return true; /* to see close-ok */
     const struct server *srv = c->srv;
-    return !srv->blocked && !srv->draining && !c->parked && c->n_over_limit == 0 &&
+    /* The Kafka bound holds publishes back, not logins: a connection still in
+     * its handshake is read (frames of at most 4096 bytes); once open it
+     * hears connection.blocked and is held like the others. */
+    bool intake_blocked = srv->blocked && c->state == CONN_OPEN;
+    return !intake_blocked && !srv->draining && !c->parked && c->n_over_limit == 0 &&
            evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_LIMIT;
 }
 
