@@ -5,12 +5,15 @@ the server sends, so the bad-input tests talk to hopper through this module:
 build frames byte by byte, read frames back with a deadline, and run just
 enough of the handshake to get a channel open.
 
-Only what the tests need is here; every read has a deadline.
+Only what the tests need is here; every read has a deadline (multiplied by
+HOPPER_TIMEOUT_SCALE, see hopperproc.py).
 """
 
 import socket
 import struct
 import time
+
+from hopperproc import scaled
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_END = 0xCE
@@ -29,10 +32,14 @@ CONNECTION_OPEN = (10, 40)
 CONNECTION_OPEN_OK = (10, 41)
 CONNECTION_CLOSE = (10, 50)
 CONNECTION_CLOSE_OK = (10, 51)
+CONNECTION_BLOCKED = (10, 60)
+CONNECTION_UNBLOCKED = (10, 61)
 CHANNEL_OPEN = (20, 10)
 CHANNEL_OPEN_OK = (20, 11)
 CHANNEL_CLOSE = (20, 40)
 CHANNEL_CLOSE_OK = (20, 41)
+QUEUE_DECLARE = (50, 10)
+QUEUE_DECLARE_OK = (50, 11)
 BASIC_PUBLISH = (60, 40)
 BASIC_RETURN = (60, 50)
 BASIC_ACK = (60, 80)
@@ -170,7 +177,7 @@ class Wire:
     """A TCP connection that reads exact byte counts with a deadline."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection((host, port), timeout=scaled(timeout))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 
@@ -208,7 +215,7 @@ class Wire:
 
     def read_exact(self, n, timeout=10.0):
         """n bytes, or fewer if the peer closed (the caller compares)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while len(self.buf) < n:
             if not self._fill(deadline):
                 break
@@ -217,7 +224,7 @@ class Wire:
 
     def read_until_eof(self, timeout=10.0):
         """Everything the peer sends until it closes; TimeoutError if it does not."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while self._fill(deadline):
             pass
         out, self.buf = self.buf, b""
@@ -225,7 +232,9 @@ class Wire:
 
     def read_frame(self, timeout=10.0):
         """The next frame, or None on a clean EOF between frames."""
-        deadline = time.monotonic() + timeout
+        return self._read_frame_by(time.monotonic() + scaled(timeout))
+
+    def _read_frame_by(self, deadline):
         while len(self.buf) < 7:
             if not self._fill(deadline):
                 if self.buf:
@@ -243,9 +252,9 @@ class Wire:
         return Frame(kind, channel, payload)
 
     def expect_method(self, method, timeout=10.0, skip_heartbeats=True):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
-            f = self.read_frame(max(0.01, deadline - time.monotonic()))
+            f = self._read_frame_by(deadline)
             if f is None:
                 raise ProtocolError("EOF while waiting for method %r" % (method,))
             if skip_heartbeats and f.kind == FRAME_HEARTBEAT:
@@ -258,17 +267,29 @@ class Wire:
 class RawClient(Wire):
     """Wire plus the handshake: guest/guest PLAIN, heartbeats off."""
 
-    def handshake(self, vhost="/", user="guest", password="guest", frame_max=131072):
+    def login(self, user="guest", password="guest", capabilities=None):
+        """Protocol header and start-ok (PLAIN); returns the server's tune
+        proposal (channel_max, frame_max, heartbeat). `capabilities`: the
+        client capabilities table, e.g. {"connection.blocked": True}."""
         self.send(PROTOCOL_HEADER)
         self.expect_method(CONNECTION_START)
-        props = table({"product": "hopper-integration-tests", "capabilities": {}})
+        props = table({"product": "hopper-integration-tests", "capabilities": capabilities or {}})
         response = b"\x00" + user.encode() + b"\x00" + password.encode()
         args = props + shortstr("PLAIN") + longstr(response) + shortstr("en_US")
         self.send(method_frame(0, CONNECTION_START_OK, args))
         tune = self.expect_method(CONNECTION_TUNE)
-        channel_max, server_frame_max, _ = struct.unpack(">HIH", tune.args[:8])
+        return struct.unpack(">HIH", tune.args[:8])
+
+    def tune_ok(self, channel_max, frame_max, heartbeat=0):
+        self.send(method_frame(0, CONNECTION_TUNE_OK, struct.pack(">HIH", channel_max, frame_max, heartbeat)))
+
+    def handshake(self, vhost="/", user="guest", password="guest", frame_max=131072, channel_max=None, capabilities=None):
+        """The whole handshake. frame_max and channel_max are capped at the
+        server's proposal (channel_max None: take the server's)."""
+        server_channel_max, server_frame_max, _ = self.login(user, password, capabilities)
         self.frame_max = min(frame_max, server_frame_max) if server_frame_max else frame_max
-        self.send(method_frame(0, CONNECTION_TUNE_OK, struct.pack(">HIH", channel_max, self.frame_max, 0)))
+        self.channel_max = server_channel_max if channel_max is None else min(channel_max, server_channel_max)
+        self.tune_ok(self.channel_max, self.frame_max)
         self.send(method_frame(0, CONNECTION_OPEN, shortstr(vhost) + shortstr("") + b"\x00"))
         self.expect_method(CONNECTION_OPEN_OK)
 

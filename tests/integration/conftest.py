@@ -11,7 +11,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hopperproc import DEFAULT_BOOTSTRAP, Hopper, HopperFailed, cluster, ensure_cluster, hopper_bin  # noqa: E402
+from hopperproc import (  # noqa: E402
+    DEFAULT_BOOTSTRAP,
+    TIMEOUT_SCALE,
+    Hopper,
+    HopperFailed,
+    cluster,
+    ensure_cluster,
+    hopper_bin,
+    under_valgrind,
+)
 from kafkaread import KafkaReader  # noqa: E402
 
 
@@ -30,7 +39,7 @@ def pytest_configure(config):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     marker = item.get_closest_marker("deadline")
-    seconds = int(marker.args[0]) if marker else DEFAULT_DEADLINE
+    seconds = int((int(marker.args[0]) if marker else DEFAULT_DEADLINE) * TIMEOUT_SCALE)
 
     def expired(signum, frame):
         raise TimeoutError("test still running after its %d s deadline" % seconds)
@@ -87,7 +96,8 @@ def hopper_factory(request, kafka_cluster, tmp_path):
     """start(config_overrides=None, env=None) -> a running Hopper.
 
     At teardown every hopper gets SIGTERM and must exit 0 within 15 s, and
-    its log must hold no sanitizer report (for SANITIZE=... builds)."""
+    its log must hold no sanitizer report (for SANITIZE=... builds) and,
+    under HOPPER_WRAPPER=valgrind..., a clean valgrind summary."""
     started = []
     request.node.hoppers = started
 
@@ -118,6 +128,10 @@ def hopper_factory(request, kafka_cluster, tmp_path):
         report = h.sanitizer_report()
         if report:
             problems.append("sanitizer report in %s:\n%s" % (h.log_path, report))
+        if under_valgrind():
+            report = h.valgrind_report()
+            if report:
+                problems.append("valgrind report in %s:\n%s" % (h.log_path, report))
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
 

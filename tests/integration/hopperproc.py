@@ -4,11 +4,18 @@ Each test gets its own hopper on a free port with a config written into the
 test's tmp dir (same structure as config/hopper.yaml). Stopping sends SIGTERM
 and requires exit code 0 within a deadline: a clean drain is part of every
 test.
+
+HOPPER_WRAPPER (optional) is a command line put in front of hopper, e.g.
+`valgrind --error-exitcode=99 --leak-check=full`. Everything is slower under
+such a wrapper, so every deadline the helpers and fixtures own is multiplied
+by HOPPER_TIMEOUT_SCALE (default 1, or 5 when a wrapper is set).
 """
 
 import copy
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -22,6 +29,30 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
 
 STOP_TIMEOUT = 15.0
 CLUSTER_TIMEOUT = 300
+
+
+def hopper_wrapper():
+    """The HOPPER_WRAPPER command as a list (empty when unset)."""
+    return shlex.split(os.environ.get("HOPPER_WRAPPER", ""))
+
+
+def _timeout_scale():
+    raw = os.environ.get("HOPPER_TIMEOUT_SCALE")
+    if raw:
+        return float(raw)
+    return 5.0 if hopper_wrapper() else 1.0
+
+
+# Multiplier for deadlines that depend on hopper's speed (see the header).
+TIMEOUT_SCALE = _timeout_scale()
+
+
+def scaled(seconds):
+    return seconds * TIMEOUT_SCALE
+
+
+def under_valgrind():
+    return any(os.path.basename(part) == "valgrind" for part in hopper_wrapper())
 
 
 def cluster(*args, timeout=CLUSTER_TIMEOUT):
@@ -170,9 +201,10 @@ class Hopper:
         return "amqp://guest:guest@127.0.0.1:%d/%%2F" % self.port
 
     def start(self, timeout=15.0):
+        timeout = scaled(timeout)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [hopper_bin(), "-c", str(self.config_path)],
+            hopper_wrapper() + [hopper_bin(), "-c", str(self.config_path)],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -211,7 +243,38 @@ class Hopper:
                 return "\n".join(lines[i : i + context])
         return None
 
+    def valgrind_report(self):
+        """What valgrind's summary in the log says is wrong, or None.
+
+        Expects the summary of a finished run: "ERROR SUMMARY: 0 errors" and
+        no definitely lost bytes (with --leak-check=full valgrind prints
+        either a LEAK SUMMARY or "no leaks are possible")."""
+        text = self.log_text()
+        summary = re.findall(r"==\d+== ERROR SUMMARY: (\d+) errors", text)
+        if not summary:
+            return "no valgrind ERROR SUMMARY in %s (did valgrind finish?)" % self.log_path
+        problems = []
+        if summary[-1] != "0":
+            problems.append("valgrind: %s errors" % summary[-1])
+        lost = re.findall(r"==\d+==\s+definitely lost: ([\d,]+) bytes", text)
+        if lost and lost[-1] != "0":
+            problems.append("valgrind: definitely lost %s bytes" % lost[-1])
+        if not problems:
+            return None
+        first = next((i for i, line in enumerate(text.splitlines()) if re.match(r"==\d+== (Invalid|Conditional|Use of|Syscall param|Mismatched|\d+ bytes in)", line)), None)
+        detail = "\n".join(text.splitlines()[first : first + 40]) if first is not None else ""
+        return "; ".join(problems) + ("\n" + detail if detail else "")
+
+    def rss_kib(self):
+        """hopper's resident set size (VmRSS), in KiB."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS for pid %d" % self.proc.pid)
+
     def wait_for_log(self, needle, timeout=15.0):
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while needle not in self.log_text():
             if time.monotonic() >= deadline:
@@ -226,6 +289,7 @@ class Hopper:
 
     def wait(self, timeout=STOP_TIMEOUT):
         """Wait for hopper to exit by itself; returns the exit code."""
+        timeout = scaled(timeout)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -234,6 +298,7 @@ class Hopper:
 
     def stop(self, timeout=STOP_TIMEOUT):
         """SIGTERM, wait; returns the exit code (kills and raises on timeout)."""
+        timeout = scaled(timeout)
         if self.proc is None:
             return None
         if self.proc.poll() is None:
