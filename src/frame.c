@@ -109,9 +109,11 @@ int frame_put_content(struct evbuffer *out, uint16_t channel, const amqp_basic_p
 {
     uint8_t *encoded = NULL;
     if (!raw_props) {
-        encoded = xmalloc(frame_max);
-        int n = amqp_encode_properties(AMQP_BASIC_CLASS, (void *)props,
-                                       (amqp_bytes_t){frame_max - FRAME_OVERHEAD - 12, encoded});
+        /* A header frame fits in frame_max, which is never below 4096. */
+        size_t room = (frame_max < FRAME_MIN_MAX ? FRAME_MIN_MAX : frame_max) - FRAME_OVERHEAD - 12;
+        encoded = xmalloc(room);
+        int n =
+            amqp_encode_properties(AMQP_BASIC_CLASS, (void *)props, (amqp_bytes_t){room, encoded});
         if (n < 0) {
             free(encoded);
             return -1;
