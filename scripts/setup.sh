@@ -20,6 +20,10 @@ readonly PACKAGES=(
   # integration tests: AMQP and Kafka clients
   amqp-tools python3-pika python3-kombu python3-confluent-kafka python3-pytest
   kcat
+  # fuzzing (tests/fuzz): clang with its libFuzzer runtime
+  clang libclang-rt-14-dev
+  # memcheck runs of the integration suite (docs/limits.md)
+  valgrind
   # local Kafka cluster (contrib/kafka)
   maven openjdk-17-jdk-headless
   # process and socket inspection in tests
