@@ -46,6 +46,18 @@ enum frame_status {
  * set once the 7-byte header is in, so errors can name them. */
 enum frame_status frame_peek(struct evbuffer *in, uint32_t frame_max, struct frame *f);
 
+/* Reads frames one after another without draining each: frames handled
+ * are dropped in one evbuffer_drain by frame_reader_finish (each drain runs
+ * the bufferevent's callbacks). A frame's payload stays valid until the
+ * next frame_next or frame_reader_finish. */
+struct frame_reader {
+    struct evbuffer *in;
+    size_t consumed; /* bytes of frames already returned */
+};
+
+enum frame_status frame_next(struct frame_reader *r, uint32_t frame_max, struct frame *f);
+void frame_reader_finish(struct frame_reader *r);
+
 /* Remove the frame returned by frame_peek from `in`. */
 void frame_drain(struct evbuffer *in, const struct frame *f);
 

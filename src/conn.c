@@ -520,7 +520,8 @@ static void handle_protocol_header(struct conn *c, struct evbuffer *in)
 static void process_input(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    while (wants_input(c) && evbuffer_get_length(in)) {
+    struct frame_reader r = {in, 0};
+    while (wants_input(c) && evbuffer_get_length(in) > r.consumed) {
         if (c->state == CONN_AWAIT_HEADER) {
             handle_protocol_header(c, in);
             if (c->state == CONN_AWAIT_HEADER)
@@ -529,7 +530,7 @@ static void process_input(struct conn *c)
         }
         struct frame f;
         uint32_t max = read_frame_max(c);
-        enum frame_status st = frame_peek(in, max, &f);
+        enum frame_status st = frame_next(&r, max, &f);
         if (st == FRAME_INCOMPLETE)
             break;
         if (st == FRAME_TOO_LARGE) {
@@ -545,9 +546,9 @@ static void process_input(struct conn *c)
             break;
         }
         handle_frame(c, &f);
-        frame_drain(in, &f);
         recycle_amqp_pool(&c->pool);
     }
+    frame_reader_finish(&r);
     if (c->state == CONN_FLUSHING)
         evbuffer_drain(in, evbuffer_get_length(in));
 }

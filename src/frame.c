@@ -30,33 +30,58 @@ static void put_u64(uint8_t *p, uint64_t v)
     put_u32(p + 4, (uint32_t)v);
 }
 
-enum frame_status frame_peek(struct evbuffer *in, uint32_t frame_max, struct frame *f)
+enum frame_status frame_next(struct frame_reader *r, uint32_t frame_max, struct frame *f)
 {
-    size_t avail = evbuffer_get_length(in);
+    size_t avail = evbuffer_get_length(r->in) - r->consumed;
     if (avail < 7)
         return FRAME_INCOMPLETE;
+    struct evbuffer_ptr pos;
+    if (evbuffer_ptr_set(r->in, &pos, r->consumed, EVBUFFER_PTR_SET) == -1)
+        return FRAME_INCOMPLETE;
     uint8_t hdr[7];
-    if (evbuffer_copyout(in, hdr, sizeof hdr) != (ev_ssize_t)sizeof hdr)
+    if (evbuffer_copyout_from(r->in, &pos, hdr, sizeof hdr) != (ev_ssize_t)sizeof hdr)
         return FRAME_INCOMPLETE;
     uint32_t size = get_u32(hdr + 3);
     f->type = hdr[0];
     f->channel = (uint16_t)(hdr[1] << 8 | hdr[2]);
     f->size = size;
     f->payload = NULL;
-    /* Checked before waiting for the payload, so an oversize frame is
-     * refused at once instead of being buffered. */
     if (size > frame_max - FRAME_OVERHEAD)
         return FRAME_TOO_LARGE;
     size_t total = (size_t)size + FRAME_OVERHEAD;
     if (avail < total)
         return FRAME_INCOMPLETE;
-    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)total);
-    if (!p)
-        return FRAME_INCOMPLETE;
+    /* Usually the frame lies inside one chain: read it in place. Otherwise
+     * drop the frames already handled and make this one contiguous. */
+    struct evbuffer_iovec v;
+    const uint8_t *p;
+    if (evbuffer_peek(r->in, (ev_ssize_t)total, &pos, &v, 1) >= 1 && v.iov_len >= total) {
+        p = v.iov_base;
+    } else {
+        evbuffer_drain(r->in, r->consumed);
+        r->consumed = 0;
+        p = evbuffer_pullup(r->in, (ev_ssize_t)total);
+        if (!p)
+            return FRAME_INCOMPLETE;
+    }
     if (p[total - 1] != FRAME_END)
         return FRAME_BAD_END;
     f->payload = p + 7;
+    r->consumed += total;
     return FRAME_OK;
+}
+
+enum frame_status frame_peek(struct evbuffer *in, uint32_t frame_max, struct frame *f)
+{
+    struct frame_reader r = {in, 0};
+    return frame_next(&r, frame_max, f);
+}
+
+void frame_reader_finish(struct frame_reader *r)
+{
+    if (r->consumed)
+        evbuffer_drain(r->in, r->consumed);
+    r->consumed = 0;
 }
 
 void frame_drain(struct evbuffer *in, const struct frame *f)

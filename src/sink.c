@@ -52,7 +52,8 @@ struct sink {
     size_t in_flight;
     uint64_t bytes_in_flight;
 
-    struct strmap topics; /* created (or being created) this run */
+    struct strmap topics;  /* created (or being created) this run */
+    struct strmap handles; /* topic name -> rd_kafka_topic_t of the current producer */
     rd_kafka_resp_err_t last_err;
     time_t last_err_logged;
     struct sink_stats stats;
@@ -168,6 +169,9 @@ static void handle_create_topics(struct sink *s, rd_kafka_event_t *ev)
             log_error("kafka: cannot create topic %s: %s", name,
                       rd_kafka_topic_result_error_string(topics[i]));
             strmap_del(&s->topics, name);
+            rd_kafka_topic_t *rkt = strmap_del(&s->handles, name);
+            if (rkt)
+                rd_kafka_topic_destroy(rkt);
         }
     }
 }
@@ -293,8 +297,17 @@ static void attach_producer(struct sink *s, rd_kafka_t *rk)
     rd_kafka_queue_io_event_enable(s->mainq, s->pipefd[1], "1", 1);
 }
 
+static void drop_handles(struct sink *s)
+{
+    for (size_t i = 0; i < s->handles.cap; i++)
+        if (s->handles.slots[i].key && s->handles.slots[i].value)
+            rd_kafka_topic_destroy(s->handles.slots[i].value);
+    strmap_free(&s->handles);
+}
+
 static void detach_producer(struct sink *s)
 {
+    drop_handles(s);
     rd_kafka_queue_io_event_enable(s->mainq, -1, NULL, 0);
     rd_kafka_queue_destroy(s->mainq);
     rd_kafka_destroy(s->rk);
@@ -431,11 +444,16 @@ static void ensure_topic(struct sink *s, const char *topic)
 
 enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
 {
-    ensure_topic(s, m->topic);
+    rd_kafka_topic_t *rkt = strmap_get(&s->handles, m->topic);
+    if (!rkt) {
+        ensure_topic(s, m->topic);
+        rkt = rd_kafka_topic_new(s->rk, m->topic, NULL);
+        strmap_put(&s->handles, m->topic, rkt);
+    }
     uint64_t cost = m->body_len + m->key_len + MSG_OVERHEAD;
     uint32_t i = slot_take(s, m->tracker, m->tag, cost);
     rd_kafka_resp_err_t err =
-        rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+        rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(m->key, m->key_len),
                           RD_KAFKA_V_VALUE(m->body, m->body_len),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_HEADERS(m->headers),
                           RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(i + 1)), RD_KAFKA_V_END);
