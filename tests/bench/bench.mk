@@ -1,0 +1,38 @@
+# bench.mk - hopper's benchmark (tests/bench/), included by the top Makefile.
+#
+#   make bench        the full benchmark, about 12-15 minutes: starts its own
+#                     Kafka cluster (ports 9192-9194) and a private RabbitMQ,
+#                     writes tests/bench/RESULTS.md (+ RESULTS.json)
+#   make bench-smoke  every piece for a few seconds on the default cluster,
+#                     asserting no timing (CI); writes build/bench/SMOKE.md
+#
+# Needs librabbitmq-dev, librdkafka-dev, python3, valgrind, linux-perf,
+# maven (PerfTest), rabbitmq-server (installed by tests/bench/rabbitmq.sh
+# when missing).
+
+BUILD ?= build
+HOPPER ?= $(BUILD)/hopper
+PYTHON ?= /usr/bin/python3
+BENCH_BIN := $(BUILD)/bench
+BENCH_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra $(shell pkg-config --cflags librabbitmq rdkafka 2>/dev/null)
+BENCH_TOOLS := $(BENCH_BIN)/bench_amqp $(BENCH_BIN)/bench_kafka
+
+.PHONY: bench bench-smoke bench-tools
+
+bench-tools: $(BENCH_TOOLS)
+
+$(BENCH_BIN)/bench_amqp: tests/bench/bench_amqp.c tests/bench/bench_common.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(shell pkg-config --libs librabbitmq 2>/dev/null) -lpthread
+
+$(BENCH_BIN)/bench_kafka: tests/bench/bench_kafka.c tests/bench/bench_common.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(shell pkg-config --libs rdkafka 2>/dev/null)
+
+bench: $(HOPPER) $(BENCH_TOOLS)
+	BENCH_BIN=$(abspath $(BENCH_BIN)) HOPPER=$(abspath $(HOPPER)) \
+	  timeout 1800 $(PYTHON) tests/bench/bench.py full
+
+bench-smoke: $(HOPPER) $(BENCH_TOOLS)
+	BENCH_BIN=$(abspath $(BENCH_BIN)) HOPPER=$(abspath $(HOPPER)) \
+	  timeout 300 $(PYTHON) tests/bench/bench.py smoke

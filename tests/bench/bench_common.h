@@ -1,0 +1,183 @@
+/* bench_common.h - shared by the benchmark tools (bench_amqp, bench_kafka):
+ * the message body layout, clocks, latency samples and their percentiles,
+ * and small helpers for option parsing and JSON output.
+ *
+ * Every benchmark message body starts with a 32-byte stamp, so any of the
+ * tools can time a message another one sent:
+ *
+ *   0  u32 magic BENCH_MAGIC
+ *   4  u32 run id (chosen by the driver; messages of other runs are ignored)
+ *   8  u64 send time, CLOCK_MONOTONIC nanoseconds (system-wide on Linux, so
+ *        a consumer in another process on the same machine can subtract it)
+ *  16  u64 sequence number (unique within a run: sender index << 40 | n)
+ *  24  u32 flags: BENCH_F_MEASURED when sent inside the measured window
+ *  28  u32 body size
+ *  32  filler up to the body size
+ *
+ * Fields are in host byte order: sender and receiver are on one machine.
+ * At fixed rates the send time is the scheduled one, not the moment the
+ * bytes left: a sender that falls behind charges the delay to latency
+ * (no coordinated omission). */
+#ifndef HOPPER_BENCH_COMMON_H
+#define HOPPER_BENCH_COMMON_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define BENCH_MAGIC 0x314e4248u /* "HBN1" */
+#define BENCH_STAMP 32
+#define BENCH_F_MEASURED 1u
+
+struct bench_stamp {
+    uint32_t magic;
+    uint32_t run;
+    uint64_t send_ns;
+    uint64_t seq;
+    uint32_t flags;
+    uint32_t size;
+};
+
+static inline uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void bench_stamp_put(uint8_t *body, const struct bench_stamp *s)
+{
+    memcpy(body, s, sizeof *s);
+}
+
+/* Reads the stamp of a body; false if it is not one of ours. */
+static inline bool bench_stamp_get(const void *body, size_t len, uint32_t run,
+                                   struct bench_stamp *s)
+{
+    if (len < BENCH_STAMP)
+        return false;
+    memcpy(s, body, sizeof *s);
+    return s->magic == BENCH_MAGIC && s->run == run;
+}
+
+static inline void bench_fill(uint8_t *body, size_t len)
+{
+    for (size_t i = BENCH_STAMP; i < len; i++)
+        body[i] = (uint8_t)('a' + i % 26);
+}
+
+/* Latency samples in microseconds; bounded so a long run cannot exhaust
+ * memory (samples past the cap are counted but not kept). */
+#define BENCH_MAX_SAMPLES (32u << 20)
+
+struct samples {
+    uint32_t *v;
+    size_t n, cap;
+    uint64_t dropped;
+};
+
+static inline void samples_add(struct samples *s, uint64_t ns)
+{
+    if (s->n == s->cap) {
+        if (s->cap >= BENCH_MAX_SAMPLES) {
+            s->dropped++;
+            return;
+        }
+        size_t cap = s->cap ? s->cap * 2 : 65536;
+        uint32_t *v = realloc(s->v, cap * sizeof *v);
+        if (!v) {
+            s->dropped++;
+            return;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    uint64_t us = ns / 1000;
+    s->v[s->n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static inline void samples_merge(struct samples *into, const struct samples *from)
+{
+    for (size_t i = 0; i < from->n; i++)
+        samples_add(into, (uint64_t)from->v[i] * 1000);
+    into->dropped += from->dropped;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts the samples; then samples_pct reads percentiles. */
+static inline void samples_sort(struct samples *s)
+{
+    if (s->n)
+        qsort(s->v, s->n, sizeof *s->v, cmp_u32);
+}
+
+/* Nearest-rank percentile in milliseconds; -1 without samples. */
+static inline double samples_pct(const struct samples *s, double pct)
+{
+    if (!s->n)
+        return -1;
+    size_t rank = (size_t)(pct / 100.0 * (double)s->n + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > s->n)
+        rank = s->n;
+    return s->v[rank - 1] / 1000.0;
+}
+
+/* "name":{"n":..,"p50":..,...} with values in milliseconds. */
+static inline void samples_json(FILE *out, const char *name, struct samples *s)
+{
+    samples_sort(s);
+    fprintf(out,
+            "\"%s\":{\"n\":%zu,\"p50\":%.3f,\"p95\":%.3f,\"p99\":%.3f,\"p999\":%.3f,"
+            "\"max\":%.3f}",
+            name, s->n, samples_pct(s, 50), samples_pct(s, 95), samples_pct(s, 99),
+            samples_pct(s, 99.9), samples_pct(s, 100));
+}
+
+/* CPU time of this process in seconds (user + system). */
+static inline double bench_self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Raise the open-file limit to the hard limit; returns the new soft limit. */
+static inline rlim_t bench_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return 0;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+        getrlimit(RLIMIT_NOFILE, &rl);
+    return rl.rlim_cur;
+}
+
+/* Strict number parsing for options; exits with usage status 2. */
+static inline double bench_num(const char *opt, const char *v, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || d < lo || d > hi) {
+        fprintf(stderr, "%s: '%s' is not a number in %g..%g\n", opt, v, lo, hi);
+        exit(2);
+    }
+    return d;
+}
+
+#endif

@@ -1,0 +1,510 @@
+/* bench_kafka.c - the Kafka side of the benchmark, on librdkafka.
+ *
+ *   bench_kafka create  --topic T [--partitions 3 --rf 3 --min-isr 2]
+ *   bench_kafka delete  --topic T
+ *   bench_kafka produce --topic T [opts]   the direct-producer baseline:
+ *       idempotent, acks=all, the same stamped bodies as bench_amqp, a
+ *       window of unacknowledged messages, fixed rate or max; one JSON line
+ *       (confirm latency = delivery report time - send time, counted only
+ *       when the report says PERSISTED, as hopper does)
+ *   bench_kafka consume --topic T --run ID   the end-to-end timer: assigns
+ *       every partition at its end, prints "ready", then times each
+ *       message of the run (receive time - send time) until SIGTERM/SIGINT
+ *       (then --settle seconds of silence, at most 10 s) or --hold seconds; one JSON line
+ *
+ * Bodies carry the stamp of bench_common.h. Everything waits with a bound. */
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "bench_common.h"
+
+struct opts {
+    const char *mode;
+    const char *brokers;
+    const char *topic;
+    int partitions, rf, min_isr;
+    int window;
+    double rate;
+    int size;
+    double duration, warmup, drain, hold, settle;
+    uint32_t run;
+    const char *linger;
+    int with_key;
+};
+
+static struct opts O = {
+    .brokers = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094",
+    .partitions = 3,
+    .rf = 3,
+    .min_isr = 2,
+    .window = 4096,
+    .size = 1024,
+    .duration = 10,
+    .warmup = 2,
+    .drain = 10,
+    .hold = 600,
+    .settle = 1,
+    .linger = "1",
+};
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void die(const char *what, const char *why)
+{
+    fprintf(stderr, "bench_kafka: %s: %s\n", what, why);
+    exit(1);
+}
+
+static void set(rd_kafka_conf_t *conf, const char *k, const char *v)
+{
+    char err[256];
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK)
+        die(k, err);
+}
+
+static rd_kafka_t *new_client(rd_kafka_type_t type, rd_kafka_conf_t *conf)
+{
+    char err[512];
+    set(conf, "bootstrap.servers", O.brokers);
+    set(conf, "log_level", "4");
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
+    if (!rk)
+        die("rd_kafka_new", err);
+    return rk;
+}
+
+/* Partition count of the topic once every partition has a leader; waits
+ * up to timeout_ms. */
+static int topic_partitions(rd_kafka_t *rk, int timeout_ms)
+{
+    uint64_t end = bench_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, O.topic, NULL);
+    int n = -1;
+    while (bench_now_ns() < end) {
+        const struct rd_kafka_metadata *md;
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                md->topics[0].partition_cnt > 0) {
+                bool leaders = true;
+                for (int i = 0; i < md->topics[0].partition_cnt; i++)
+                    if (md->topics[0].partitions[i].leader < 0)
+                        leaders = false;
+                if (leaders)
+                    n = md->topics[0].partition_cnt;
+            }
+            rd_kafka_metadata_destroy(md);
+        }
+        if (n > 0)
+            break;
+        struct timespec ts = {0, 200000000};
+        nanosleep(&ts, NULL);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+/* ---- create / delete ---- */
+
+static int run_admin(bool create)
+{
+    rd_kafka_t *rk = new_client(RD_KAFKA_PRODUCER, rd_kafka_conf_new());
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    char err[256], num[16];
+    rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
+    rd_kafka_AdminOptions_set_operation_timeout(ao, 30000, err, sizeof err);
+    rd_kafka_AdminOptions_set_request_timeout(ao, 30000, err, sizeof err);
+    if (create) {
+        rd_kafka_NewTopic_t *nt =
+            rd_kafka_NewTopic_new(O.topic, O.partitions, O.rf, err, sizeof err);
+        if (!nt)
+            die("NewTopic", err);
+        snprintf(num, sizeof num, "%d", O.min_isr);
+        rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", num);
+        rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
+        rd_kafka_NewTopic_destroy(nt);
+    } else {
+        rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(O.topic);
+        rd_kafka_DeleteTopics(rk, &dt, 1, ao, q);
+        rd_kafka_DeleteTopic_destroy(dt);
+    }
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+    if (!ev)
+        die(O.topic, "no admin result within 60 s");
+    if (rd_kafka_event_error(ev))
+        die(O.topic, rd_kafka_event_error_string(ev));
+    const rd_kafka_topic_result_t **res;
+    size_t n;
+    if (create)
+        res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    else
+        res = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR ||
+            (create && e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) ||
+            (!create && e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART))
+            continue;
+        fprintf(stderr, "bench_kafka: %s %s: %s\n", create ? "create" : "delete", O.topic,
+                rd_kafka_topic_result_error_string(res[i]));
+        rc = 1;
+    }
+    rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(ao);
+    if (create && rc == 0 && topic_partitions(rk, 30000) < 0) {
+        fprintf(stderr, "bench_kafka: %s: no leaders after 30 s\n", O.topic);
+        rc = 1;
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* ---- produce (direct baseline) ---- */
+
+struct prod {
+    uint64_t warm_end, t_end;
+    uint64_t inflight, sent, measured_sent, acked, nacked, window_confirmed;
+    struct samples confirm;
+    rd_kafka_resp_err_t last_err;
+};
+
+static struct prod P;
+
+static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    uint64_t now = bench_now_ns();
+    P.inflight--;
+    if (m->err || rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_PERSISTED) {
+        P.nacked++;
+        P.last_err = m->err;
+        return;
+    }
+    P.acked++;
+    if (now >= P.warm_end && now < P.t_end)
+        P.window_confirmed++;
+    struct bench_stamp st;
+    if (bench_stamp_get(m->payload, m->len, O.run, &st) && (st.flags & BENCH_F_MEASURED))
+        samples_add(&P.confirm, now > st.send_ns ? now - st.send_ns : 0);
+}
+
+/* Waits for the main queue's wake-up pipe at most timeout_ns, then serves
+ * every delivery report queued. */
+static void serve(rd_kafka_t *rk, int fd, uint64_t timeout_ns)
+{
+    struct pollfd pfd = {fd, POLLIN, 0};
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
+    if (ppoll(&pfd, 1, &ts, NULL) > 0) {
+        char junk[256];
+        while (read(fd, junk, sizeof junk) > 0)
+            ;
+    }
+    while (rd_kafka_poll(rk, 0) > 0)
+        ;
+}
+
+static int run_produce(void)
+{
+    if (O.size < BENCH_STAMP)
+        die("--size", "must be at least 32 bytes");
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char num[32];
+    set(conf, "enable.idempotence", "true");
+    set(conf, "acks", "all");
+    set(conf, "partitioner", "murmur2_random");
+    set(conf, "linger.ms", O.linger);
+    set(conf, "socket.nagle.disable", "true");
+    set(conf, "queue.buffering.max.messages", "2000000");
+    set(conf, "queue.buffering.max.kbytes", "2097151");
+    snprintf(num, sizeof num, "%d", O.size + (1 << 20));
+    set(conf, "message.max.bytes", num);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dr);
+    rd_kafka_t *rk = new_client(RD_KAFKA_PRODUCER, conf);
+    int pipefd[2];
+    if (pipe2(pipefd, O_NONBLOCK | O_CLOEXEC) == -1)
+        die("pipe", strerror(errno));
+    rd_kafka_queue_t *mainq = rd_kafka_queue_get_main(rk);
+    rd_kafka_queue_io_event_enable(mainq, pipefd[1], "1", 1);
+    if (topic_partitions(rk, 30000) < 0)
+        die(O.topic, "topic not available");
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, O.topic, NULL);
+
+    uint8_t *body = malloc((size_t)O.size);
+    bench_fill(body, (size_t)O.size);
+    double cpu0 = bench_self_cpu();
+    uint64_t t_start = bench_now_ns();
+    P.warm_end = t_start + (uint64_t)(O.warmup * 1e9);
+    P.t_end = P.warm_end + (uint64_t)(O.duration * 1e9);
+    uint64_t interval = O.rate > 0 ? (uint64_t)(1e9 / O.rate) : 0;
+    uint64_t next_due = t_start, n = 0;
+    const char *error = NULL;
+    char errbuf[256];
+    while (!stop_flag && !error) {
+        uint64_t now = bench_now_ns();
+        if (now >= P.t_end)
+            break;
+        int burst = 0;
+        while (burst < 256 && P.inflight < (uint64_t)O.window) {
+            if (interval && now < next_due)
+                break;
+            uint64_t ts = interval ? next_due : now;
+            bool measured = ts >= P.warm_end && ts < P.t_end;
+            struct bench_stamp st = {BENCH_MAGIC,     O.run, ts, n, measured ? BENCH_F_MEASURED : 0,
+                                     (uint32_t)O.size};
+            bench_stamp_put(body, &st);
+            char key[16];
+            int klen = O.with_key ? snprintf(key, sizeof key, "k%d", (int)(n % 64)) : 0;
+            if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, body,
+                                 (size_t)O.size, klen ? key : NULL, (size_t)klen, NULL) == -1) {
+                rd_kafka_resp_err_t e = rd_kafka_last_error();
+                if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                    break;
+                snprintf(errbuf, sizeof errbuf, "produce: %s", rd_kafka_err2str(e));
+                error = errbuf;
+                break;
+            }
+            P.inflight++;
+            P.sent++;
+            if (measured)
+                P.measured_sent++;
+            n++;
+            burst++;
+            if (interval) {
+                next_due += interval;
+                now = bench_now_ns();
+            }
+        }
+        now = bench_now_ns();
+        uint64_t wait;
+        if (P.inflight >= (uint64_t)O.window)
+            wait = 50000000;
+        else if (interval)
+            wait = next_due > now ? next_due - now : 0;
+        else
+            wait = 0;
+        if (now + wait > P.t_end)
+            wait = P.t_end > now ? P.t_end - now : 0;
+        serve(rk, pipefd[0], wait);
+    }
+    uint64_t deadline = bench_now_ns() + (uint64_t)(O.drain * 1e9);
+    while (P.inflight && bench_now_ns() < deadline)
+        serve(rk, pipefd[0], 50000000);
+    double rate = (double)P.window_confirmed / O.duration;
+    printf("{\"mode\":\"produce\",\"window\":%d,\"rate\":%.0f,\"size\":%d,\"duration\":%.3f,"
+           "\"warmup\":%.3f,\"run\":%" PRIu32 ",\"linger_ms\":\"%s\",\"sent\":%" PRIu64
+           ",\"measured_sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"nacked\":%" PRIu64
+           ",\"unconfirmed\":%" PRIu64 ",\"window_confirmed\":%" PRIu64
+           ",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"cpu_s\":%.3f,",
+           O.window, O.rate, O.size, O.duration, O.warmup, O.run, O.linger, P.sent, P.measured_sent,
+           P.acked, P.nacked, P.inflight, P.window_confirmed, rate, rate * O.size / 1e6,
+           bench_self_cpu() - cpu0);
+    samples_json(stdout, "confirm", &P.confirm);
+    if (!error && P.nacked) {
+        snprintf(errbuf, sizeof errbuf, "%" PRIu64 " not persisted, last: %s", P.nacked,
+                 rd_kafka_err2str(P.last_err));
+        error = errbuf;
+    }
+    printf(",\"error\":");
+    if (error)
+        printf("\"%s\"}\n", error);
+    else
+        printf("null}\n");
+    fflush(stdout);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_queue_io_event_enable(mainq, -1, NULL, 0);
+    rd_kafka_queue_destroy(mainq);
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(rk, 5000);
+    rd_kafka_destroy(rk);
+    free(body);
+    return error ? 1 : 0;
+}
+
+/* ---- consume (end-to-end timer) ---- */
+
+static int run_consume(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char group[64];
+    snprintf(group, sizeof group, "hopper-bench-e2e-%d", (int)getpid());
+    set(conf, "group.id", group);
+    set(conf, "enable.auto.commit", "false");
+    set(conf, "enable.auto.offset.store", "false");
+    set(conf, "fetch.wait.max.ms", "100");
+    set(conf, "socket.nagle.disable", "true");
+    rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER, conf);
+    int np = topic_partitions(rk, 30000);
+    if (np < 0)
+        die(O.topic, "topic not available");
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(np);
+    for (int i = 0; i < np; i++) {
+        int64_t lo, hi;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, O.topic, i, &lo, &hi, 10000);
+        if (e)
+            die("query_watermark_offsets", rd_kafka_err2str(e));
+        rd_kafka_topic_partition_list_add(parts, O.topic, i)->offset = hi;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+    if (e)
+        die("assign", rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(parts);
+    printf("ready\n");
+    fflush(stdout);
+
+    struct samples e2e = {0};
+    uint64_t received = 0, measured = 0, foreign = 0, errors = 0;
+    uint64_t start = bench_now_ns(), hard_end = start + (uint64_t)(O.hold * 1e9);
+    uint64_t last_msg = start, stop_at = 0;
+    for (;;) {
+        uint64_t now = bench_now_ns();
+        if (stop_flag && !stop_at)
+            stop_at = now;
+        if (now >= hard_end || (stop_at && (now - last_msg > (uint64_t)(O.settle * 1e9) ||
+                                            now - stop_at > 10000000000ull)))
+            break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        uint64_t t = bench_now_ns();
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                errors++;
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        received++;
+        last_msg = t;
+        struct bench_stamp st;
+        if (bench_stamp_get(m->payload, m->len, O.run, &st)) {
+            if (st.flags & BENCH_F_MEASURED) {
+                measured++;
+                samples_add(&e2e, t > st.send_ns ? t - st.send_ns : 0);
+            }
+        } else {
+            foreign++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    printf("{\"mode\":\"consume\",\"topic\":\"%s\",\"received\":%" PRIu64 ",\"measured\":%" PRIu64
+           ",\"foreign\":%" PRIu64 ",\"errors\":%" PRIu64 ",",
+           O.topic, received, measured, foreign, errors);
+    samples_json(stdout, "e2e", &e2e);
+    printf(",\"error\":null}\n");
+    fflush(stdout);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_kafka create|delete|produce|consume --topic T [options] | version\n"
+            "  --brokers LIST --partitions N --rf N --min-isr N\n"
+            "  --window N --rate R (msg/s, 0 = max) --size BYTES --duration S --warmup S\n"
+            "  --drain S --hold S --settle S --run ID --linger MS --keyed\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        usage();
+    O.mode = argv[1];
+    if (!strcmp(O.mode, "version")) {
+        printf("%s\n", rd_kafka_version_str());
+        return 0;
+    }
+    static const struct option lo[] = {
+        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},   {"partitions", 1, 0, 'n'},
+        {"rf", 1, 0, 'f'},      {"min-isr", 1, 0, 'i'}, {"window", 1, 0, 'w'},
+        {"rate", 1, 0, 'r'},    {"size", 1, 0, 's'},    {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'W'},  {"drain", 1, 0, 'D'},   {"hold", 1, 0, 'h'},
+        {"settle", 1, 0, 'S'},  {"run", 1, 0, 'R'},     {"linger", 1, 0, 'l'},
+        {"keyed", 0, 0, 'k'},   {0, 0, 0, 0},
+    };
+    int opt;
+    optind = 2;
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'b':
+            O.brokers = optarg;
+            break;
+        case 't':
+            O.topic = optarg;
+            break;
+        case 'n':
+            O.partitions = (int)bench_num("--partitions", optarg, 1, 10000);
+            break;
+        case 'f':
+            O.rf = (int)bench_num("--rf", optarg, 1, 100);
+            break;
+        case 'i':
+            O.min_isr = (int)bench_num("--min-isr", optarg, 1, 100);
+            break;
+        case 'w':
+            O.window = (int)bench_num("--window", optarg, 1, 10000000);
+            break;
+        case 'r':
+            O.rate = bench_num("--rate", optarg, 0, 1e7);
+            break;
+        case 's':
+            O.size = (int)bench_num("--size", optarg, 0, 1 << 24);
+            break;
+        case 'd':
+            O.duration = bench_num("--duration", optarg, 0.1, 3600);
+            break;
+        case 'W':
+            O.warmup = bench_num("--warmup", optarg, 0, 3600);
+            break;
+        case 'D':
+            O.drain = bench_num("--drain", optarg, 0, 3600);
+            break;
+        case 'h':
+            O.hold = bench_num("--hold", optarg, 0, 86400);
+            break;
+        case 'S':
+            O.settle = bench_num("--settle", optarg, 0.05, 60);
+            break;
+        case 'R':
+            O.run = (uint32_t)bench_num("--run", optarg, 0, UINT32_MAX);
+            break;
+        case 'l':
+            O.linger = optarg;
+            break;
+        case 'k':
+            O.with_key = 1;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (optind != argc || !O.topic)
+        usage();
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (!strcmp(O.mode, "create"))
+        return run_admin(true);
+    if (!strcmp(O.mode, "delete"))
+        return run_admin(false);
+    if (!strcmp(O.mode, "produce"))
+        return run_produce();
+    if (!strcmp(O.mode, "consume"))
+        return run_consume();
+    usage();
+    return 2;
+}

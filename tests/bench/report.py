@@ -1,0 +1,372 @@
+"""report.py - renders bench.py's raw results as RESULTS.md (Markdown).
+
+Only formatting and arithmetic on the recorded numbers; nothing here
+measures. tests/bench/NOTES.md, when present, is included as the
+hand-written reading of the numbers."""
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NAMES = {
+    "hopper": "hopper",
+    "direct": "direct producer",
+    "rabbit-classic": "RabbitMQ classic",
+    "rabbit-quorum": "RabbitMQ quorum",
+}
+SIZE_NAMES = {256: "256 B", 1024: "1 KiB", 16384: "16 KiB"}
+
+
+def ms(v):
+    if v is None or v < 0:
+        return "-"
+    if v >= 100:
+        return "%.0f" % v
+    if v >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def num(v):
+    return "-" if v is None else "{:,.0f}".format(v)
+
+
+def ratio(a, b):
+    if not a or not b:
+        return "-"
+    return "%.2f" % (a / b)
+
+
+def kib(v):
+    return "-" if v is None else "{:,} KiB ({:.1f} MiB)".format(v, v / 1024)
+
+
+def find(runs, target, size, rate):
+    for r in runs:
+        if (r["target"] == target and r["size"] == size and r["rate"] == rate
+                and not r.get("purpose")):
+            return r
+    return None
+
+
+def max_runs(runs, target, size):
+    return [r for r in runs if r["target"] == target and r["size"] == size and r["rate"] == 0
+            and not r.get("purpose")]
+
+
+def median_run(runs, target, size):
+    """The max-rate run with the median throughput over the rounds."""
+    rs = sorted(max_runs(runs, target, size), key=lambda r: r["pub"]["msgs_per_s"])
+    return rs[len(rs) // 2] if rs else None
+
+
+def round_ratio(runs, a, b, size):
+    """Median over rounds of a's msg/s / b's msg/s in the same round."""
+    by_round = {}
+    for t in (a, b):
+        for r in max_runs(runs, t, size):
+            by_round.setdefault(r.get("round", 0), {})[t] = r["pub"]["msgs_per_s"]
+    v = sorted(x[a] / x[b] for x in by_round.values() if x.get(a) and x.get(b))
+    if not v:
+        return None
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def cpu_per_10k(r):
+    """Percent of one core hopper used per 10,000 msg/s in run r."""
+    acked = r["pub"]["acked"]
+    if not acked or r.get("hopper_cpu_s") is None:
+        return None
+    return 100.0 * r["hopper_cpu_s"] * 10000 / acked
+
+
+def table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out) + "\n"
+
+
+def render(res, rawpath):
+    f = res.get("facts", {})
+    runs = res.get("runs", [])
+    L = []
+    w = L.append
+    w("# hopper benchmark results\n")
+    w("Written by `make bench` (tests/bench/bench.py %s) on %s; raw numbers in `%s`. "
+      "Every number below comes from this one run, so ratios compare systems under the same "
+      "conditions. Regenerate with `make bench`; do not edit by hand (the reading of the "
+      "numbers is in tests/bench/NOTES.md, included at the end).\n"
+      % (res.get("mode"), res.get("started"), rawpath))
+
+    w("## Machine and versions\n")
+    la = [r["load_avg"] for r in runs]
+    w(table(["what", "value"], [
+        ["cores", f.get("cores")],
+        ["memory", "%.1f GiB" % (f.get("mem_total_kib", 0) / 1048576)],
+        ["CPU", f.get("cpu_model")],
+        ["kernel", f.get("kernel")],
+        ["load average at start (1/5/15 min)", " / ".join(f.get("load_avg_start", []))],
+        ["1-min load average before the runs", "%.1f .. %.1f" % (min(la), max(la)) if la else "-"],
+        ["hopper", f.get("hopper")],
+        ["hopper source (git)", f.get("git", "-")],
+        ["Kafka (3 KRaft nodes, one JVM each, 512 MiB heap)", f.get("kafka")],
+        ["librdkafka (hopper, direct producer, end-to-end timer)", f.get("librdkafka")],
+        ["RabbitMQ (Debian package)", f.get("rabbitmq")],
+        ["Erlang (Debian package)", f.get("erlang")],
+        ["rabbitmq-c (load generator)", f.get("rabbitmq_c")],
+        ["PerfTest (Maven Central)", f.get("perftest") or "not available"],
+        ["Java", f.get("java")],
+        ["total benchmark time", "%s s" % res.get("elapsed_s")],
+    ]))
+    w("The machine is shared: other work (other Kafka clusters, fuzzers) ran at the same time, "
+      "which the load averages above show. Absolute numbers move with that load; the ratios "
+      "between systems measured minutes apart in this run are the meaningful part.\n")
+
+    w("## Method\n")
+    w("- **Durability, the same everywhere.** Kafka topics: 3 partitions, replication factor 3, "
+      "`min.insync.replicas=2`; producers idempotent with `acks=all`, `linger.ms=1`, "
+      "`socket.nagle.disable=true` (hopper's shipped settings), partitioner `murmur2_random`, "
+      "no record key. hopper acks only PERSISTED delivery reports; the direct producer counts "
+      "the same. RabbitMQ: persistent messages (delivery mode 2) into a durable classic queue, "
+      "or a quorum queue, publisher confirms. RabbitMQ confirms a persistent message once it is "
+      "fsynced or consumed; Kafka does not fsync (acked = in the page cache of two brokers). "
+      "hopper's records carry its four headers (`amqp.exchange`, `amqp.routing_key`, "
+      "`amqp.delivery_mode`, `amqp.properties`); the direct producer's carry none.\n"
+      "- **Load.** `bench_amqp` (C, rabbitmq-c): 2 connections x 4 channels, confirms on, a "
+      "window of unconfirmed messages per channel (2,048 for 256 B and 1 KiB, 256 for 16 KiB); "
+      "the direct producer gets the same total window (16,384 / 2,048). Max runs send as fast "
+      "as the window allows; fixed-rate runs pace each connection and stamp each message with "
+      "its *scheduled* send time, so a stalled sender shows up as latency.\n"
+      "- **Measured window.** Each run warms up first (%s s), then throughput counts the confirms "
+      "that arrive inside the measured window (%s s max, %s s fixed); latencies cover the "
+      "messages sent inside it.\n"
+      "- **Latencies.** confirm = confirm (or delivery report) time - send time; end-to-end "
+      "(e2e) = time a consumer on this machine received the message - send time: a librdkafka "
+      "consumer (`bench_kafka consume`, assigned to every partition at its end) for hopper and "
+      "the direct producer, an AMQP no-ack consumer (`bench_amqp consume`) for RabbitMQ. Clock: "
+      "CLOCK_MONOTONIC, shared by all processes. Percentiles are nearest-rank over every "
+      "measured message.\n"
+      "- **hopper CPU** is utime+stime of the hopper process (all threads, librdkafka's "
+      "included) from /proc/PID/stat over the load generator's lifetime, per confirmed "
+      "message. **RSS** is VmRSS from /proc/PID/status.\n"
+      % (_first(runs, "warmup", 0), _first(runs, "duration", 0), _first(runs, "duration", 1)))
+
+    # ---- targets ----
+    w("## Targets\n")
+    w(targets_table(res))
+
+    # ---- max throughput ----
+    w("## Maximum confirmed throughput\n")
+    rows = []
+    for size in sorted({r["size"] for r in runs if r["rate"] == 0}):
+        for t in ("hopper", "direct", "rabbit-classic", "rabbit-quorum"):
+            r = median_run(runs, t, size)
+            if not r:
+                continue
+            p, e = r["pub"], r["e2e"]
+            all_rates = [x["pub"]["msgs_per_s"] for x in max_runs(runs, t, size)]
+            spread = "%s-%s" % (num(min(all_rates)), num(max(all_rates))) if len(all_rates) > 1 \
+                else "-"
+            rr = [round_ratio(runs, t, b, size) for b in ("direct", "rabbit-classic",
+                                                         "rabbit-quorum")]
+            rows.append([SIZE_NAMES.get(size, size), NAMES[t], num(p["msgs_per_s"]), spread,
+                         "%.1f" % p["mb_per_s"], ms(p["confirm"]["p50"]), ms(p["confirm"]["p99"]),
+                         ms(e["e2e"]["p50"]), ms(e["e2e"]["p99"])]
+                        + ["%.2f" % x if x else "-" for x in rr])
+    w(table(["size", "system", "msg/s (median)", "range over rounds", "MB/s", "confirm p50 ms",
+             "confirm p99 ms", "e2e p50 ms", "e2e p99 ms", "x direct", "x RabbitMQ classic",
+             "x RabbitMQ quorum"], rows))
+    nround = max([r.get("round", 0) for r in runs] or [0]) + 1
+    w("%d round(s) per size; in each round every system ran once, back to back, in rotating "
+      "order. msg/s is the median over the rounds, latencies are from the median run. "
+      "`x direct` etc.: the median over the rounds of this system's msg/s divided by that "
+      "system's msg/s in the same round. MB/s counts message bodies (10^6 bytes).\n" % nround)
+
+    # ---- fixed rates ----
+    w("## Latency at fixed rates\n")
+    rows = []
+    fixed = [r for r in runs if r["rate"] and r not in _profile_runs(res)]
+    for r in sorted(fixed, key=lambda r: (r["size"] != 1024, r["size"], r["rate"],
+                                          list(NAMES).index(r["target"]))):
+        p, e = r["pub"], r["e2e"]
+        c, x = p["confirm"], e["e2e"]
+        over = r.get("hopper_max") and r["rate"] > 0.8 * r["hopper_max"] + 1
+        rows.append([SIZE_NAMES.get(r["size"]), num(r["rate"]) + (" *" if over else "")
+                     + (" (80 %)" if r.get("p80") else ""), NAMES[r["target"]],
+                     num(p["msgs_per_s"]), ms(c["p50"]), ms(c["p95"]), ms(c["p99"]),
+                     ms(c["p999"]), ms(x["p50"]), ms(x["p95"]), ms(x["p99"]), ms(x["p999"]),
+                     "%d/%d" % (e["measured"], p["measured_sent"]), "%.1f" % r["load_avg"]])
+    w(table(["size", "rate", "system", "confirmed msg/s", "confirm p50", "p95", "p99", "p99.9",
+             "e2e p50", "p95", "p99", "p99.9", "e2e seen/sent", "load"], rows))
+    w("Milliseconds. `(80 %)`: 80 % of hopper's median maximum for that size, rounded down to "
+      "100 msg/s. `*`: above 80 % of hopper's maximum (10,000 msg/s of 1 KiB always runs, for "
+      "the goal). Baselines run at hopper's rates; a rate above a baseline's own maximum shows "
+      "as queueing in its latencies.\n")
+    skipped = ["- not run: %s at %s msg/s (%s)" % (SIZE_NAMES.get(s["size"]), num(s["rate"]),
+                                                   s["why"]) for s in res.get("skipped", [])]
+    if skipped:
+        w("\n".join(skipped))
+
+    # ---- resources ----
+    w("## hopper resources\n")
+    rows = []
+    for r in runs:
+        if r["target"] == "hopper" and r.get("hopper_cpu_s") is not None and r not in _profile_runs(res):
+            rows.append([SIZE_NAMES.get(r["size"]), "max" if r["rate"] == 0 else num(r["rate"]),
+                         num(r["pub"]["msgs_per_s"]), "%.2f" % r["hopper_cpu_s"],
+                         "%.0f %%" % cpu_per_10k(r) if cpu_per_10k(r) is not None else "-",
+                         kib(r.get("hopper_rss_peak_kib") or r.get("hopper_rss_kib"))])
+    w(table(["size", "rate", "confirmed msg/s", "CPU s (run)", "CPU per 10,000 msg/s (of one core)",
+             "RSS (peak during max runs, else at end)"], rows))
+    idle = res.get("idle", {})
+    rows = [["idle, no connections (fresh process, producer connected)", kib(idle.get("idle_rss_kib")), "-"]]
+    for k in sorted(idle):
+        if k.startswith("rss_kib_"):
+            n = int(k.rsplit("_", 1)[1])
+            rows.append(["%s idle connections (one channel each; opened in %.1f s)"
+                         % (num(n), idle.get("open_s_%d" % n, 0)), kib(idle[k]),
+                         "%.2f KiB" % idle["per_conn_kib_%d" % n]])
+    if res.get("hopper_rss_start_kib"):
+        rows.append(["load process after start", kib(res["hopper_rss_start_kib"]), "-"])
+    w(table(["state", "RSS", "per connection"], rows))
+    w("\n")
+
+    # ---- PerfTest ----
+    w("## PerfTest (independent load generator)\n")
+    pt = res.get("perftest")
+    if not pt:
+        w("PerfTest was not available.\n\n")
+    else:
+        rows = []
+        for k, v in pt.items():
+            c = v.get("confirm_ms") or [None] * 5
+            rows.append([NAMES.get(k, k), num(v.get("send_rate")), ms(c[1]), ms(c[3]), ms(c[4]),
+                         "%.1f" % v["load_avg"]])
+        w(table(["system", "send rate avg msg/s", "confirm median ms", "p95", "p99", "load"], rows))
+        w("One producer, up to 1,000 unconfirmed, 1 KiB persistent messages; against RabbitMQ "
+          "with one consumer on a durable classic queue, against hopper without consumers (hopper "
+          "has none yet). PerfTest's send rate is capped by its confirm window.\n\n")
+
+    # ---- profile ----
+    w("## Profile of hopper's hot path (1 KiB, max rate)\n")
+    perf = res.get("perf")
+    if perf:
+        w("`perf record -e cpu-clock -g` on the running hopper during a max-rate run (%s msg/s; "
+          "hardware counters are not available in this VM, so samples are timer-based). "
+          "Share of hopper's samples:\n" % num(perf.get("run_msgs_per_s")))
+        for key, title in (("by_thread", "by thread"), ("by_dso", "by thread and library"),
+                           ("by_symbol", "by function (library, function)")):
+            w("\n%s:\n\n```\n%s\n```\n" % (title, "\n".join(perf.get(key, [])[:25])))
+    cg = res.get("callgrind")
+    if cg:
+        total = cg.get("total_ir") or 1
+        acked = cg.get("acked") or 1
+        w("\n`valgrind --tool=callgrind` on hopper during a shorter max-rate run (%s msg/s "
+          "under valgrind, %s messages confirmed): %s instructions in all, about %s "
+          "instructions per message (start-up and idle threads included).\n"
+          % (num(cg.get("run_msgs_per_s")), num(acked), num(total), num(total / acked)))
+        rows = [["%.1f %%" % (100.0 * n / total), num(n), "`%s`" % obj]
+                for obj, n in cg.get("by_object", [])]
+        w("\nSelf cost by object:\n\n")
+        w(table(["share", "instructions", "object"], rows))
+        for key, title in (("self", "Self cost (instructions in the function itself)"),
+                           ("self_hopper", "hopper's own functions, self cost"),
+                           ("inclusive", "Inclusive cost (with callees)"),
+                           ("inclusive_hopper", "hopper's functions and the library calls on "
+                            "its thread, inclusive cost (with callees)")):
+            rows = [["%.1f %%" % (100.0 * n / total), num(n), num(n / acked),
+                     "`%s`" % _short(name)] for n, name in cg.get(key, [])[:25]]
+            w("\n%s:\n\n" % title)
+            w(table(["share", "instructions", "per message", "function"], rows))
+    w("\n")
+
+    notes = os.path.join(HERE, "NOTES.md")
+    if os.path.exists(notes):
+        with open(notes) as fh:
+            w(fh.read().rstrip() + "\n\n")
+
+    w("## Exact commands\n")
+    w("`make bench` runs `tests/bench/bench.py full`, which ran these, in this order "
+      "(paths relative to the repository root; `build/bench/work/hopper` is a copy of "
+      "`build/hopper`, `build/bench/work/hopper-*.yaml` the configs bench.py writes):\n\n")
+    w("```\n" + "\n".join(res.get("commands", [])) + "\n```\n")
+    # Every chunk is a block of its own: Markdown wants blank lines between
+    # headings, paragraphs and tables.
+    return "".join(x.strip("\n") + "\n\n" for x in L if x.strip()).rstrip("\n") + "\n"
+
+
+def _short(name):
+    """'src/chan.c:complete_publish [/path/hopper]' -> 'src/chan.c:complete_publish (hopper)'."""
+    if name.endswith("]") and " [" in name:
+        fn, obj = name[:-1].rsplit(" [", 1)
+        fn = fn.replace("???:", "")
+        if "/" in fn.split(":", 1)[0] and not fn.startswith("src/"):
+            fn = fn.split(":", 1)[-1]
+        return "%s (%s)" % (fn, os.path.basename(obj))
+    return name
+
+
+def _first(runs, key, fixed):
+    for r in runs:
+        if bool(r["rate"]) == bool(fixed):
+            return r["pub"].get(key)
+    return "-"
+
+
+def _profile_runs(res):
+    """The runs made for the profiles (not part of the tables)."""
+    return [r for r in res.get("runs", []) if r.get("purpose")]
+
+
+def targets_table(res):
+    runs = [r for r in res.get("runs", []) if r not in _profile_runs(res)]
+    rows = []
+    # e2e p95 < 100 ms at every fixed rate up to 80 % of max.
+    fixed = [r for r in runs if r["target"] == "hopper" and r["rate"]
+             and r["rate"] <= 0.8 * r.get("hopper_max", 0) + 1]
+    if fixed:
+        worst = max(fixed, key=lambda r: r["e2e"]["e2e"]["p95"])
+        v = worst["e2e"]["e2e"]["p95"]
+        rows.append(["e2e p95 < 100 ms at every fixed rate up to 80 % of max (hopper)",
+                     "worst: %s ms (%s, %s msg/s)" % (ms(v), SIZE_NAMES[worst["size"]],
+                                                     num(worst["rate"])),
+                     verdict(v < 100, v, 100, "ms")])
+    r10 = find(runs, "hopper", 1024, 10000)
+    if r10:
+        v = r10["e2e"]["e2e"]["p99"]
+        c = r10["pub"]["confirm"]["p99"]
+        rows.append(["goal: p99 < 10 ms at 10,000 msg/s of 1 KiB (hopper)",
+                     "e2e p99 %s ms, confirm p99 %s ms" % (ms(v), ms(c)),
+                     verdict(v < 10, v, 10, "ms")])
+    h = median_run(runs, "hopper", 1024)
+    d = median_run(runs, "direct", 1024)
+    rd = round_ratio(runs, "hopper", "direct", 1024)
+    if h and d and rd:
+        rows.append(["max confirmed throughput >= 80 % of the direct producer (1 KiB)",
+                     "%s vs %s msg/s (medians); per-round ratio %.0f %%"
+                     % (num(h["pub"]["msgs_per_s"]), num(d["pub"]["msgs_per_s"]), 100 * rd),
+                     verdict(rd >= 0.8, 100.0 * rd, 80, "%", higher=True)])
+    for size in sorted({r["size"] for r in runs if r["rate"] == 0}):
+        for t in ("rabbit-classic", "rabbit-quorum"):
+            rr = round_ratio(runs, "hopper", t, size)
+            if rr:
+                rows.append(["throughput above %s (%s)" % (NAMES[t], SIZE_NAMES[size]),
+                             "x%.2f (median per-round ratio)" % rr,
+                             verdict(rr > 1, rr, 1, "x", higher=True)])
+    idle = res.get("idle", {})
+    if idle.get("idle_rss_kib"):
+        v = idle["idle_rss_kib"] / 1024
+        rows.append(["RSS < 16 MiB idle", "%.1f MiB" % v, verdict(v < 16, v, 16, "MiB")])
+    per = [(int(k.rsplit("_", 1)[1]), v) for k, v in idle.items() if k.startswith("per_conn_kib_")]
+    if per:
+        n, v = max(per)
+        rows.append(["< 32 KiB per idle connection", "%.2f KiB (with %s connections)" % (v, num(n)),
+                     verdict(v < 32, v, 32, "KiB")])
+    return table(["target", "measured", "verdict"], rows) + "\n"
+
+
+def verdict(ok, value, bound, unit, higher=False):
+    if ok:
+        return "met"
+    if higher:
+        return "missed by %.2f %s" % (bound - value, unit) if unit != "%" else \
+            "missed by %.0f points" % (bound - value)
+    return "missed by %s %s (x%.1f)" % (ms(value - bound), unit, value / bound if bound else 0)
