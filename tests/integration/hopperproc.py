@@ -55,6 +55,12 @@ def under_valgrind():
     return any(os.path.basename(part) == "valgrind" for part in hopper_wrapper())
 
 
+def sanitized():
+    """True for a `make SANITIZE=...` build (the Makefile says so): ASan's
+    shadow memory and redzones inflate RSS, so memory bounds get slack."""
+    return bool(os.environ.get("HOPPER_SANITIZE"))
+
+
 def cluster(*args, timeout=CLUSTER_TIMEOUT):
     """Run contrib/kafka/cluster.sh; returns CompletedProcess (never raises on rc)."""
     return subprocess.run(

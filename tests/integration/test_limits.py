@@ -24,12 +24,12 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import amqpwire as w
-from hopperproc import TIMEOUT_SCALE, scaled, under_valgrind
+from hopperproc import TIMEOUT_SCALE, sanitized, scaled, under_valgrind
 
 MIB = 1 << 20
 # Memory bounds are about hopper; valgrind's shadow memory and freed-block
 # queue come on top of whatever hopper allocates.
-MEM_SCALE = 3 if under_valgrind() else 1
+MEM_SCALE = 3 if under_valgrind() else 2 if sanitized() else 1
 
 
 # ---- helpers -----------------------------------------------------------------------
