@@ -580,9 +580,13 @@ void chan_handle_frame(struct chan *ch, const struct frame *f)
         void *m;
         if (f->type != FRAME_METHOD || conn_decode_method(c, f, &id, &m))
             return;
+        /* Crossing closes: answer the client's close, but stay closing
+         * until the close-ok for ours, which the client still sends (as
+         * RabbitMQ's reader does). Freeing here made that close-ok look
+         * like a frame on an unopened channel: connection error 504. */
         if (id == AMQP_CHANNEL_CLOSE_METHOD)
             send_method(ch, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL);
-        if (id == AMQP_CHANNEL_CLOSE_METHOD || id == AMQP_CHANNEL_CLOSE_OK_METHOD)
+        else if (id == AMQP_CHANNEL_CLOSE_OK_METHOD)
             chan_free(ch);
         return;
     }

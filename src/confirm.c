@@ -123,7 +123,7 @@ static void flush_runs(struct confirm *c, confirm_emit_fn emit, void *arg)
             return;
         uint8_t outcome = first & ST_ACK;
         uint64_t t = c->base;
-        bool any_unsent = false;
+        uint64_t last_unsent = 0; /* 0 is never a tag */
         for (; t < c->next; t++) {
             uint8_t s = *slot(c, t);
             if (!(s & ST_RESOLVED) || (s & ST_ACK) != outcome)
@@ -132,12 +132,16 @@ static void flush_runs(struct confirm *c, confirm_emit_fn emit, void *arg)
                 c->sent--;
             } else {
                 c->unsent--;
-                any_unsent = true;
+                last_unsent = t;
             }
         }
-        uint64_t last = t - 1;
-        if (any_unsent)
-            emit(arg, last, last > c->base, outcome != 0);
+        /* The frame names the highest tag the client has not been told
+         * about, as RabbitMQ does: clients reject a confirm for a tag they
+         * already settled (php-amqplib: "Server ack'ed unknown
+         * delivery_tag"). Tags of the run above it were sent one by one;
+         * those below it that were are covered again, which is harmless. */
+        if (last_unsent)
+            emit(arg, last_unsent, last_unsent > c->base, outcome != 0);
         c->base = t;
     }
 }

@@ -192,3 +192,25 @@ def test_bad_clients_do_not_disturb_a_good_publisher(hopper, kafka, uid):
     prefix = "good.%s." % uid
     recs = kafka.read_exactly("events-topic", len(keys), start=start, timeout=30, match=lambda r: (r.key or b"").decode().startswith(prefix))
     assert sorted(r.key.decode() for r in recs) == sorted(keys)
+
+
+def test_crossing_channel_closes_keep_the_connection(hopper, uid):
+    """hopper closes channel 1 (404) while the client closes it too: each
+    side answers the other's close with close-ok, as on RabbitMQ, and the
+    connection and its other channels go on (amqp091-go's
+    TestChannelExceptionWithCloseIssue43 does exactly this)."""
+    with w.RawClient(hopper.port) as c:
+        c.handshake()
+        c.open_channel(1)
+        c.open_channel(2)
+        # The publish that makes hopper close channel 1, and the client's own
+        # close, sent before either side has seen the other's.
+        c.send(w.publish_frames(1, "never-declared-" + uid, "rk", b"x")
+               + w.method_frame(1, w.CHANNEL_CLOSE, struct.pack(">H", 200) + w.shortstr("bye") + struct.pack(">HH", 0, 0)))
+        closes = [c.expect_method(w.CHANNEL_CLOSE), c.expect_method(w.CHANNEL_CLOSE_OK)]
+        assert w.parse_close(closes[0].args)[0] == 404
+        c.send(w.method_frame(1, w.CHANNEL_CLOSE_OK))
+        # Channel 2 still works, and channel 1 can be opened again.
+        c.send(w.method_frame(2, w.QUEUE_DECLARE, struct.pack(">H", 0) + w.shortstr("q-" + uid) + b"\x00" + w.table({})))
+        c.expect_method(w.QUEUE_DECLARE_OK)
+        c.open_channel(1)
