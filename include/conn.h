@@ -29,8 +29,9 @@ enum conn_state {
     CONN_AWAIT_TUNE_OK,
     CONN_AWAIT_OPEN,
     CONN_OPEN,
-    CONN_CLOSING,
-    CONN_FLUSHING,
+    CONN_CLOSING,  /* we sent connection.close; waiting for close-ok */
+    CONN_LINGER,   /* we sent close-ok; waiting for the client to hang up */
+    CONN_FLUSHING, /* writing what is left, then the socket closes */
 };
 
 struct conn {

@@ -75,6 +75,10 @@ int frame_put_content(struct evbuffer *out, uint16_t channel, const amqp_basic_p
 
 void frame_put_heartbeat(struct evbuffer *out);
 
+/* The spec's name of a method, "basic.consume" or "basic.get-ok", written to
+ * out (NUL-terminated, cut to size); "method 0x%08x" when unknown. */
+void frame_method_name(amqp_method_number_t id, char *out, size_t size);
+
 /* A close reply text as a short string: cut to 255 bytes. */
 amqp_bytes_t frame_reply_text(const char *text);
 

@@ -500,10 +500,10 @@ static void content_body(struct chan *ch, const struct frame *f)
 
 static void not_implemented(struct chan *ch, amqp_method_number_t id)
 {
-    char text[160];
+    char name[64], text[160];
+    frame_method_name(id, name, sizeof name);
     snprintf(text, sizeof text,
-             "NOT_IMPLEMENTED - method %s is not supported by hopper (publishing only)",
-             amqp_method_name(id));
+             "NOT_IMPLEMENTED - method %s is not supported by hopper (publishing only)", name);
     conn_close(ch->conn, AMQP_NOT_IMPLEMENTED, text, id);
 }
 

@@ -23,7 +23,8 @@
 #define OUT_LIMIT (1u << 20)
 /* Bytes read ahead beyond one whole frame. */
 #define READ_AHEAD (64u << 10)
-/* How long we wait for close-ok after sending connection.close. */
+/* How long we wait for close-ok after sending connection.close, and for the
+ * client to hang up after our close-ok. */
 #define CLOSE_TIMEOUT_MS 3000
 
 static const char *const state_names[] = {
@@ -33,6 +34,7 @@ static const char *const state_names[] = {
     [CONN_AWAIT_OPEN] = "await-open",
     [CONN_OPEN] = "open",
     [CONN_CLOSING] = "closing",
+    [CONN_LINGER] = "linger",
     [CONN_FLUSHING] = "flushing",
 };
 
@@ -61,6 +63,7 @@ static void conn_set_state(struct conn *c, enum conn_state s)
             arm_timer(c, c->heartbeat * 1000u / 2);
         break;
     case CONN_CLOSING:
+    case CONN_LINGER:
         arm_timer(c, CLOSE_TIMEOUT_MS);
         break;
     case CONN_FLUSHING:
@@ -91,8 +94,8 @@ static bool wants_input(const struct conn *c)
 {
     if (c->dead || c->state == CONN_FLUSHING)
         return false;
-    if (c->state == CONN_CLOSING)
-        return true; /* to see close-ok */
+    if (c->state == CONN_CLOSING || c->state == CONN_LINGER)
+        return true; /* to see close-ok, or the client's EOF */
     const struct server *srv = c->srv;
     /* The Kafka bound holds publishes back, not logins: a connection still in
      * its handshake is read (frames of at most 4096 bytes); once open it
@@ -369,7 +372,10 @@ static void handle_channel0(struct conn *c, const struct frame *f)
         log_info("%s: client closed connection (%u %.*s)", c->name, cl->reply_code,
                  (int)cl->reply_text.len, (char *)cl->reply_text.bytes);
         send_method(c, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, NULL);
-        conn_set_state(c, CONN_FLUSHING);
+        /* The client hangs up first, as with RabbitMQ: closing our end at
+         * once can turn its read of close-ok into a reset (amqp091-go sees
+         * an EOF error then). */
+        conn_set_state(c, c->state >= CONN_CLOSING ? CONN_FLUSHING : CONN_LINGER);
         return;
     }
     case AMQP_CONNECTION_CLOSE_OK_METHOD:
@@ -521,7 +527,7 @@ static void process_input(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct frame_reader r = {in, 0};
-    while (wants_input(c) && evbuffer_get_length(in) > r.consumed) {
+    while (wants_input(c) && c->state != CONN_LINGER && evbuffer_get_length(in) > r.consumed) {
         if (c->state == CONN_AWAIT_HEADER) {
             handle_protocol_header(c, in);
             if (c->state == CONN_AWAIT_HEADER)
@@ -549,7 +555,7 @@ static void process_input(struct conn *c)
         recycle_amqp_pool(&c->pool);
     }
     frame_reader_finish(&r);
-    if (c->state == CONN_FLUSHING)
+    if (c->state >= CONN_LINGER)
         evbuffer_drain(in, evbuffer_get_length(in));
 }
 
@@ -585,7 +591,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        if (c->state != CONN_FLUSHING)
+        if (c->state < CONN_LINGER)
             log_info("%s: client closed TCP connection%s", c->name,
                      c->state == CONN_OPEN ? " without connection.close" : "");
         c->dead = true;
@@ -613,6 +619,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
     case CONN_CLOSING:
         log_info("%s: no close-ok within %u ms", c->name, CLOSE_TIMEOUT_MS);
+        conn_set_state(c, CONN_FLUSHING);
+        break;
+    case CONN_LINGER:
+        log_debug("%s: client did not hang up within %u ms", c->name, CLOSE_TIMEOUT_MS);
         conn_set_state(c, CONN_FLUSHING);
         break;
     case CONN_FLUSHING:

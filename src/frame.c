@@ -1,6 +1,9 @@
 /* frame.c - frame reader and writer (see frame.h). */
 #include "frame.h"
 
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -170,6 +173,32 @@ void frame_put_heartbeat(struct evbuffer *out)
 {
     static const uint8_t hb[8] = {FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END};
     evbuffer_add(out, hb, sizeof hb);
+}
+
+void frame_method_name(amqp_method_number_t id, char *out, size_t size)
+{
+    /* rabbitmq-c names methods AMQP_<CLASS>_<METHOD>_METHOD; class names have
+     * no underscore, so the first one is the dot and the others dashes. */
+    const char *macro = amqp_method_name(id);
+    const char *prefix = "AMQP_", *suffix = "_METHOD";
+    size_t n = macro ? strlen(macro) : 0;
+    if (n <= strlen(prefix) + strlen(suffix) || strncmp(macro, prefix, strlen(prefix)) != 0 ||
+        strcmp(macro + n - strlen(suffix), suffix) != 0) {
+        snprintf(out, size, "method 0x%08x", id);
+        return;
+    }
+    size_t j = 0;
+    bool dot = false;
+    for (size_t i = strlen(prefix); i < n - strlen(suffix) && j + 1 < size; i++) {
+        char ch = macro[i];
+        if (ch == '_') {
+            ch = dot ? '-' : '.';
+            dot = true;
+        }
+        out[j++] = (char)tolower((unsigned char)ch);
+    }
+    if (size)
+        out[j] = '\0';
 }
 
 amqp_bytes_t frame_reply_text(const char *text)

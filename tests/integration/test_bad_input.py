@@ -8,6 +8,7 @@ import pika
 import pytest
 
 import amqpwire as w
+from hopperproc import scaled
 from pikautil import connect
 
 
@@ -214,3 +215,36 @@ def test_crossing_channel_closes_keep_the_connection(hopper, uid):
         c.send(w.method_frame(2, w.QUEUE_DECLARE, struct.pack(">H", 0) + w.shortstr("q-" + uid) + b"\x00" + w.table({})))
         c.expect_method(w.QUEUE_DECLARE_OK)
         c.open_channel(1)
+
+
+def test_consuming_methods_get_540_named_as_in_the_spec(hopper):
+    """hopper publishes only: basic.consume is refused with 540 and a text
+    that names the method the way the spec and RabbitMQ's logs do."""
+    with w.RawClient(hopper.port) as c:
+        c.handshake()
+        c.open_channel(1)
+        args = struct.pack(">H", 0) + w.shortstr("q") + w.shortstr("") + b"\x00" + w.table({})
+        c.send(w.method_frame(1, w.BASIC_CONSUME, args))
+        f = c.expect_method(w.CONNECTION_CLOSE)
+        code, text, cls, meth = w.parse_close(f.args)
+        assert (code, cls, meth) == (540, 60, 20), (code, text, cls, meth)
+        assert text == "NOT_IMPLEMENTED - method basic.consume is not supported by hopper (publishing only)"
+        c.send(w.method_frame(0, w.CONNECTION_CLOSE_OK))
+        assert c.read_until_eof(timeout=10) == b""
+
+
+def test_client_close_waits_for_the_client_to_hang_up(hopper):
+    """After close-ok, the client closes TCP first (as with RabbitMQ): hopper
+    closing at once can make a client's read of close-ok fail with a reset.
+    A client that never hangs up is let go after a few seconds."""
+    bye = w.method_frame(0, w.CONNECTION_CLOSE, struct.pack(">H", 200) + w.shortstr("bye") + struct.pack(">HH", 0, 0))
+    with w.RawClient(hopper.port) as c:
+        c.handshake()
+        c.send(bye)
+        c.expect_method(w.CONNECTION_CLOSE_OK)
+        c.sock.settimeout(1.0)  # not scaled: hopper waits 3 s, even under valgrind
+        with pytest.raises(TimeoutError):
+            c.sock.recv(1)  # hopper keeps its end open
+        t0 = time.monotonic()
+        assert c.read_until_eof(timeout=15) == b""  # and closes it in the end
+        assert time.monotonic() - t0 < scaled(6)

@@ -173,6 +173,23 @@ static void test_body_split_to_frame_max(void **state)
     evbuffer_free(out);
 }
 
+static void test_method_names_as_in_the_spec(void **state)
+{
+    (void)state;
+    char name[64];
+    frame_method_name(AMQP_BASIC_CONSUME_METHOD, name, sizeof name);
+    assert_string_equal(name, "basic.consume");
+    frame_method_name(AMQP_BASIC_GET_OK_METHOD, name, sizeof name);
+    assert_string_equal(name, "basic.get-ok");
+    frame_method_name(AMQP_CONFIRM_SELECT_METHOD, name, sizeof name);
+    assert_string_equal(name, "confirm.select");
+    frame_method_name(0x03e703e7, name, sizeof name);
+    assert_string_equal(name, "method 0x03e703e7");
+    char small[6];
+    frame_method_name(AMQP_BASIC_CONSUME_METHOD, small, sizeof small);
+    assert_string_equal(small, "basic");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +200,7 @@ int main(void)
         cmocka_unit_test(test_exact_frame_max_accepted),
         cmocka_unit_test(test_bad_end_octet),
         cmocka_unit_test(test_body_split_to_frame_max),
+        cmocka_unit_test(test_method_names_as_in_the_spec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
