@@ -22,8 +22,15 @@
 #define MSG_OVERHEAD 512
 /* Resume intake once in-flight bytes fell to this share of the bound. */
 #define RESUME_PERCENT 75
-/* Repeats of the same non-fatal producer error are logged at most this often. */
+/* Repeats of the same producer error, or of nacks for the same reason, are
+ * logged at most this often; the next line says how many were left out. */
 #define ERROR_LOG_INTERVAL_S 10
+
+struct log_limit {
+    rd_kafka_resp_err_t err;
+    time_t logged;
+    uint64_t left_out;
+};
 
 struct slot {
     struct confirm *tracker; /* NULL: no confirm wanted (or slot free) */
@@ -52,12 +59,37 @@ struct sink {
     size_t in_flight;
     uint64_t bytes_in_flight;
 
-    struct strmap topics;  /* created (or being created) this run */
-    struct strmap handles; /* topic name -> rd_kafka_topic_t of the current producer */
-    rd_kafka_resp_err_t last_err;
-    time_t last_err_logged;
+    struct strmap topics;       /* created (or being created) this run */
+    struct strmap handles;      /* topic name -> rd_kafka_topic_t of the current producer */
+    struct log_limit error_log; /* producer error events */
+    struct log_limit nack_log;  /* messages Kafka did not persist */
     struct sink_stats stats;
 };
+
+/* Whether a line about err is due now; if not, it is counted as left out. */
+static bool log_due(struct log_limit *l, rd_kafka_resp_err_t err)
+{
+    time_t now = time(NULL);
+    if (err == l->err && now - l->logged < ERROR_LOG_INTERVAL_S) {
+        l->left_out++;
+        return false;
+    }
+    l->err = err;
+    l->logged = now;
+    return true;
+}
+
+/* A message that will be nacked: why, once per reason and interval. */
+static void log_nack(struct sink *s, const char *topic, int32_t partition, rd_kafka_resp_err_t err)
+{
+    struct log_limit *l = &s->nack_log;
+    if (!log_due(l, err))
+        return;
+    log_warn("kafka: message to %s [%" PRId32 "] not persisted, nacked: %s (%" PRIu64
+             " more nacks since the last such line)",
+             topic, partition, rd_kafka_err2str(err), l->left_out);
+    l->left_out = 0;
+}
 
 static uint32_t slot_take(struct sink *s, struct confirm *tracker, uint64_t tag, uint64_t cost)
 {
@@ -127,8 +159,7 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
         bool ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
                   rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED;
         if (!ok)
-            log_debug("kafka: %s [%" PRId32 "] not persisted: %s", rd_kafka_topic_name(m->rkt),
-                      m->partition, rd_kafka_err2str(m->err));
+            log_nack(s, rd_kafka_topic_name(m->rkt), m->partition, m->err);
         slot_settle(s, (uint32_t)((uintptr_t)m->_private - 1), ok);
     }
 }
@@ -143,11 +174,10 @@ static void handle_error(struct sink *s, rd_kafka_event_t *ev)
         s->fatal_pending = true;
         return;
     }
-    time_t now = time(NULL);
-    if (err != s->last_err || now - s->last_err_logged >= ERROR_LOG_INTERVAL_S) {
-        log_warn("kafka: %s", rd_kafka_event_error_string(ev));
-        s->last_err = err;
-        s->last_err_logged = now;
+    if (log_due(&s->error_log, err)) {
+        log_warn("kafka: %s (%" PRIu64 " repeats left out)", rd_kafka_event_error_string(ev),
+                 s->error_log.left_out);
+        s->error_log.left_out = 0;
     }
 }
 
@@ -261,7 +291,7 @@ static rd_kafka_t *build_producer(struct sink *s, char *err, size_t errlen)
         set_prop(conf, "acks", "all", err, errlen) ||
         /* Same partition for the same key as the Java client. */
         set_prop(conf, "partitioner", "murmur2_random", err, errlen) ||
-        set_prop(conf, "linger.ms", "2", err, errlen) ||
+        set_prop(conf, "linger.ms", "5", err, errlen) ||
         set_prop(conf, "queue.buffering.max.kbytes", num, err, errlen) ||
         set_prop(conf, "queue.buffering.max.messages", "2000000", err, errlen) ||
         set_prop(conf, "log.queue", "true", err, errlen))
@@ -466,8 +496,12 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
         slot_release(s, i);
         return SINK_FULL;
     }
+    /* A fatal error refuses every produce until the producer is rebuilt;
+     * the error event may not have been polled yet. */
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        s->fatal_pending = true;
     /* On failure librdkafka did not take body or headers. */
-    log_warn("kafka: cannot produce to %s: %s", m->topic, rd_kafka_err2str(err));
+    log_nack(s, m->topic, RD_KAFKA_PARTITION_UA, err);
     FREE_AND_NULL(m->body);
     rd_kafka_headers_destroy(m->headers);
     m->headers = NULL;
