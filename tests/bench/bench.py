@@ -45,6 +45,18 @@ SIZES = (256, 1024, 16384)
 SIZE_NAMES = {256: "256 B", 1024: "1 KiB", 16384: "16 KiB"}
 
 
+def shipped_linger():
+    """linger.ms as config/hopper.yaml ships it: the benchmark measures that."""
+    with open(os.path.join(ROOT, "config", "hopper.yaml")) as f:
+        m = re.search(r"^\s*linger\.ms:\s*\"?(\d+)", f.read(), re.M)
+    return m.group(1) if m else "5"  # librdkafka's default
+
+
+LINGER_MS = shipped_linger()
+# linger.ms values the full benchmark and `bench.py linger` compare.
+LINGER_SWEEP = (1, 5, 20, 50)
+
+
 class BenchError(Exception):
     pass
 
@@ -262,6 +274,8 @@ class Bench:
         self.run_id = int(time.time()) % 1000000 * 100
         self.results = {"started": datetime.datetime.now().isoformat(timespec="seconds"),
                         "mode": "smoke" if smoke else "full", "runs": [], "load": []}
+        self.linger = LINGER_MS
+        self.results["linger_ms"] = self.linger
         self.hopper = None
         self.hopper_log = None
         self.cluster_started = False
@@ -317,9 +331,9 @@ kafka:
   topic_partitions: 3
   replication_factor: 3
   min_insync_replicas: 2
-  # As config/hopper.yaml.
+  # As config/hopper.yaml (bench.py --linger changes linger.ms).
   properties:
-    linger.ms: 1
+    linger.ms: %(linger)s
     socket.nagle.disable: true
 default_route: false
 exchanges:
@@ -331,7 +345,7 @@ routes:
     topic: %(topic)s
     key: none
 """ % {"port": port, "brokers": self.brokers, "topic": self.topic_hopper,
-       "drain": drain_ms})
+       "drain": drain_ms, "linger": self.linger})
 
     def start_hopper(self, name, wrapper=(), timeout=30, port=None, wait=True):
         """Starts a hopper (under wrapper, e.g. valgrind); with wait, it becomes
@@ -406,7 +420,7 @@ routes:
             window = self.win[size] * self.conns * self.chans
             cmd = [self.tool("bench_kafka"), "produce", "--brokers", self.brokers, "--topic",
                    self.topic_direct, "--window", window, "--rate", rate, "--size", size,
-                   "--duration", duration, "--warmup", warmup, "--run", run, "--linger", "1"]
+                   "--duration", duration, "--warmup", warmup, "--run", run, "--linger", self.linger]
         else:
             cmd = self.amqp_publish_cmd(target, size, rate, duration, warmup, run)
         cpu0 = proc_cpu(self.hopper.pid) if target == "hopper" else None
@@ -815,6 +829,7 @@ routes:
         self.perftest(15)
         self.perf_profile(8)
         self.stop_hopper()
+        self.linger_runs(LINGER_SWEEP, (1000, 10000))
         self.callgrind_profile(8)
         self.results["elapsed_s"] = round(time.time() - t0)
 
@@ -834,6 +849,32 @@ routes:
         self.callgrind_profile(1, pre=cg)
         self.results["elapsed_s"] = round(time.time() - t0)
         self.check_smoke()
+
+    def linger_runs(self, values, rates):
+        """hopper and the direct producer at fixed rates of 1 KiB for each
+        linger.ms, back to back (a hopper of its own per value): which value
+        config/hopper.yaml should ship. Restores the shipped value."""
+        shipped = self.linger
+        for linger in values:
+            self.linger = str(linger)
+            self.start_hopper("linger-%s" % linger)
+            for rate in rates:
+                for t in ("hopper", "direct"):
+                    rec = self.load_run(t, 1024, rate, duration=self.fixed_duration,
+                                        purpose="linger")
+                    rec["linger_ms"] = linger
+            self.stop_hopper()
+        self.linger = shipped
+
+    def linger_sweep(self, values, rates):
+        """The linger runs alone, on a fresh cluster (bench.py linger)."""
+        t0 = time.time()
+        self.setup()
+        self.finish_setup()
+        # Fresh JVMs are slow for a while: warm the brokers up unmeasured.
+        self.load_run("direct", 1024, 10000, duration=10.0, purpose="warm-up")
+        self.linger_runs(values, rates)
+        self.results["elapsed_s"] = round(time.time() - t0)
 
     def check_smoke(self):
         """No timing: only that every piece ran and produced numbers."""
@@ -887,17 +928,43 @@ def render_only(out):
     return 0
 
 
+def run_linger(b, out):
+    values = [int(v) for v in b.args.linger.split(",")] if b.args.linger else LINGER_SWEEP
+    rc = 0
+    try:
+        b.linger_sweep(values, (1000, 10000))
+    except (BenchError, KeyboardInterrupt) as e:
+        log("FAILED: %s" % e)
+        rc = 1
+    finally:
+        b.teardown()
+    import report
+    lr = [r for r in b.results["runs"] if r.get("purpose") == "linger"]
+    text = ("# linger.ms sweep\n\nWritten by `tests/bench/bench.py linger` on %s (hopper %s); "
+            "1 KiB messages, %d connections x %d channels, latencies in ms.\n\n%s"
+            % (b.results["started"], b.results.get("facts", {}).get("git", "?"), b.conns, b.chans, report.linger_table(lr)))
+    with open(out, "w") as f:
+        f.write(text)
+    print(text)
+    return rc
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=("full", "smoke", "render"),
+    ap.add_argument("mode", choices=("full", "smoke", "render", "linger"),
                     help="render: rewrite the report from its raw JSON (after report.py "
-                         "or NOTES.md changed)")
+                         "or NOTES.md changed); linger: hopper and the direct producer "
+                         "at 1,000 and 10,000 msg/s for several linger.ms values")
+    ap.add_argument("--linger", help="linger: the linger.ms values to compare, e.g. 1,50 "
+                                     "[%s]" % ",".join(map(str, LINGER_SWEEP)))
     ap.add_argument("--out", help="report path")
     args = ap.parse_args()
     if args.mode == "render":
         return render_only(args.out or os.path.join(HERE, "RESULTS.md"))
     smoke = args.mode == "smoke"
     b = Bench(args, smoke)
+    if args.mode == "linger":
+        return run_linger(b, args.out or os.path.join(b.bin, "LINGER.md"))
     out = args.out or (os.path.join(b.bin, "SMOKE.md") if smoke
                        else os.path.join(HERE, "RESULTS.md"))
     rc = 0

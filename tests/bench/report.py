@@ -122,7 +122,7 @@ def render(res, rawpath):
 
     w("## Method\n")
     w("- **Durability, the same everywhere.** Kafka topics: 3 partitions, replication factor 3, "
-      "`min.insync.replicas=2`; producers idempotent with `acks=all`, `linger.ms=1`, "
+      "`min.insync.replicas=2`; producers idempotent with `acks=all`, `linger.ms=@LINGER@`, "
       "`socket.nagle.disable=true` (hopper's shipped settings), partitioner `murmur2_random`, "
       "no record key. hopper acks only PERSISTED delivery reports; the direct producer counts "
       "the same. RabbitMQ: persistent messages (delivery mode 2) into a durable classic queue, "
@@ -229,6 +229,17 @@ def render(res, rawpath):
     w(table(["state", "RSS", "per connection"], rows))
     w("\n")
 
+    # ---- linger.ms ----
+    w("## linger.ms (hopper and the direct producer, 1 KiB, fixed rates)\n")
+    lr = [r for r in runs if r.get("purpose") == "linger"]
+    if not lr:
+        w("Not measured in this run.\n\n")
+    else:
+        w(linger_table(lr))
+        w("Each linger.ms value with a hopper of its own, back to back, after everything "
+          "above. config/hopper.yaml ships linger.ms %s; tests/bench/NOTES.md says why these "
+          "numbers move so much with it.\n\n" % res.get("linger_ms", "?"))
+
     # ---- PerfTest ----
     w("## PerfTest (independent load generator)\n")
     pt = res.get("perftest")
@@ -290,7 +301,22 @@ def render(res, rawpath):
     w("```\n" + "\n".join(res.get("commands", [])) + "\n```\n")
     # Every chunk is a block of its own: Markdown wants blank lines between
     # headings, paragraphs and tables.
-    return "".join(x.strip("\n") + "\n\n" for x in L if x.strip()).rstrip("\n") + "\n"
+    text = "".join(x.strip("\n") + "\n\n" for x in L if x.strip()).rstrip("\n") + "\n"
+    # Runs before linger.ms was recorded used 1.
+    return text.replace("@LINGER@", str(res.get("linger_ms", "1")))
+
+
+def linger_table(lr):
+    rows = []
+    for r in lr:
+        c, x = r["pub"]["confirm"], r["e2e"]["e2e"]
+        rows.append([str(r["linger_ms"]), num(r["rate"]), NAMES[r["target"]],
+                     num(r["pub"]["msgs_per_s"]), ms(c["p50"]), ms(c["p99"]), ms(x["p50"]),
+                     ms(x["p95"]), ms(x["p99"]),
+                     "%.2f" % r["hopper_cpu_s"] if r.get("hopper_cpu_s") is not None else "-",
+                     "%.1f" % r["load_avg"]])
+    return table(["linger.ms", "rate", "system", "confirmed msg/s", "confirm p50", "p99",
+                  "e2e p50", "p95", "p99", "hopper CPU s", "load"], rows)
 
 
 def _short(name):
