@@ -33,14 +33,11 @@ struct opts {
     const char *host;
     int port;
     const char *user, *pass, *vhost;
-    int conns, chans, window;
-    double rate; /* total msg/s; 0: as fast as confirms allow */
-    int size;
-    double duration, warmup, drain, hold, settle;
+    int conns, chans;
+    struct bench_load load;
     const char *exchange, *rkey;
     bool persistent;
     const char *queue, *queue_type; /* declare (and purge) before publishing */
-    uint32_t run;
     int frame_max;
 };
 
@@ -52,13 +49,7 @@ static struct opts O = {
     .vhost = "/",
     .conns = 1,
     .chans = 1,
-    .window = 256,
-    .size = 1024,
-    .duration = 10,
-    .warmup = 2,
-    .drain = 10,
-    .hold = 600,
-    .settle = 1,
+    .load = {.window = 256, BENCH_LOAD_DEFAULTS},
     .exchange = "",
     .rkey = "bench",
     .frame_max = 131072,
@@ -222,7 +213,7 @@ static void confirm_tags(struct pub *p, struct pchan *ch, uint64_t tag, bool mul
 
 static bool has_room(const struct pchan *ch)
 {
-    return ch->inflight < (uint32_t)O.window && ch->next_tag - ch->base <= ch->mask;
+    return ch->inflight < (uint32_t)O.load.window && ch->next_tag - ch->base <= ch->mask;
 }
 
 /* Handles frames until none is buffered; the first wait is bounded by
@@ -312,7 +303,7 @@ static void *publisher(void *arg)
     }
     struct pchan *chans = calloc((size_t)O.chans, sizeof *chans);
     uint64_t ring = 1;
-    while (ring < 2 * (uint64_t)O.window)
+    while (ring < 2 * (uint64_t)O.load.window)
         ring *= 2;
     for (int i = 0; i < O.chans; i++) {
         chans[i] = (struct pchan){.id = (uint16_t)(i + 1), .next_tag = 1, .base = 1};
@@ -324,17 +315,17 @@ static void *publisher(void *arg)
             return NULL;
         }
     }
-    uint8_t *body = malloc((size_t)O.size);
-    bench_fill(body, (size_t)O.size);
+    uint8_t *body = malloc((size_t)O.load.size);
+    bench_fill(body, (size_t)O.load.size);
     amqp_basic_properties_t props = {0};
     if (O.persistent) {
         props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
         props.delivery_mode = 2;
     }
     amqp_bytes_t xb = amqp_cstring_bytes(O.exchange), kb = amqp_cstring_bytes(O.rkey);
-    amqp_bytes_t bb = {(size_t)O.size, body};
+    amqp_bytes_t bb = {(size_t)O.load.size, body};
 
-    double rate = O.rate / O.conns;
+    double rate = O.load.rate / O.conns;
     uint64_t interval = rate > 0 ? (uint64_t)(1e9 / rate) : 0;
     /* Spread the connections' schedules over one interval. */
     uint64_t next_due = p->t_start + interval * (uint64_t)p->index / (uint64_t)O.conns;
@@ -366,11 +357,11 @@ static void *publisher(void *arg)
             uint64_t ts = interval ? next_due : now;
             bool measured = ts >= p->warm_end && ts < p->t_end;
             struct bench_stamp st = {BENCH_MAGIC,
-                                     O.run,
+                                     O.load.run,
                                      ts,
                                      (uint64_t)p->index << 40 | n,
                                      measured ? BENCH_F_MEASURED : 0,
-                                     (uint32_t)O.size};
+                                     (uint32_t)O.load.size};
             bench_stamp_put(body, &st);
             uint64_t tag = ch->next_tag++;
             ch->ring[tag & ch->mask] =
@@ -408,7 +399,7 @@ static void *publisher(void *arg)
         ok = pump(p, c, chans, wait);
     }
     /* Wait for the outstanding confirms, within the drain deadline. */
-    uint64_t deadline = bench_now_ns() + (uint64_t)(O.drain * 1e9);
+    uint64_t deadline = bench_now_ns() + (uint64_t)(O.load.drain * 1e9);
     while (ok) {
         uint64_t inflight = 0;
         for (int i = 0; i < O.chans; i++)
@@ -465,7 +456,7 @@ static void declare_queue(void)
 
 static int run_publish(void)
 {
-    if (O.size < BENCH_STAMP)
+    if (O.load.size < BENCH_STAMP)
         die("--size must be at least %s bytes", "32");
     if (O.queue)
         declare_queue();
@@ -475,8 +466,8 @@ static int run_publish(void)
     for (int i = 0; i < O.conns; i++) {
         pubs[i].index = i;
         pubs[i].t_start = t0;
-        pubs[i].warm_end = t0 + (uint64_t)(O.warmup * 1e9);
-        pubs[i].t_end = pubs[i].warm_end + (uint64_t)(O.duration * 1e9);
+        pubs[i].warm_end = t0 + (uint64_t)(O.load.warmup * 1e9);
+        pubs[i].t_end = pubs[i].warm_end + (uint64_t)(O.load.duration * 1e9);
         if (pthread_create(&pubs[i].thread, NULL, publisher, &pubs[i]))
             die("%s", "pthread_create failed");
     }
@@ -499,15 +490,15 @@ static int run_publish(void)
         if (p->error && !error)
             error = p->error;
     }
-    double rate = (double)wc / O.duration;
+    double rate = (double)wc / O.load.duration;
     printf("{\"mode\":\"publish\",\"conns\":%d,\"chans\":%d,\"window\":%d,\"rate\":%.0f,"
            "\"size\":%d,\"duration\":%.3f,\"warmup\":%.3f,\"run\":%" PRIu32 ",\"sent\":%" PRIu64
            ",\"measured_sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"nacked\":%" PRIu64
            ",\"returned\":%" PRIu64 ",\"blocked\":%" PRIu64 ",\"unconfirmed\":%" PRIu64
            ",\"window_confirmed\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,"
            "\"cpu_s\":%.3f,",
-           O.conns, O.chans, O.window, O.rate, O.size, O.duration, O.warmup, O.run, sent, msent,
-           acked, nacked, returned, blocked, unconf, wc, rate, rate * O.size / 1e6,
+           O.conns, O.chans, O.load.window, O.load.rate, O.load.size, O.load.duration, O.load.warmup, O.load.run, sent, msent,
+           acked, nacked, returned, blocked, unconf, wc, rate, rate * O.load.size / 1e6,
            bench_self_cpu() - cpu0);
     samples_json(stdout, "confirm", &all);
     printf(",\"error\":");
@@ -540,7 +531,7 @@ static int run_consume(void)
     fflush(stdout);
     struct samples e2e = {0};
     uint64_t received = 0, measured = 0, foreign = 0;
-    uint64_t start = bench_now_ns(), hard_end = start + (uint64_t)(O.hold * 1e9);
+    uint64_t start = bench_now_ns(), hard_end = start + (uint64_t)(O.load.hold * 1e9);
     uint64_t last_msg = start, stop_at = 0;
     const char *error = NULL;
     for (;;) {
@@ -549,7 +540,7 @@ static int run_consume(void)
             stop_at = now;
         /* After the stop request: go on until --settle seconds of silence, at
          * most 10 s. */
-        if (now >= hard_end || (stop_at && (now - last_msg > (uint64_t)(O.settle * 1e9) ||
+        if (now >= hard_end || (stop_at && (now - last_msg > (uint64_t)(O.load.settle * 1e9) ||
                                             now - stop_at > 10000000000ull)))
             break;
         struct timeval tv = {0, 100000};
@@ -567,7 +558,7 @@ static int run_consume(void)
         struct bench_stamp st;
         received++;
         last_msg = t;
-        if (bench_stamp_get(env.message.body.bytes, env.message.body.len, O.run, &st)) {
+        if (bench_stamp_get(env.message.body.bytes, env.message.body.len, O.load.run, &st)) {
             if (st.flags & BENCH_F_MEASURED) {
                 measured++;
                 samples_add(&e2e, t > st.send_ns ? t - st.send_ns : 0);
@@ -659,7 +650,7 @@ static int run_idle(void)
         printf("null}\n");
     fflush(stdout);
     /* Hold until told to stop (or the hold time passes). */
-    uint64_t end = bench_now_ns() + (uint64_t)(O.hold * 1e9);
+    uint64_t end = bench_now_ns() + (uint64_t)(O.load.hold * 1e9);
     while (!stop_flag && bench_now_ns() < end) {
         struct timespec ts = {0, 50000000};
         nanosleep(&ts, NULL);
@@ -693,15 +684,7 @@ int main(int argc, char **argv)
         {"vhost", 1, 0, 'V'},
         {"conns", 1, 0, 'c'},
         {"chans", 1, 0, 'm'},
-        {"window", 1, 0, 'w'},
-        {"rate", 1, 0, 'r'},
-        {"size", 1, 0, 's'},
-        {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 'W'},
-        {"drain", 1, 0, 'D'},
-        {"hold", 1, 0, 'h'},
-        {"settle", 1, 0, 'S'},
-        {"run", 1, 0, 'R'},
+        BENCH_LOAD_OPTIONS,
         {"exchange", 1, 0, 'e'},
         {"routing-key", 1, 0, 'k'},
         {"persistent", 0, 0, 'x'},
@@ -735,33 +718,6 @@ int main(int argc, char **argv)
         case 'm':
             O.chans = (int)bench_num("--chans", optarg, 1, 2047);
             break;
-        case 'w':
-            O.window = (int)bench_num("--window", optarg, 1, 1000000);
-            break;
-        case 'r':
-            O.rate = bench_num("--rate", optarg, 0, 1e7);
-            break;
-        case 's':
-            O.size = (int)bench_num("--size", optarg, 0, 1 << 24);
-            break;
-        case 'd':
-            O.duration = bench_num("--duration", optarg, 0.1, 3600);
-            break;
-        case 'W':
-            O.warmup = bench_num("--warmup", optarg, 0, 3600);
-            break;
-        case 'D':
-            O.drain = bench_num("--drain", optarg, 0, 3600);
-            break;
-        case 'h':
-            O.hold = bench_num("--hold", optarg, 0, 86400);
-            break;
-        case 'S':
-            O.settle = bench_num("--settle", optarg, 0.05, 60);
-            break;
-        case 'R':
-            O.run = (uint32_t)bench_num("--run", optarg, 0, UINT32_MAX);
-            break;
         case 'e':
             O.exchange = optarg;
             break;
@@ -781,7 +737,8 @@ int main(int argc, char **argv)
             O.frame_max = (int)bench_num("--frame-max", optarg, 4096, 1 << 20);
             break;
         default:
-            usage();
+            if (!bench_load_option(&O.load, opt, optarg))
+                usage();
         }
     }
     if (optind != argc)

@@ -180,4 +180,72 @@ static inline double bench_num(const char *opt, const char *v, double lo, double
     return d;
 }
 
+/* The load shape both generators take, with the same options and meaning. */
+struct bench_load {
+    int window;  /* messages in flight per channel (producer: in all) */
+    double rate; /* total msg/s; 0: as fast as confirms allow */
+    int size;    /* body bytes */
+    double duration, warmup, drain, hold, settle; /* seconds */
+    uint32_t run; /* run id stamped into every body */
+};
+
+#define BENCH_LOAD_DEFAULTS                                                                       \
+    .size = 1024, .duration = 10, .warmup = 2, .drain = 10, .hold = 600, .settle = 1
+
+/* getopt_long entries for struct bench_load; values are getopt codes >= 256
+ * so that they never clash with a program's own options. */
+enum {
+    BENCH_OPT_WINDOW = 256,
+    BENCH_OPT_RATE,
+    BENCH_OPT_SIZE,
+    BENCH_OPT_DURATION,
+    BENCH_OPT_WARMUP,
+    BENCH_OPT_DRAIN,
+    BENCH_OPT_HOLD,
+    BENCH_OPT_SETTLE,
+    BENCH_OPT_RUN,
+};
+#define BENCH_LOAD_OPTIONS                                                                        \
+    {"window", 1, 0, BENCH_OPT_WINDOW}, {"rate", 1, 0, BENCH_OPT_RATE},                           \
+        {"size", 1, 0, BENCH_OPT_SIZE}, {"duration", 1, 0, BENCH_OPT_DURATION},                   \
+        {"warmup", 1, 0, BENCH_OPT_WARMUP}, {"drain", 1, 0, BENCH_OPT_DRAIN},                     \
+        {"hold", 1, 0, BENCH_OPT_HOLD}, {"settle", 1, 0, BENCH_OPT_SETTLE},                       \
+        {"run", 1, 0, BENCH_OPT_RUN}
+
+/* Apply one of BENCH_LOAD_OPTIONS; false if opt is not one of them. */
+static inline bool bench_load_option(struct bench_load *l, int opt, const char *v)
+{
+    switch (opt) {
+    case BENCH_OPT_WINDOW:
+        l->window = (int)bench_num("--window", v, 1, 10000000);
+        return true;
+    case BENCH_OPT_RATE:
+        l->rate = bench_num("--rate", v, 0, 1e7);
+        return true;
+    case BENCH_OPT_SIZE:
+        l->size = (int)bench_num("--size", v, 0, 1 << 24);
+        return true;
+    case BENCH_OPT_DURATION:
+        l->duration = bench_num("--duration", v, 0.1, 3600);
+        return true;
+    case BENCH_OPT_WARMUP:
+        l->warmup = bench_num("--warmup", v, 0, 3600);
+        return true;
+    case BENCH_OPT_DRAIN:
+        l->drain = bench_num("--drain", v, 0, 3600);
+        return true;
+    case BENCH_OPT_HOLD:
+        l->hold = bench_num("--hold", v, 0, 86400);
+        return true;
+    case BENCH_OPT_SETTLE:
+        l->settle = bench_num("--settle", v, 0.05, 60);
+        return true;
+    case BENCH_OPT_RUN:
+        l->run = (uint32_t)bench_num("--run", v, 0, UINT32_MAX);
+        return true;
+    default:
+        return false;
+    }
+}
+
 #endif

@@ -28,11 +28,7 @@ struct opts {
     const char *brokers;
     const char *topic;
     int partitions, rf, min_isr;
-    int window;
-    double rate;
-    int size;
-    double duration, warmup, drain, hold, settle;
-    uint32_t run;
+    struct bench_load load;
     const char *linger;
     int with_key;
 };
@@ -42,13 +38,7 @@ static struct opts O = {
     .partitions = 3,
     .rf = 3,
     .min_isr = 2,
-    .window = 4096,
-    .size = 1024,
-    .duration = 10,
-    .warmup = 2,
-    .drain = 10,
-    .hold = 600,
-    .settle = 1,
+    .load = {.window = 4096, BENCH_LOAD_DEFAULTS},
     .linger = "1",
 };
 
@@ -197,7 +187,7 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (now >= P.warm_end && now < P.t_end)
         P.window_confirmed++;
     struct bench_stamp st;
-    if (bench_stamp_get(m->payload, m->len, O.run, &st) && (st.flags & BENCH_F_MEASURED))
+    if (bench_stamp_get(m->payload, m->len, O.load.run, &st) && (st.flags & BENCH_F_MEASURED))
         samples_add(&P.confirm, now > st.send_ns ? now - st.send_ns : 0);
 }
 
@@ -218,7 +208,7 @@ static void serve(rd_kafka_t *rk, int fd, uint64_t timeout_ns)
 
 static int run_produce(void)
 {
-    if (O.size < BENCH_STAMP)
+    if (O.load.size < BENCH_STAMP)
         die("--size", "must be at least 32 bytes");
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char num[32];
@@ -229,7 +219,7 @@ static int run_produce(void)
     set(conf, "socket.nagle.disable", "true");
     set(conf, "queue.buffering.max.messages", "2000000");
     set(conf, "queue.buffering.max.kbytes", "2097151");
-    snprintf(num, sizeof num, "%d", O.size + (1 << 20));
+    snprintf(num, sizeof num, "%d", O.load.size + (1 << 20));
     set(conf, "message.max.bytes", num);
     rd_kafka_conf_set_dr_msg_cb(conf, on_dr);
     rd_kafka_t *rk = new_client(RD_KAFKA_PRODUCER, conf);
@@ -242,13 +232,13 @@ static int run_produce(void)
         die(O.topic, "topic not available");
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, O.topic, NULL);
 
-    uint8_t *body = malloc((size_t)O.size);
-    bench_fill(body, (size_t)O.size);
+    uint8_t *body = malloc((size_t)O.load.size);
+    bench_fill(body, (size_t)O.load.size);
     double cpu0 = bench_self_cpu();
     uint64_t t_start = bench_now_ns();
-    P.warm_end = t_start + (uint64_t)(O.warmup * 1e9);
-    P.t_end = P.warm_end + (uint64_t)(O.duration * 1e9);
-    uint64_t interval = O.rate > 0 ? (uint64_t)(1e9 / O.rate) : 0;
+    P.warm_end = t_start + (uint64_t)(O.load.warmup * 1e9);
+    P.t_end = P.warm_end + (uint64_t)(O.load.duration * 1e9);
+    uint64_t interval = O.load.rate > 0 ? (uint64_t)(1e9 / O.load.rate) : 0;
     uint64_t next_due = t_start, n = 0;
     const char *error = NULL;
     char errbuf[256];
@@ -257,18 +247,18 @@ static int run_produce(void)
         if (now >= P.t_end)
             break;
         int burst = 0;
-        while (burst < 256 && P.inflight < (uint64_t)O.window) {
+        while (burst < 256 && P.inflight < (uint64_t)O.load.window) {
             if (interval && now < next_due)
                 break;
             uint64_t ts = interval ? next_due : now;
             bool measured = ts >= P.warm_end && ts < P.t_end;
-            struct bench_stamp st = {BENCH_MAGIC,     O.run, ts, n, measured ? BENCH_F_MEASURED : 0,
-                                     (uint32_t)O.size};
+            struct bench_stamp st = {BENCH_MAGIC,     O.load.run, ts, n, measured ? BENCH_F_MEASURED : 0,
+                                     (uint32_t)O.load.size};
             bench_stamp_put(body, &st);
             char key[16];
             int klen = O.with_key ? snprintf(key, sizeof key, "k%d", (int)(n % 64)) : 0;
             if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, body,
-                                 (size_t)O.size, klen ? key : NULL, (size_t)klen, NULL) == -1) {
+                                 (size_t)O.load.size, klen ? key : NULL, (size_t)klen, NULL) == -1) {
                 rd_kafka_resp_err_t e = rd_kafka_last_error();
                 if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                     break;
@@ -289,7 +279,7 @@ static int run_produce(void)
         }
         now = bench_now_ns();
         uint64_t wait;
-        if (P.inflight >= (uint64_t)O.window)
+        if (P.inflight >= (uint64_t)O.load.window)
             wait = 50000000;
         else if (interval)
             wait = next_due > now ? next_due - now : 0;
@@ -299,17 +289,17 @@ static int run_produce(void)
             wait = P.t_end > now ? P.t_end - now : 0;
         serve(rk, pipefd[0], wait);
     }
-    uint64_t deadline = bench_now_ns() + (uint64_t)(O.drain * 1e9);
+    uint64_t deadline = bench_now_ns() + (uint64_t)(O.load.drain * 1e9);
     while (P.inflight && bench_now_ns() < deadline)
         serve(rk, pipefd[0], 50000000);
-    double rate = (double)P.window_confirmed / O.duration;
+    double rate = (double)P.window_confirmed / O.load.duration;
     printf("{\"mode\":\"produce\",\"window\":%d,\"rate\":%.0f,\"size\":%d,\"duration\":%.3f,"
            "\"warmup\":%.3f,\"run\":%" PRIu32 ",\"linger_ms\":\"%s\",\"sent\":%" PRIu64
            ",\"measured_sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"nacked\":%" PRIu64
            ",\"unconfirmed\":%" PRIu64 ",\"window_confirmed\":%" PRIu64
            ",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"cpu_s\":%.3f,",
-           O.window, O.rate, O.size, O.duration, O.warmup, O.run, O.linger, P.sent, P.measured_sent,
-           P.acked, P.nacked, P.inflight, P.window_confirmed, rate, rate * O.size / 1e6,
+           O.load.window, O.load.rate, O.load.size, O.load.duration, O.load.warmup, O.load.run, O.linger, P.sent, P.measured_sent,
+           P.acked, P.nacked, P.inflight, P.window_confirmed, rate, rate * O.load.size / 1e6,
            bench_self_cpu() - cpu0);
     samples_json(stdout, "confirm", &P.confirm);
     if (!error && P.nacked) {
@@ -366,13 +356,13 @@ static int run_consume(void)
 
     struct samples e2e = {0};
     uint64_t received = 0, measured = 0, foreign = 0, errors = 0;
-    uint64_t start = bench_now_ns(), hard_end = start + (uint64_t)(O.hold * 1e9);
+    uint64_t start = bench_now_ns(), hard_end = start + (uint64_t)(O.load.hold * 1e9);
     uint64_t last_msg = start, stop_at = 0;
     for (;;) {
         uint64_t now = bench_now_ns();
         if (stop_flag && !stop_at)
             stop_at = now;
-        if (now >= hard_end || (stop_at && (now - last_msg > (uint64_t)(O.settle * 1e9) ||
+        if (now >= hard_end || (stop_at && (now - last_msg > (uint64_t)(O.load.settle * 1e9) ||
                                             now - stop_at > 10000000000ull)))
             break;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
@@ -388,7 +378,7 @@ static int run_consume(void)
         received++;
         last_msg = t;
         struct bench_stamp st;
-        if (bench_stamp_get(m->payload, m->len, O.run, &st)) {
+        if (bench_stamp_get(m->payload, m->len, O.load.run, &st)) {
             if (st.flags & BENCH_F_MEASURED) {
                 measured++;
                 samples_add(&e2e, t > st.send_ns ? t - st.send_ns : 0);
@@ -429,12 +419,9 @@ int main(int argc, char **argv)
         return 0;
     }
     static const struct option lo[] = {
-        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},   {"partitions", 1, 0, 'n'},
-        {"rf", 1, 0, 'f'},      {"min-isr", 1, 0, 'i'}, {"window", 1, 0, 'w'},
-        {"rate", 1, 0, 'r'},    {"size", 1, 0, 's'},    {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 'W'},  {"drain", 1, 0, 'D'},   {"hold", 1, 0, 'h'},
-        {"settle", 1, 0, 'S'},  {"run", 1, 0, 'R'},     {"linger", 1, 0, 'l'},
-        {"keyed", 0, 0, 'k'},   {0, 0, 0, 0},
+        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'}, {"partitions", 1, 0, 'n'},
+        {"rf", 1, 0, 'f'},      {"min-isr", 1, 0, 'i'}, {"linger", 1, 0, 'l'},
+        {"keyed", 0, 0, 'k'},   BENCH_LOAD_OPTIONS,   {0, 0, 0, 0},
     };
     int opt;
     optind = 2;
@@ -455,33 +442,6 @@ int main(int argc, char **argv)
         case 'i':
             O.min_isr = (int)bench_num("--min-isr", optarg, 1, 100);
             break;
-        case 'w':
-            O.window = (int)bench_num("--window", optarg, 1, 10000000);
-            break;
-        case 'r':
-            O.rate = bench_num("--rate", optarg, 0, 1e7);
-            break;
-        case 's':
-            O.size = (int)bench_num("--size", optarg, 0, 1 << 24);
-            break;
-        case 'd':
-            O.duration = bench_num("--duration", optarg, 0.1, 3600);
-            break;
-        case 'W':
-            O.warmup = bench_num("--warmup", optarg, 0, 3600);
-            break;
-        case 'D':
-            O.drain = bench_num("--drain", optarg, 0, 3600);
-            break;
-        case 'h':
-            O.hold = bench_num("--hold", optarg, 0, 86400);
-            break;
-        case 'S':
-            O.settle = bench_num("--settle", optarg, 0.05, 60);
-            break;
-        case 'R':
-            O.run = (uint32_t)bench_num("--run", optarg, 0, UINT32_MAX);
-            break;
         case 'l':
             O.linger = optarg;
             break;
@@ -489,7 +449,8 @@ int main(int argc, char **argv)
             O.with_key = 1;
             break;
         default:
-            usage();
+            if (!bench_load_option(&O.load, opt, optarg))
+                usage();
         }
     }
     if (optind != argc || !O.topic)
