@@ -110,5 +110,7 @@ clean:
 # Longer suites, each with its own targets (see the fragments).
 include tests/fuzz/fuzz.mk
 include tests/bench/bench.mk
+include tests/faults/faults.mk
+include tests/compat/compat.mk
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d

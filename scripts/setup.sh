@@ -26,8 +26,9 @@ readonly PACKAGES=(
   valgrind
   # local Kafka cluster (contrib/kafka)
   maven openjdk-17-jdk-headless
-  # process and socket inspection in tests
-  iproute2 procps
+  # process and socket inspection in tests; network namespaces and
+  # partitions of the fault suite (tests/faults)
+  iproute2 procps iptables
 )
 
 die() {
