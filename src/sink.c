@@ -175,8 +175,8 @@ static void handle_error(struct sink *s, rd_kafka_event_t *ev)
         return;
     }
     if (log_due(&s->error_log, err)) {
-        log_warn("kafka: %s (%" PRIu64 " repeats left out)", rd_kafka_event_error_string(ev),
-                 s->error_log.left_out);
+        log_warn("kafka: %s (%" PRIu64 " error lines left out since the last one)",
+                 rd_kafka_event_error_string(ev), s->error_log.left_out);
         s->error_log.left_out = 0;
     }
 }
