@@ -11,7 +11,13 @@
  * error and rd_kafka_message_status() is PERSISTED; everything else is a
  * nack. A fatal producer error (idempotence desync and friends) purges
  * and nacks everything in flight, destroys the producer, builds a new one
- * and goes on. */
+ * and goes on.
+ *
+ * Partition gate: hopper chooses each message's partition (as the
+ * configured partitioner would) and hands a partition's messages to
+ * librdkafka only when none of its earlier ones are still there; the rest
+ * wait here, in order, counted in the in-flight bound, and are nacked if
+ * they wait longer than message.timeout.ms. sink.c says why. */
 #ifndef HOPPER_SINK_H
 #define HOPPER_SINK_H
 
@@ -57,6 +63,8 @@ enum sink_status {
 
 struct sink_stats {
     uint64_t produced, persisted, failed, fatal_rebuilds, topics_created;
+    uint64_t held;             /* messages that waited for their partition's previous batch */
+    uint64_t batches_released; /* times held messages were handed over together */
 };
 
 /* Create the producer. Returns NULL with err set on a bad property. */

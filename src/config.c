@@ -24,6 +24,8 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "partition.h"
+
 #define MAX_FILE_SIZE (16u << 20) /* a config is a few KiB; refuse to slurp a disk image */
 #define MAX_SHORTSTR 255          /* AMQP short string: vhost, exchange, routing key, header */
 #define MAX_TOPIC 249             /* Kafka's limit on topic names */
@@ -654,6 +656,9 @@ static const struct {
      "must be all: confirms mean the record is on min.insync.replicas"},
     {"enable.idempotence", {"true", NULL}, "must be true: retries must not duplicate records"},
     {"transactional.id", {NULL, NULL}, "is not supported: hopper does not use transactions"},
+    {"sticky.partitioning.linger.ms",
+     {"0", NULL},
+     "must be 0: hopper spreads keyless messages over partitions itself"},
 };
 
 /* NULL, or why hopper cannot take this property. */
@@ -705,6 +710,9 @@ static int parse_properties(struct loader *ld, yaml_node_t *map, const char *key
         if (get_string(ld, k, pkey, &prop->key) || get_string(ld, v, pkey, &prop->value))
             goto out;
         const char *why = fixed_prop(prop->key, prop->value);
+        if (!why && !strcmp(prop->key, "partitioner") && !partition_find(prop->value))
+            why = "unknown partitioner (murmur2_random, murmur2, consistent_random, consistent, "
+                  "fnv1a_random, fnv1a or random)";
         if (why) {
             fail(ld, v, pkey, "%s", why);
             goto out;

@@ -1,11 +1,32 @@
 /* sink.c - the Kafka producer, driven from the libevent loop (see sink.h).
  *
- * Every produced message holds a slot in a table; the slot's index (plus
+ * Every accepted message holds a slot in a table; the slot's index (plus
  * one) is the message's opaque, so a delivery report finds its channel's
  * confirm tracker without a per-message allocation. Slots are the unit of
  * the in-flight bound: their cost (body plus a fixed allowance for key,
  * headers and librdkafka's bookkeeping) is summed against
- * limits.max_inflight_bytes. */
+ * limits.max_inflight_bytes, whether the message is in librdkafka or still
+ * held here.
+ *
+ * The partition gate. librdkafka's idempotent producer sends one
+ * ProduceRequest per partition at a time (librdkafka PR #4989 would lift
+ * that), and while it is out, 2.0.2's broker thread polls with a zero
+ * timeout as soon as the partition's next batch has waited linger.ms: a
+ * spin that takes the brokers' CPU and makes round trips longer still
+ * (tests/bench/NOTES.md). So hopper picks each message's partition itself,
+ * as the configured partitioner would, and hands a partition's messages to
+ * librdkafka only while none of its earlier ones are there. The rest are
+ * held here, in order, and go over together, at most one request's worth,
+ * when the last delivery report of the previous batch arrives. They wait no
+ * longer than they would have inside librdkafka, and no batch sits expired
+ * behind a request in flight.
+ *
+ * The partition count comes from librdkafka: a topic's first messages are
+ * handed over unpartitioned and the partitioner callback that places them
+ * records the count. It is learned again the same way every
+ * topic.metadata.refresh.interval.ms, at a moment when nothing of the topic
+ * is held. While an unpartitioned message of a topic is in librdkafka, all
+ * of the topic's partitions hold, so nothing overtakes it. */
 #include "sink.h"
 
 #include <errno.h>
@@ -13,9 +34,11 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "partition.h"
 
 /* Per-message allowance on top of body and key: headers, topic, librdkafka's
  * message struct. Generous so that a flood of empty messages is bounded too. */
@@ -25,6 +48,10 @@
 /* Repeats of the same producer error, or of nacks for the same reason, are
  * logged at most this often; the next line says how many were left out. */
 #define ERROR_LOG_INTERVAL_S 10
+/* A keyless message goes to the first partition with nothing in
+ * librdkafka among this many, looking from a rotating start. */
+#define SPREAD_SCAN 8
+#define NO_SLOT UINT32_MAX
 
 struct log_limit {
     rd_kafka_resp_err_t err;
@@ -32,18 +59,58 @@ struct log_limit {
     uint64_t left_out;
 };
 
+enum slot_state {
+    SLOT_FREE,
+    SLOT_TAKEN,    /* accepted, not yet held or handed over */
+    SLOT_HELD,     /* waiting in its partition's queue here */
+    SLOT_IN_KAFKA, /* handed to librdkafka; a delivery report will come */
+};
+
+struct sink_topic;
+
 struct slot {
-    struct confirm *tracker; /* NULL: no confirm wanted (or slot free) */
+    enum slot_state state;
+    struct confirm *tracker; /* NULL: no confirm wanted */
     uint64_t tag;
     uint64_t cost;
-    uint32_t next_free; /* free list link, valid while free */
-    bool busy;
+    struct sink_topic *topic;
+    int32_t partition; /* RD_KAFKA_PARTITION_UA: handed over unpartitioned */
+    uint32_t next;     /* free list or held queue link */
+    /* Held only: what producev will take, and since when it waits. */
+    int64_t held_since_ms;
+    void *body;
+    size_t body_len;
+    void *key; /* a copy: the caller's key lives only for the call */
+    size_t key_len;
+    rd_kafka_headers_t *headers;
+};
+
+struct part {
+    uint32_t in_kafka;   /* handed over, no report yet */
+    uint32_t head, tail; /* held queue, NO_SLOT when empty */
+};
+
+struct sink_topic {
+    char *name;
+    rd_kafka_topic_t *rkt;
+    const struct partitioner *partitioner;
+    /* Written by the partitioner callback, possibly on a librdkafka thread. */
+    int32_t learned_cnt;
+    int32_t cnt;     /* partition count in use, 0 = not known yet */
+    int32_t n_parts; /* size of parts (never shrinks) */
+    struct part *parts;
+    uint32_t unpartitioned; /* handed over with PARTITION_UA, no report yet */
+    uint32_t held;
+    int32_t spread_next;
+    int64_t learn_due_ms;
+    bool retry_create;
 };
 
 struct sink {
     struct event_base *base;
     const struct config *cfg;
     struct sink_callbacks cb;
+    const struct partitioner *partitioner;
 
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
@@ -51,20 +118,37 @@ struct sink {
     struct event *pipe_ev;
     struct event *timer_ev;
     bool fatal_pending;
+    /* From the producer's configuration. */
+    uint64_t batch_bytes;
+    uint32_t batch_msgs;
+    int64_t msg_timeout_ms;
+    int64_t refresh_ms;
 
     struct slot *slots;
     uint32_t n_slots; /* slots ever used (high mark) */
     uint32_t cap_slots;
-    uint32_t free_head; /* UINT32_MAX: empty */
+    uint32_t free_head; /* NO_SLOT: empty */
     size_t in_flight;
+    size_t held;
     uint64_t bytes_in_flight;
 
     struct strmap topics;       /* created (or being created) this run */
-    struct strmap handles;      /* topic name -> rd_kafka_topic_t of the current producer */
+    struct strmap handles;      /* topic name -> struct sink_topic of the current producer */
     struct log_limit error_log; /* producer error events */
     struct log_limit nack_log;  /* messages Kafka did not persist */
     struct sink_stats stats;
 };
+
+#define FOR_EACH_TOPIC(s, t)                                                                       \
+    for (size_t k_ = 0; k_ < (s)->handles.cap; k_++)                                               \
+        if (((t) = (s)->handles.slots[k_].key ? (s)->handles.slots[k_].value : NULL))
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Whether a line about err is due now; if not, it is counted as left out. */
 static bool log_due(struct log_limit *l, rd_kafka_resp_err_t err)
@@ -94,9 +178,9 @@ static void log_nack(struct sink *s, const char *topic, int32_t partition, rd_ka
 static uint32_t slot_take(struct sink *s, struct confirm *tracker, uint64_t tag, uint64_t cost)
 {
     uint32_t i;
-    if (s->free_head != UINT32_MAX) {
+    if (s->free_head != NO_SLOT) {
         i = s->free_head;
-        s->free_head = s->slots[i].next_free;
+        s->free_head = s->slots[i].next;
     } else {
         if (s->n_slots == s->cap_slots) {
             s->cap_slots = s->cap_slots ? s->cap_slots * 2 : 1024;
@@ -104,7 +188,8 @@ static uint32_t slot_take(struct sink *s, struct confirm *tracker, uint64_t tag,
         }
         i = s->n_slots++;
     }
-    s->slots[i] = (struct slot){.tracker = tracker, .tag = tag, .cost = cost, .busy = true};
+    s->slots[i] = (struct slot){
+        .state = SLOT_TAKEN, .tracker = tracker, .tag = tag, .cost = cost, .next = NO_SLOT};
     s->in_flight++;
     s->bytes_in_flight += cost;
     return i;
@@ -116,21 +201,32 @@ static void slot_release(struct sink *s, uint32_t i)
     struct slot *sl = &s->slots[i];
     s->in_flight--;
     s->bytes_in_flight -= sl->cost;
-    sl->busy = false;
+    sl->state = SLOT_FREE;
     sl->tracker = NULL;
-    sl->next_free = s->free_head;
+    sl->next = s->free_head;
     s->free_head = i;
+}
+
+/* Drop what a held slot owns (it was never handed over). */
+static void slot_free_payload(struct slot *sl)
+{
+    FREE_AND_NULL(sl->body);
+    FREE_AND_NULL(sl->key);
+    if (sl->headers)
+        rd_kafka_headers_destroy(sl->headers);
+    sl->headers = NULL;
 }
 
 /* Settle slot i with its outcome and free it. */
 static void slot_settle(struct sink *s, uint32_t i, bool ok)
 {
-    if (i >= s->n_slots || !s->slots[i].busy) {
+    if (i >= s->n_slots || s->slots[i].state == SLOT_FREE) {
         log_error("kafka: delivery report for unknown message %" PRIu32, i);
         return;
     }
     struct confirm *c = s->slots[i].tracker;
     uint64_t tag = s->slots[i].tag;
+    slot_free_payload(&s->slots[i]);
     slot_release(s, i);
     if (ok)
         s->stats.persisted++;
@@ -143,11 +239,204 @@ static void slot_settle(struct sink *s, uint32_t i, bool ok)
     }
 }
 
+/* After the old producer is gone: no report will come for what is left. */
 static void nack_all_slots(struct sink *s)
 {
     for (uint32_t i = 0; i < s->n_slots; i++)
-        if (s->slots[i].busy)
+        if (s->slots[i].state != SLOT_FREE)
             slot_settle(s, i, false);
+    s->held = 0;
+}
+
+/* librdkafka's partitioner callback, for messages handed over
+ * unpartitioned: places them as the configured partitioner would, and
+ * tells the loop thread the partition count. Runs under the topic's lock,
+ * on the producing thread or a librdkafka thread. */
+static int32_t partition_and_learn(const rd_kafka_topic_t *rkt, const void *key, size_t key_len,
+                                   int32_t partition_cnt, void *rkt_opaque, void *msg_opaque)
+{
+    struct sink_topic *t = rkt_opaque;
+    __atomic_store_n(&t->learned_cnt, partition_cnt, __ATOMIC_RELEASE);
+    if (partition_spreads(t->partitioner, key, key_len))
+        return rd_kafka_msg_partitioner_random(rkt, key, key_len, partition_cnt, rkt_opaque,
+                                               msg_opaque);
+    return t->partitioner->hash(rkt, key, key_len, partition_cnt, rkt_opaque, msg_opaque);
+}
+
+static bool part_open(const struct sink_topic *t, int32_t p)
+{
+    return !t->unpartitioned && !t->parts[p].in_kafka && t->parts[p].head == NO_SLOT;
+}
+
+/* A keyless message: the first partition with nothing in librdkafka, from
+ * a rotating start, else the one with the fewest messages there. */
+static int32_t spread_pick(struct sink_topic *t)
+{
+    int32_t best = t->spread_next % t->cnt;
+    int32_t n = t->cnt < SPREAD_SCAN ? t->cnt : SPREAD_SCAN;
+    for (int32_t k = 0; k < n; k++) {
+        int32_t p = (t->spread_next + k) % t->cnt;
+        if (part_open(t, p)) {
+            best = p;
+            break;
+        }
+        if (t->parts[p].in_kafka < t->parts[best].in_kafka)
+            best = p;
+    }
+    t->spread_next = (best + 1) % t->cnt;
+    return best;
+}
+
+/* The partition for a message, or RD_KAFKA_PARTITION_UA to let librdkafka
+ * place it (and learn the count). */
+static int32_t pick_partition(struct sink *s, struct sink_topic *t, const void *key, size_t key_len)
+{
+    int32_t learned = __atomic_load_n(&t->learned_cnt, __ATOMIC_ACQUIRE);
+    if (learned <= 0)
+        return RD_KAFKA_PARTITION_UA;
+    if (learned > t->n_parts) {
+        t->parts = xrealloc(t->parts, (size_t)learned * sizeof *t->parts);
+        for (int32_t p = t->n_parts; p < learned; p++)
+            t->parts[p] = (struct part){.head = NO_SLOT, .tail = NO_SLOT};
+        t->n_parts = learned;
+    }
+    if (learned != t->cnt) {
+        if (t->cnt)
+            log_info("kafka: topic %s now has %" PRId32 " partitions", t->name, learned);
+        t->cnt = learned;
+    }
+    if (!t->held && !t->unpartitioned) {
+        int64_t now = mono_ms();
+        if (now >= t->learn_due_ms) {
+            t->learn_due_ms = now + s->refresh_ms;
+            return RD_KAFKA_PARTITION_UA;
+        }
+    }
+    if (partition_spreads(t->partitioner, key, key_len))
+        return spread_pick(t);
+    return partition_of_key(t->partitioner, key, key_len, t->cnt);
+}
+
+/* Hand slot i's message to librdkafka. On success librdkafka owns body and
+ * headers; on failure nothing was taken. */
+static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, void *body, size_t body_len,
+                                     const void *key, size_t key_len, rd_kafka_headers_t *headers)
+{
+    struct slot *sl = &s->slots[i];
+    struct sink_topic *t = sl->topic;
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(t->rkt), RD_KAFKA_V_PARTITION(sl->partition),
+                          RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(body, body_len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_HEADERS(headers),
+                          RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(i + 1)), RD_KAFKA_V_END);
+    if (err)
+        return err;
+    sl->state = SLOT_IN_KAFKA;
+    if (sl->partition == RD_KAFKA_PARTITION_UA)
+        t->unpartitioned++;
+    else
+        t->parts[sl->partition].in_kafka++;
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* librdkafka refused slot i's message for good: nack it. */
+static void refused(struct sink *s, uint32_t i, rd_kafka_resp_err_t err)
+{
+    /* A fatal error refuses every produce until the producer is rebuilt;
+     * the error event may not have been polled yet. */
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        s->fatal_pending = true;
+    log_nack(s, s->slots[i].topic->name, s->slots[i].partition, err);
+    slot_settle(s, i, false);
+}
+
+static uint32_t held_pop(struct sink *s, struct sink_topic *t, int32_t p)
+{
+    struct part *pt = &t->parts[p];
+    uint32_t i = pt->head;
+    pt->head = s->slots[i].next;
+    if (pt->head == NO_SLOT)
+        pt->tail = NO_SLOT;
+    t->held--;
+    s->held--;
+    return i;
+}
+
+/* Hand partition p's held messages over, at most one request's worth, if
+ * nothing of it is in librdkafka. */
+static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
+{
+    struct part *pt = &t->parts[p];
+    if (t->unpartitioned || pt->in_kafka)
+        return;
+    uint64_t bytes = 0;
+    uint32_t n = 0;
+    while (pt->head != NO_SLOT) {
+        struct slot *sl = &s->slots[pt->head];
+        if (n && (n >= s->batch_msgs || bytes + sl->cost > s->batch_bytes))
+            break;
+        rd_kafka_resp_err_t err =
+            hand_over(s, pt->head, sl->body, sl->body_len, sl->key, sl->key_len, sl->headers);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break; /* the timer tries again */
+        uint32_t i = held_pop(s, t, p);
+        sl = &s->slots[i];
+        FREE_AND_NULL(sl->key); /* librdkafka copied it */
+        if (err) {
+            refused(s, i, err);
+            continue;
+        }
+        sl->body = NULL;
+        sl->headers = NULL;
+        bytes += sl->cost;
+        n++;
+    }
+    if (n)
+        s->stats.batches_released++;
+}
+
+/* A report came for a message handed over to partition p (or UA). */
+static void gate_reported(struct sink *s, struct sink_topic *t, int32_t p)
+{
+    if (p == RD_KAFKA_PARTITION_UA) {
+        if (--t->unpartitioned == 0)
+            for (int32_t q = 0; q < t->n_parts; q++)
+                part_release(s, t, q);
+    } else if (--t->parts[p].in_kafka == 0) {
+        part_release(s, t, p);
+    }
+}
+
+/* Nack partition p's held messages that have waited since older_than or
+ * longer. */
+static void nack_held(struct sink *s, struct sink_topic *t, int32_t p, int64_t older_than,
+                      rd_kafka_resp_err_t why)
+{
+    struct part *pt = &t->parts[p];
+    while (pt->head != NO_SLOT && s->slots[pt->head].held_since_ms <= older_than)
+        refused(s, held_pop(s, t, p), why);
+}
+
+/* Nack held messages whose wait passed message.timeout.ms (librdkafka's
+ * own deadline starts again when a message is handed over), or all of
+ * them; retry releases refused for a full queue. */
+static void sweep_held(struct sink *s, bool nack_all)
+{
+    if (!s->held)
+        return;
+    int64_t older_than = nack_all ? INT64_MAX : mono_ms() - s->msg_timeout_ms;
+    rd_kafka_resp_err_t why =
+        nack_all ? RD_KAFKA_RESP_ERR__PURGE_QUEUE : RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+    struct sink_topic *t;
+    FOR_EACH_TOPIC(s, t)
+    {
+        if (!t->held)
+            continue;
+        for (int32_t p = 0; p < t->n_parts; p++) {
+            nack_held(s, t, p, older_than, why);
+            part_release(s, t, p);
+        }
+    }
 }
 
 static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
@@ -160,7 +449,19 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
                   rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED;
         if (!ok)
             log_nack(s, rd_kafka_topic_name(m->rkt), m->partition, m->err);
-        slot_settle(s, (uint32_t)((uintptr_t)m->_private - 1), ok);
+        uint32_t i = (uint32_t)((uintptr_t)m->_private - 1);
+        if (i >= s->n_slots || s->slots[i].state != SLOT_IN_KAFKA) {
+            log_error("kafka: delivery report for unknown message %" PRIu32, i);
+            continue;
+        }
+        struct sink_topic *t = s->slots[i].topic;
+        int32_t p = s->slots[i].partition;
+        slot_settle(s, i, ok);
+        /* The partition could not be reached for message.timeout.ms: what
+         * waits behind the batch would only wait as long again. */
+        if (m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && p != RD_KAFKA_PARTITION_UA)
+            nack_held(s, t, p, INT64_MAX, m->err);
+        gate_reported(s, t, p);
     }
 }
 
@@ -199,9 +500,9 @@ static void handle_create_topics(struct sink *s, rd_kafka_event_t *ev)
             log_error("kafka: cannot create topic %s: %s", name,
                       rd_kafka_topic_result_error_string(topics[i]));
             strmap_del(&s->topics, name);
-            rd_kafka_topic_t *rkt = strmap_del(&s->handles, name);
-            if (rkt)
-                rd_kafka_topic_destroy(rkt);
+            struct sink_topic *t = strmap_get(&s->handles, name);
+            if (t)
+                t->retry_create = true;
         }
     }
 }
@@ -274,6 +575,16 @@ static int check_durability_prop(const struct kv *p, char *err, size_t errlen)
     return 0;
 }
 
+/* A number from the producer's effective configuration. */
+static int64_t conf_number(rd_kafka_t *rk, const char *name, int64_t dflt)
+{
+    char v[32];
+    size_t n = sizeof v;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), name, v, &n) != RD_KAFKA_CONF_OK)
+        return dflt;
+    return strtoll(v, NULL, 10);
+}
+
 static rd_kafka_t *build_producer(struct sink *s, char *err, size_t errlen)
 {
     const struct config *cfg = s->cfg;
@@ -289,9 +600,13 @@ static rd_kafka_t *build_producer(struct sink *s, char *err, size_t errlen)
     if (set_prop(conf, "bootstrap.servers", cfg->bootstrap_servers, err, errlen) ||
         set_prop(conf, "enable.idempotence", "true", err, errlen) ||
         set_prop(conf, "acks", "all", err, errlen) ||
-        /* Same partition for the same key as the Java client. */
-        set_prop(conf, "partitioner", "murmur2_random", err, errlen) ||
+        /* Kafka's default. With the gate it is the wait of each released
+         * batch; 1 ms lets a batch leave before a preempted release loop
+         * has handed all of it over (tests/bench/NOTES.md). */
         set_prop(conf, "linger.ms", "5", err, errlen) ||
+        /* Keyless messages must reach the partitioner callback (the gate
+         * learns partition counts there); hopper spreads them itself. */
+        set_prop(conf, "sticky.partitioning.linger.ms", "0", err, errlen) ||
         set_prop(conf, "queue.buffering.max.kbytes", num, err, errlen) ||
         set_prop(conf, "queue.buffering.max.messages", "2000000", err, errlen) ||
         set_prop(conf, "log.queue", "true", err, errlen))
@@ -301,7 +616,11 @@ static rd_kafka_t *build_producer(struct sink *s, char *err, size_t errlen)
         goto fail;
     for (size_t i = 0; i < cfg->n_kafka_props; i++) {
         const struct kv *p = &cfg->kafka_props[i];
-        if (check_durability_prop(p, err, errlen) || set_prop(conf, p->key, p->value, err, errlen))
+        if (check_durability_prop(p, err, errlen))
+            goto fail;
+        if (!strcmp(p->key, "partitioner"))
+            continue; /* hopper partitions (sink_new) */
+        if (set_prop(conf, p->key, p->value, err, errlen))
             goto fail;
     }
     rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG |
@@ -314,6 +633,14 @@ static rd_kafka_t *build_producer(struct sink *s, char *err, size_t errlen)
     }
     /* conf now belongs to rk. */
     rd_kafka_set_log_queue(rk, NULL);
+    s->batch_bytes = (uint64_t)conf_number(rk, "batch.size", 1000000);
+    s->batch_msgs = (uint32_t)conf_number(rk, "batch.num.messages", 10000);
+    s->msg_timeout_ms = conf_number(rk, "message.timeout.ms", 300000);
+    if (s->msg_timeout_ms <= 0) /* 0: librdkafka's "infinite" */
+        s->msg_timeout_ms = INT64_MAX / 2;
+    s->refresh_ms = conf_number(rk, "topic.metadata.refresh.interval.ms", 300000);
+    if (s->refresh_ms <= 0) /* -1: never refresh */
+        s->refresh_ms = INT64_MAX / 2;
     return rk;
 fail:
     rd_kafka_conf_destroy(conf);
@@ -327,27 +654,32 @@ static void attach_producer(struct sink *s, rd_kafka_t *rk)
     rd_kafka_queue_io_event_enable(s->mainq, s->pipefd[1], "1", 1);
 }
 
-static void drop_handles(struct sink *s)
-{
-    for (size_t i = 0; i < s->handles.cap; i++)
-        if (s->handles.slots[i].key && s->handles.slots[i].value)
-            rd_kafka_topic_destroy(s->handles.slots[i].value);
-    strmap_free(&s->handles);
-}
-
 static void detach_producer(struct sink *s)
 {
-    drop_handles(s);
+    struct sink_topic *t;
+    FOR_EACH_TOPIC(s, t)
+    rd_kafka_topic_destroy(t->rkt);
     rd_kafka_queue_io_event_enable(s->mainq, -1, NULL, 0);
     rd_kafka_queue_destroy(s->mainq);
     rd_kafka_destroy(s->rk);
+    /* Only now: librdkafka's partitioner callback has the topics as its
+     * opaque until the producer is gone. */
+    FOR_EACH_TOPIC(s, t)
+    {
+        free(t->name);
+        free(t->parts);
+        free(t);
+    }
+    strmap_free(&s->handles);
     s->mainq = NULL;
     s->rk = NULL;
 }
 
-/* Purge whatever librdkafka holds and settle it as nacked. */
+/* Purge whatever librdkafka holds and settle it as nacked. Held messages
+ * are nacked first, so that the purge's reports release nothing. */
 static void purge_all(struct sink *s)
 {
+    sweep_held(s, true);
     rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     drain_queue(s);
 }
@@ -359,7 +691,6 @@ static void rebuild(struct sink *s)
     purge_all(s);
     s->fatal_pending = false;
     detach_producer(s);
-    /* The old producer is gone: no report will come for what is left. */
     nack_all_slots(s);
     char err[512];
     rd_kafka_t *rk = build_producer(s, err, sizeof err);
@@ -391,6 +722,7 @@ static void on_pipe(evutil_socket_t fd, short what, void *arg)
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
+    sweep_held(arg, false);
     poll_and_notify(arg);
 }
 
@@ -401,7 +733,20 @@ struct sink *sink_new(struct event_base *base, const struct config *cfg,
     s->base = base;
     s->cfg = cfg;
     s->cb = *cb;
-    s->free_head = UINT32_MAX;
+    s->free_head = NO_SLOT;
+    s->partitioner = partition_default();
+    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+        const struct kv *p = &cfg->kafka_props[i];
+        if (strcmp(p->key, "partitioner"))
+            continue;
+        s->partitioner = partition_find(p->value);
+        if (!s->partitioner) {
+            snprintf(err, errlen, "kafka.properties.partitioner: unknown partitioner \"%s\"",
+                     p->value);
+            free(s);
+            return NULL;
+        }
+    }
     if (pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         free(s);
@@ -472,40 +817,99 @@ static void ensure_topic(struct sink *s, const char *topic)
     rd_kafka_NewTopic_destroy(nt);
 }
 
+/* The topic's state for the current producer, made on first use; NULL if
+ * librdkafka refuses the name. */
+static struct sink_topic *topic_get(struct sink *s, const char *name)
+{
+    struct sink_topic *t = strmap_get(&s->handles, name);
+    if (t) {
+        if (t->retry_create) {
+            t->retry_create = false;
+            ensure_topic(s, name);
+        }
+        return t;
+    }
+    t = xcalloc(1, sizeof *t);
+    rd_kafka_topic_conf_t *tconf = rd_kafka_default_topic_conf_dup(s->rk);
+    rd_kafka_topic_conf_set_partitioner_cb(tconf, partition_and_learn);
+    rd_kafka_topic_conf_set_opaque(tconf, t);
+    /* tconf belongs to librdkafka from here, whatever the outcome. */
+    t->rkt = rd_kafka_topic_new(s->rk, name, tconf);
+    if (!t->rkt) {
+        log_error("kafka: cannot use topic %s: %s", name, rd_kafka_err2str(rd_kafka_last_error()));
+        free(t);
+        return NULL;
+    }
+    ensure_topic(s, name);
+    t->name = xstrdup(name);
+    t->partitioner = s->partitioner;
+    t->learn_due_ms = mono_ms() + s->refresh_ms;
+    strmap_put(&s->handles, name, t);
+    return t;
+}
+
+/* Keep slot i's message in its partition's queue. Takes body and headers. */
+static void hold(struct sink *s, uint32_t i, struct sink_msg *m)
+{
+    struct slot *sl = &s->slots[i];
+    struct sink_topic *t = sl->topic;
+    struct part *pt = &t->parts[sl->partition];
+    sl->state = SLOT_HELD;
+    sl->held_since_ms = mono_ms();
+    sl->body = m->body;
+    sl->body_len = m->body_len;
+    sl->headers = m->headers;
+    if (m->key) {
+        sl->key = xmalloc(m->key_len ? m->key_len : 1);
+        memcpy(sl->key, m->key, m->key_len);
+        sl->key_len = m->key_len;
+    }
+    if (pt->tail == NO_SLOT)
+        pt->head = i;
+    else
+        s->slots[pt->tail].next = i;
+    pt->tail = i;
+    t->held++;
+    s->held++;
+    s->stats.held++;
+}
+
 enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
 {
-    rd_kafka_topic_t *rkt = strmap_get(&s->handles, m->topic);
-    if (!rkt) {
-        ensure_topic(s, m->topic);
-        rkt = rd_kafka_topic_new(s->rk, m->topic, NULL);
-        strmap_put(&s->handles, m->topic, rkt);
-    }
+    struct sink_topic *t = topic_get(s, m->topic);
     uint64_t cost = m->body_len + m->key_len + MSG_OVERHEAD;
     uint32_t i = slot_take(s, m->tracker, m->tag, cost);
-    rd_kafka_resp_err_t err =
-        rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(m->key, m->key_len),
-                          RD_KAFKA_V_VALUE(m->body, m->body_len),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_HEADERS(m->headers),
-                          RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(i + 1)), RD_KAFKA_V_END);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        s->stats.produced++;
-        return SINK_OK;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__INVALID_ARG;
+    if (t) {
+        s->slots[i].topic = t;
+        s->slots[i].partition = pick_partition(s, t, m->key, m->key_len);
+        if (s->slots[i].partition != RD_KAFKA_PARTITION_UA &&
+            !part_open(t, s->slots[i].partition)) {
+            hold(s, i, m);
+            s->stats.produced++;
+            return SINK_OK;
+        }
+        err = hand_over(s, i, m->body, m->body_len, m->key, m->key_len, m->headers);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            s->stats.produced++;
+            return SINK_OK;
+        }
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            /* Give the slot back without an outcome: the caller retries. */
+            slot_release(s, i);
+            return SINK_FULL;
+        }
     }
-    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        /* Give the slot back without an outcome: the caller retries. */
-        slot_release(s, i);
-        return SINK_FULL;
-    }
-    /* A fatal error refuses every produce until the producer is rebuilt;
-     * the error event may not have been polled yet. */
-    if (err == RD_KAFKA_RESP_ERR__FATAL)
-        s->fatal_pending = true;
-    /* On failure librdkafka did not take body or headers. */
-    log_nack(s, m->topic, RD_KAFKA_PARTITION_UA, err);
+    /* On failure librdkafka took neither body nor headers. */
     FREE_AND_NULL(m->body);
     rd_kafka_headers_destroy(m->headers);
     m->headers = NULL;
-    slot_settle(s, i, false);
+    if (t) {
+        refused(s, i, err);
+    } else {
+        log_nack(s, m->topic, RD_KAFKA_PARTITION_UA, err);
+        slot_settle(s, i, false);
+    }
     return SINK_FAILED;
 }
 

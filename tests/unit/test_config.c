@@ -429,6 +429,12 @@ static void test_kafka(void **state)
                  "not duplicate records");
     expect_error("kafka:\n  properties:\n    bootstrap.servers: x:9092\n",
                  "t.yaml:3:24: kafka.properties.bootstrap.servers: use kafka.bootstrap_servers");
+    expect_error("kafka:\n  properties:\n    sticky.partitioning.linger.ms: 10\n",
+                 "t.yaml:3:36: kafka.properties.sticky.partitioning.linger.ms: must be 0: hopper "
+                 "spreads keyless messages over partitions itself");
+    expect_error("kafka:\n  properties:\n    partitioner: murmur3\n",
+                 "t.yaml:3:18: kafka.properties.partitioner: unknown partitioner (murmur2_random, "
+                 "murmur2, consistent_random, consistent, fnv1a_random, fnv1a or random)");
     expect_error("kafka:\n  properties:\n    linger.ms:\n",
                  "t.yaml:3:5: kafka.properties.linger.ms: needs a value");
     expect_error("kafka:\n  properties:\n    \"\": 1\n",

@@ -188,7 +188,8 @@ static void handshake(struct fixture *fx)
     expect_method(fx, 1, AMQP_CONFIRM_SELECT_OK_METHOD);
 }
 
-static int setup(void **state)
+/* props: NULL, or librdkafka properties as name, value, ..., NULL. */
+static int setup_with(void **state, const char *const *props)
 {
     struct fixture *fx = calloc(1, sizeof *fx);
     char err[512];
@@ -206,6 +207,11 @@ static int setup(void **state)
     cfg->listen_address = strdup("127.0.0.1");
     cfg->listen_port = 0; /* any free port: the test never connects to it */
     cfg->auto_create_topics = false;
+    for (size_t i = 0; props && props[i]; i += 2) {
+        cfg->kafka_props = realloc(cfg->kafka_props, (i / 2 + 1) * sizeof *cfg->kafka_props);
+        cfg->kafka_props[i / 2] = (struct kv){strdup(props[i]), strdup(props[i + 1])};
+        cfg->n_kafka_props = i / 2 + 1;
+    }
     fx->base = event_base_new();
     fx->srv = server_new(fx->base, cfg, err, sizeof err);
     if (!fx->srv)
@@ -223,6 +229,17 @@ static int setup(void **state)
     fx->seed = 7;
     *state = fx;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, NULL);
+}
+
+static int setup_short_timeout(void **state)
+{
+    static const char *const props[] = {"message.timeout.ms", "2000", NULL};
+    return setup_with(state, props);
 }
 
 static int teardown(void **state)
@@ -402,6 +419,76 @@ static void test_fatal_error_rebuilds(void **state)
     assert_int_equal(ack->delivery_tag, 3);
 }
 
+/* Publish one message and wait until Kafka has answered for it: hopper
+ * then knows the topic's partition count and partitions by itself. */
+static void learn_partitions(struct fixture *fx)
+{
+    send_publish(fx, 1, TOPIC, "learn", NULL, "learn", 5, 100);
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (sink_in_flight(fx->srv->sink) && now_ms() < deadline)
+        pump(fx);
+    assert_int_equal(sink_in_flight(fx->srv->sink), 0);
+}
+
+/* The partition gate: while a partition's request is out, later messages
+ * for it wait in hopper, then go over as one batch when it is answered;
+ * all are confirmed and land in publish order. */
+static void test_partition_gate_batches_while_a_request_is_out(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    learn_partitions(fx);
+    for (int b = 1; b <= 3; b++)
+        rd_kafka_mock_broker_set_rtt(fx->mock, b, 500);
+    enum { N = 40 };
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "same key %02d", i);
+        send_publish(fx, 1, TOPIC, "same", NULL, body, strlen(body), 100);
+    }
+    char outcome[N + 2];
+    collect_confirms(fx, N + 1, outcome);
+    for (int t = 1; t <= N + 1; t++)
+        assert_int_equal(outcome[t], 'a');
+    const struct sink_stats *st = sink_stats(fx->srv->sink);
+    assert_int_equal(st->held, N - 1); /* all but the first waited */
+    assert_int_equal(st->batches_released, 1);
+    char values[N + 1][64], keys[N + 1][64];
+    read_back(fx, N + 1, values, keys);
+    int next = 0;
+    for (int i = 0; i <= N; i++) {
+        if (strcmp(keys[i], "same"))
+            continue;
+        char want[32];
+        snprintf(want, sizeof want, "same key %02d", next++);
+        assert_string_equal(values[i], want);
+    }
+    assert_int_equal(next, N);
+}
+
+/* Messages held behind a batch that times out are nacked with it, not
+ * handed over for a second message.timeout.ms. */
+static void test_held_messages_nacked_when_their_partition_times_out(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    learn_partitions(fx);
+    for (int b = 1; b <= 3; b++)
+        rd_kafka_mock_broker_set_down(fx->mock, b);
+    enum { N = 10 };
+    for (int i = 0; i < N; i++)
+        send_publish(fx, 1, TOPIC, "same", NULL, "unreachable", 11, 100);
+    char outcome[N + 2];
+    collect_confirms(fx, N + 1, outcome);
+    assert_int_equal(outcome[1], 'a');
+    for (int t = 2; t <= N + 1; t++)
+        assert_int_equal(outcome[t], 'n');
+    const struct sink_stats *st = sink_stats(fx->srv->sink);
+    assert_int_equal(st->held, N - 1);
+    assert_int_equal(st->batches_released, 0); /* nacked where they waited */
+    assert_int_equal(sink_in_flight(fx->srv->sink), 0);
+}
+
 /* Unknown exchange: channel.close 404; the connection goes on. */
 static void test_unknown_exchange_closes_channel(void **state)
 {
@@ -443,6 +530,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_assembled_and_confirmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_message_is_nacked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fatal_error_rebuilds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partition_gate_batches_while_a_request_is_out, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_held_messages_nacked_when_their_partition_times_out,
+                                        setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_exchange_closes_channel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_overrun_closes_connection, setup, teardown),
     };
