@@ -4,6 +4,7 @@ route off, a publish no route matches is unroutable."""
 import pika
 import pytest
 
+from partitioner import partition_for
 from pikautil import connect
 
 
@@ -59,38 +60,6 @@ def test_default_exchange_routes_to_topic_named_by_routing_key(hopper, kafka, ui
     assert rec.header("amqp.routing_key") == topic
 
 
-def java_murmur2(data):
-    """org.apache.kafka.common.utils.Utils.murmur2, as an unsigned 32-bit value."""
-    m, length = 0x5BD1E995, len(data)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    for i in range(0, length - length % 4, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = length & ~3
-    rest = length % 4
-    if rest >= 3:
-        h ^= data[tail + 2] << 16
-    if rest >= 2:
-        h ^= data[tail + 1] << 8
-    if rest >= 1:
-        h ^= data[tail]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    return h ^ (h >> 15)
-
-
-def test_java_murmur2_oracle_matches_kafkas_own_vectors():
-    # From Kafka's UtilsTest.testMurmur2 (signed 32-bit there).
-    vectors = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
-               b"a-little-bit-longer-string": -1486304829, b"abc": 479470107}
-    for data, signed in vectors.items():
-        assert java_murmur2(data) == signed & 0xFFFFFFFF, data
-
-
 def test_keyed_records_land_in_the_java_clients_partition(hopper, kafka, uid):
     """hopper picks partitions itself (the partition gate in sink.c): a key
     must still land where the Java client would put it."""
@@ -106,7 +75,7 @@ def test_keyed_records_land_in_the_java_clients_partition(hopper, kafka, uid):
     n = len(kafka.partitions(exchange))
     assert n == 3
     for r in recs:
-        assert r.partition == (java_murmur2(r.key) & 0x7FFFFFFF) % n, r.key
+        assert r.partition == partition_for(r.key, n), r.key
     assert len({r.partition for r in recs}) == n
 
 
