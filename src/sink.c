@@ -25,8 +25,10 @@
  * handed over unpartitioned and the partitioner callback that places them
  * records the count. It is learned again the same way every
  * topic.metadata.refresh.interval.ms, at a moment when nothing of the topic
- * is held. While an unpartitioned message of a topic is in librdkafka, all
- * of the topic's partitions hold, so nothing overtakes it. */
+ * is held (so a topic that never stops queueing notices added partitions
+ * late; keys keep their old partitions meanwhile). While an unpartitioned
+ * message of a topic is in librdkafka, all of the topic's partitions hold,
+ * so nothing overtakes it. */
 #include "sink.h"
 
 #include <errno.h>
@@ -40,9 +42,12 @@
 #include "log.h"
 #include "partition.h"
 
-/* Per-message allowance on top of body and key: headers, topic, librdkafka's
- * message struct. Generous so that a flood of empty messages is bounded too. */
-#define MSG_OVERHEAD 512
+/* Per-message allowance on top of body and key, so that the bound holds for
+ * what a message really costs: its record headers (~500 bytes for hopper's
+ * four), librdkafka's message struct (~250), its slot here (~100, twice
+ * that while the table has just doubled) and, while held, the key's copy.
+ * Also what bounds a flood of empty messages. */
+#define MSG_OVERHEAD 1024
 /* Resume intake once in-flight bytes fell to this share of the bound. */
 #define RESUME_PERCENT 75
 /* Repeats of the same producer error, or of nacks for the same reason, are

@@ -16,10 +16,10 @@
 #define FAKE_SINK_HOLD 0x10         /* keep every report until fake_sink_release */
 
 /* Every message costs its body and key plus this, as in sink.c. */
-#define FAKE_SINK_MSG_OVERHEAD 512
+#define FAKE_SINK_MSG_OVERHEAD 1024
 /* The fake's own in-flight bound: a handful of messages, so that the
  * blocked / unblocked switch is reachable with small inputs. */
-#define FAKE_SINK_MAX_INFLIGHT_BYTES 2048
+#define FAKE_SINK_MAX_INFLIGHT_BYTES 4096
 
 void fake_sink_set_policy(struct sink *s, unsigned policy);
 

@@ -884,7 +884,7 @@ def test_max_inflight_bytes_blocks_publishers_then_unblocks(hopper_factory, kafk
     sender = threading.Thread(target=lambda: c.sock.sendall(data), daemon=True)
     sender.start()
     try:
-        # Each message costs its body plus 512 bytes: the 16th reaches 1 MiB.
+        # Each message costs its body plus 1 KiB: the 16th reaches 1 MiB.
         c.expect_method(w.CONNECTION_BLOCKED, timeout=10)
         h.wait_for_log("kafka has 16 messages in flight, over limits.max_inflight_bytes", timeout=5)
         b.wait_for(lambda: b.blocked, timeout=10)  # pika hears it too
