@@ -48,6 +48,10 @@
  * that while the table has just doubled) and, while held, the key's copy.
  * Also what bounds a flood of empty messages. */
 #define MSG_OVERHEAD 1024
+/* A record's size in a produce request beyond body and key (headers,
+ * framing), estimated high so that one release never outgrows batch.size
+ * and leaves in two requests. */
+#define RECORD_OVERHEAD 512
 /* Resume intake once in-flight bytes fell to this share of the bound. */
 #define RESUME_PERCENT 75
 /* Repeats of the same producer error, or of nacks for the same reason, are
@@ -378,7 +382,8 @@ static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
     uint32_t n = 0;
     while (pt->head != NO_SLOT) {
         struct slot *sl = &s->slots[pt->head];
-        if (n && (n >= s->batch_msgs || bytes + sl->cost > s->batch_bytes))
+        uint64_t size = sl->body_len + sl->key_len + RECORD_OVERHEAD;
+        if (n && (n >= s->batch_msgs || bytes + size > s->batch_bytes))
             break;
         rd_kafka_resp_err_t err =
             hand_over(s, pt->head, sl->body, sl->body_len, sl->key, sl->key_len, sl->headers);
@@ -393,7 +398,7 @@ static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
         }
         sl->body = NULL;
         sl->headers = NULL;
-        bytes += sl->cost;
+        bytes += size;
         n++;
     }
     if (n)
