@@ -248,13 +248,13 @@ static void slot_settle(struct sink *s, uint32_t i, bool ok)
     }
 }
 
-/* After the old producer is gone: no report will come for what is left. */
+/* After the old producer is gone: no report will come for what is left.
+ * Held messages were nacked before (purge_all), so their counts are 0. */
 static void nack_all_slots(struct sink *s)
 {
     for (uint32_t i = 0; i < s->n_slots; i++)
         if (s->slots[i].state != SLOT_FREE)
             slot_settle(s, i, false);
-    s->held = 0;
 }
 
 /* librdkafka's partitioner callback, for messages handed over
