@@ -44,7 +44,7 @@ struct conn {
     struct bufferevent *bev;
     enum conn_state state;
     struct event *timer;
-    uint64_t last_read_ms, last_write_ms;
+    uint64_t last_read_ms, last_write_ms; /* monotonic_ms() */
 
     char user[256];
     char vhost[256];

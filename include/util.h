@@ -1,5 +1,6 @@
 /* util.h - small helpers shared by every module: ownership macros,
- * attributes, and the growable byte buffer used for JSON and topic names. */
+ * attributes, the monotonic clock, and the growable byte buffer used for
+ * JSON and topic names. */
 #ifndef HOPPER_UTIL_H
 #define HOPPER_UTIL_H
 
@@ -26,6 +27,10 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+
+/* Milliseconds on CLOCK_MONOTONIC, for timeouts and intervals: the wall
+ * clock can step (NTP, an administrator) and would make them wrong. */
+uint64_t monotonic_ms(void);
 
 /* A growable byte buffer. `data` is owned by the buffer. */
 struct buf {

@@ -38,13 +38,6 @@ static const char *const state_names[] = {
     [CONN_FLUSHING] = "flushing",
 };
 
-static uint64_t now_ms(struct conn *c)
-{
-    struct timeval tv;
-    event_base_gettimeofday_cached(c->srv->base, &tv);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 static void arm_timer(struct conn *c, uint32_t ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -81,7 +74,7 @@ static void conn_set_state(struct conn *c, enum conn_state s)
 
 struct evbuffer *conn_out(struct conn *c)
 {
-    c->last_write_ms = now_ms(c);
+    c->last_write_ms = monotonic_ms();
     return bufferevent_get_output(c->bev);
 }
 
@@ -117,7 +110,7 @@ void conn_update_reading(struct conn *c)
     }
     bufferevent_enable(c->bev, EV_READ);
     /* While we were not reading, silence proved nothing. */
-    c->last_read_ms = now_ms(c);
+    c->last_read_ms = monotonic_ms();
     if (evbuffer_get_length(bufferevent_get_input(c->bev)))
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
@@ -565,7 +558,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     c->busy++;
-    c->last_read_ms = now_ms(c);
+    c->last_read_ms = monotonic_ms();
     process_input(c);
     server_flush_confirms(c->srv);
     conn_update_reading(c);
@@ -602,7 +595,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    uint64_t now = now_ms(c);
+    uint64_t now = monotonic_ms();
     switch (c->state) {
     case CONN_OPEN: {
         uint64_t hb_ms = c->heartbeat * 1000ull;
@@ -687,7 +680,7 @@ void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *
     srv->conns = c;
     srv->n_conns++;
     srv->stats.connections_accepted++;
-    c->last_read_ms = c->last_write_ms = now_ms(c);
+    c->last_read_ms = c->last_write_ms = monotonic_ms();
     arm_timer(c, srv->cfg->handshake_timeout_ms);
     log_debug("%s: accepted", c->name);
     conn_update_reading(c);

@@ -1,9 +1,11 @@
-/* util.c - allocation wrappers and the growable byte buffer. */
+/* util.c - allocation wrappers, the monotonic clock and the growable byte
+ * buffer. */
 #include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static void oom(size_t n)
 {
@@ -46,6 +48,13 @@ char *xstrndup(const char *s, size_t n)
     memcpy(d, s, n);
     d[n] = '\0';
     return d;
+}
+
+uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 void buf_reserve(struct buf *b, size_t extra)
