@@ -7,7 +7,10 @@
  *
  * Exit codes: 0 clean exit (also after a SIGTERM drain) or valid config;
  * 1 invalid config or startup failure (cannot listen, bad Kafka property);
- * 2 usage error; 3 second signal during the drain (exit at once). */
+ * 2 usage error; 3 second signal during the drain (exit at once).
+ *
+ * SIGTERM/SIGINT drain and exit; SIGHUP is logged and ignored until config
+ * reload exists. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -103,6 +106,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_add(app->drain_timer, &tick);
 }
 
+/* SIGHUP would kill hopper (its default action) where an operator expects a
+ * reload; until reload exists it is logged and changes nothing. */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    log_warn("SIGHUP: configuration reload is not supported yet; going on with the current "
+             "configuration");
+}
+
 /* Test hook, enabled only by HOPPER_TEST_HOOKS=1: SIGUSR2 raises a fatal
  * producer error, so tests can prove the rebuild path. */
 static void on_usr2(evutil_socket_t sig, short what, void *arg)
@@ -173,10 +184,12 @@ int main(int argc, char **argv)
     }
     struct event *sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
     struct event *sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
+    struct event *sighup = evsignal_new(app.base, SIGHUP, on_hup, &app);
     struct event *sigusr2 = NULL;
     app.drain_timer = event_new(app.base, -1, EV_PERSIST, on_drain_tick, &app);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
+    event_add(sighup, NULL);
     const char *hooks = getenv("HOPPER_TEST_HOOKS");
     if (hooks && !strcmp(hooks, "1")) {
         sigusr2 = evsignal_new(app.base, SIGUSR2, on_usr2, &app);
@@ -193,6 +206,7 @@ int main(int argc, char **argv)
     }
     event_free(sigterm);
     event_free(sigint);
+    event_free(sighup);
     if (sigusr2)
         event_free(sigusr2);
     event_free(app.drain_timer);
