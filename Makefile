@@ -63,6 +63,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhopper.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libhopper.a $(PKG_LIBS) $(CMOCKA_LIBS)
 
+# Link seams: a unit test that must see a call it cannot observe otherwise
+# wraps the function (ld --wrap) and defines __wrap_NAME.
+$(BUILD)/tests/test_confirm: ALL_LDFLAGS += -Wl,--wrap=free
+
 # Installs missing Debian packages and fetches the Kafka jars (idempotent).
 setup:
 	@scripts/setup.sh

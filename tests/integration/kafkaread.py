@@ -9,6 +9,7 @@ import time
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 
 class Record:
@@ -58,6 +59,13 @@ class KafkaReader:
                 "socket.timeout.ms": 10000,
             }
         )
+
+    def create_topic(self, topic, partitions=3, replication_factor=3, min_insync_replicas=2, timeout=30.0):
+        """Create topic as hopper would (for tests that run hopper with
+        auto_create_topics off); returns once Kafka has created it."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        new = NewTopic(topic, partitions, replication_factor, config={"min.insync.replicas": str(min_insync_replicas)})
+        admin.create_topics([new], operation_timeout=timeout)[topic].result(timeout)
 
     def topic_exists(self, topic, timeout=10.0):
         c = self._consumer()

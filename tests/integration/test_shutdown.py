@@ -12,14 +12,22 @@ N_MESSAGES = 300
 
 def test_sigterm_with_messages_in_flight_confirms_them_and_exits_0(hopper_factory, kafka, uid):
     exchange = "drain-" + uid
-    h = hopper_factory({"exchanges": [{"name": exchange, "type": "direct", "vhost": "/"}]})
+    # hopper does not create the topic: the test does, after SIGTERM, so no
+    # publish can be confirmed before the drain begins.
+    h = hopper_factory(
+        {
+            "kafka": {"auto_create_topics": False},
+            "exchanges": [{"name": exchange, "type": "direct", "vhost": "/"}],
+        }
+    )
     tracker = w.ConfirmTracker()
 
     with w.RawClient(h.port) as c:
         c.handshake()
         c.open_channel(1, confirm=True)
-        # Pipelined to a topic that does not exist yet: creating it takes a
-        # moment, so the messages are still in flight when SIGTERM comes.
+        # Pipelined to a topic that does not exist yet: librdkafka holds the
+        # messages (up to topic.metadata.propagation.max.ms, 30 s) until it
+        # does, so all of them are in flight when SIGTERM comes.
         data = b"".join(w.publish_frames(1, exchange, "k", b"%d" % tracker.publish(i)) for i in range(1, N_MESSAGES + 1))
         # hopper handles a connection's frames in order: once channel 2 is
         # open, it has taken in all the publishes sent before.
@@ -33,6 +41,8 @@ def test_sigterm_with_messages_in_flight_confirms_them_and_exits_0(hopper_factor
             assert f.method in (w.BASIC_ACK, w.BASIC_NACK), f
             tracker.feed(f)
         h.signal(signal.SIGTERM)
+        h.wait_for_log("shutting down:")
+        kafka.create_topic(exchange)
         deadline = time.monotonic() + 20
         close = None
         while True:
@@ -61,8 +71,11 @@ def test_sigterm_with_messages_in_flight_confirms_them_and_exits_0(hopper_factor
     in_kafka = {int(r.value) for r in recs}
     lost = sorted(tracker.acked_ids() - in_kafka)
     assert not lost, "acked but not in Kafka: %r" % lost[:20]
+    # The drain had work to do: every publish was in flight at SIGTERM.
     in_flight = re.search(r"shutting down: .*; (\d+) messages in flight", h.log_text())
-    print(
-        "drain: %d acked, %d nacked of %d; in flight at SIGTERM: %s"
-        % (len(tracker.acked), len(tracker.nacked), N_MESSAGES, in_flight.group(1) if in_flight else "?")
+    assert in_flight, "no 'shutting down' line in hopper's log\n%s" % h.log_tail()
+    assert int(in_flight.group(1)) == N_MESSAGES, "%s of %d messages in flight at SIGTERM\n%s" % (
+        in_flight.group(1),
+        N_MESSAGES,
+        h.log_tail(),
     )
