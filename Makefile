@@ -66,6 +66,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhopper.a
 # Link seams: a unit test that must see a call it cannot observe otherwise
 # wraps the function (ld --wrap) and defines __wrap_NAME.
 $(BUILD)/tests/test_confirm: ALL_LDFLAGS += -Wl,--wrap=free
+$(BUILD)/tests/test_conn: ALL_LDFLAGS += -Wl,--wrap=bufferevent_socket_new,--wrap=event_new
 
 # Installs missing Debian packages and fetches the Kafka jars (idempotent).
 setup:

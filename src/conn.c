@@ -668,6 +668,19 @@ void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *
     describe_peer(c, addr);
     c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(srv->base, on_timer, c);
+    if (!c->bev || !c->timer) {
+        srv->stats.connections_refused++;
+        log_error("%s: cannot set up the connection (libevent %s failed); closing it", c->name,
+                  c->bev ? "evtimer_new" : "bufferevent_socket_new");
+        if (c->bev)
+            bufferevent_free(c->bev); /* closes fd */
+        else
+            evutil_closesocket(fd);
+        if (c->timer)
+            event_free(c->timer);
+        free(c);
+        return;
+    }
     c->frame_max = FRAME_MIN_MAX;
     init_amqp_pool(&c->pool, 4096);
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);

@@ -6,8 +6,9 @@
  *   hopper -h          print usage
  *
  * Exit codes: 0 clean exit (also after a SIGTERM drain) or valid config;
- * 1 invalid config or startup failure (cannot listen, bad Kafka property);
- * 2 usage error; 3 second signal during the drain (exit at once).
+ * 1 invalid config or startup failure (cannot listen, bad Kafka property,
+ * no signal events); 2 usage error; 3 second signal during the drain (exit
+ * at once).
  *
  * SIGTERM/SIGINT drain and exit; SIGHUP is logged and ignored until config
  * reload exists. */
@@ -37,6 +38,8 @@ struct app {
     struct event_base *base;
     struct server *srv;
     struct event *drain_timer;
+    /* Signal events; ev_usr2 only with HOPPER_TEST_HOOKS=1. */
+    struct event *ev_term, *ev_int, *ev_hup, *ev_usr2;
     struct timeval drain_deadline;
     int signals;
     int exit_code;
@@ -123,6 +126,33 @@ static void on_usr2(evutil_socket_t sig, short what, void *arg)
     sink_inject_fatal(app->srv->sink, "injected by SIGUSR2 (HOPPER_TEST_HOOKS)");
 }
 
+/* Makes and adds the signal events and the drain timer: -1 if libevent
+ * cannot. free_events() frees whatever was made either way. */
+static int add_events(struct app *app, bool test_hooks)
+{
+    app->ev_term = evsignal_new(app->base, SIGTERM, on_signal, app);
+    app->ev_int = evsignal_new(app->base, SIGINT, on_signal, app);
+    app->ev_hup = evsignal_new(app->base, SIGHUP, on_hup, app);
+    if (test_hooks)
+        app->ev_usr2 = evsignal_new(app->base, SIGUSR2, on_usr2, app);
+    app->drain_timer = event_new(app->base, -1, EV_PERSIST, on_drain_tick, app);
+    if (!app->ev_term || !app->ev_int || !app->ev_hup || (test_hooks && !app->ev_usr2) ||
+        !app->drain_timer)
+        return -1;
+    if (event_add(app->ev_term, NULL) || event_add(app->ev_int, NULL) ||
+        event_add(app->ev_hup, NULL) || (app->ev_usr2 && event_add(app->ev_usr2, NULL)))
+        return -1;
+    return 0;
+}
+
+static void free_events(struct app *app)
+{
+    struct event *evs[] = {app->ev_term, app->ev_int, app->ev_hup, app->ev_usr2, app->drain_timer};
+    for (size_t i = 0; i < ARRAY_LEN(evs); i++)
+        if (evs[i])
+            event_free(evs[i]);
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -182,18 +212,14 @@ int main(int argc, char **argv)
         event_base_free(app.base);
         return EXIT_CONFIG;
     }
-    struct event *sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
-    struct event *sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
-    struct event *sighup = evsignal_new(app.base, SIGHUP, on_hup, &app);
-    struct event *sigusr2 = NULL;
-    app.drain_timer = event_new(app.base, -1, EV_PERSIST, on_drain_tick, &app);
-    event_add(sigterm, NULL);
-    event_add(sigint, NULL);
-    event_add(sighup, NULL);
     const char *hooks = getenv("HOPPER_TEST_HOOKS");
-    if (hooks && !strcmp(hooks, "1")) {
-        sigusr2 = evsignal_new(app.base, SIGUSR2, on_usr2, &app);
-        event_add(sigusr2, NULL);
+    if (add_events(&app, hooks && !strcmp(hooks, "1"))) {
+        log_error("cannot set up signal handling: libevent could not make or add a signal event "
+                  "or the drain timer");
+        free_events(&app);
+        server_free(app.srv);
+        event_base_free(app.base);
+        return EXIT_CONFIG;
     }
 
     log_info("hopper %s listening on %s:%u (AMQP 0-9-1), kafka %s", HOPPER_VERSION,
@@ -204,12 +230,7 @@ int main(int argc, char **argv)
         /* Exit at once: no drain, no waiting on Kafka. */
         return EXIT_FORCED;
     }
-    event_free(sigterm);
-    event_free(sigint);
-    event_free(sighup);
-    if (sigusr2)
-        event_free(sigusr2);
-    event_free(app.drain_timer);
+    free_events(&app);
     server_free(app.srv);
     event_base_free(app.base);
     return app.exit_code;

@@ -1,10 +1,15 @@
-"""Signals other than SIGTERM/SIGINT (those are in test_shutdown.py):
-SIGHUP is logged and ignored until config reload exists."""
+"""Signals other than SIGTERM/SIGINT's drain (that is test_shutdown.py):
+SIGHUP is logged and ignored until config reload exists, and a signal event
+libevent cannot make is a startup failure."""
 
 import signal
+import subprocess
 import time
 
-from hopperproc import scaled
+import pytest
+
+import preload
+from hopperproc import Hopper, hopper_bin, hopper_wrapper, scaled
 from pikautil import connect
 
 
@@ -37,3 +42,44 @@ def test_sighup_is_logged_and_hopper_keeps_serving(hopper_factory, kafka, uid):
         b"after SIGHUP, old connection",
         b"before SIGHUP",
     ]
+
+
+# Makes libevent's event_new() fail for one signal's event.
+FAIL_SIGNAL_EVENT_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <event2/event.h>
+
+struct event *event_new(struct event_base *base, evutil_socket_t fd, short what,
+                        event_callback_fn cb, void *arg)
+{
+    static struct event *(*real)(struct event_base *, evutil_socket_t, short, event_callback_fn,
+                                 void *);
+    if (!real)
+        real = (struct event *(*)(struct event_base *, evutil_socket_t, short, event_callback_fn,
+                                  void *))dlsym(RTLD_NEXT, "event_new");
+    const char *sig = getenv("FAIL_SIGNAL_EVENT");
+    if ((what & EV_SIGNAL) && sig && fd == atoi(sig))
+        return NULL;
+    return real(base, fd, what, cb, arg);
+}
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_signal_event_that_cannot_be_made_is_a_startup_failure(kafka_cluster, tmp_path, sig):
+    shim = preload.build(tmp_path, "failsignal", FAIL_SIGNAL_EVENT_SHIM)
+    h = Hopper(tmp_path, kafka_cluster, env=preload.env(shim, FAIL_SIGNAL_EVENT=str(int(sig))))
+    r = subprocess.run(
+        hopper_wrapper() + [hopper_bin(), "-c", str(h.config_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=h.env,
+        timeout=scaled(30),
+        text=True,
+    )
+    assert r.returncode == 1, "exit code %d, expected 1 (startup failure)\n%s" % (r.returncode, r.stdout)
+    assert "cannot set up signal handling" in r.stdout, r.stdout
+    assert "listening on" not in r.stdout, r.stdout
