@@ -5,9 +5,16 @@
  *
  *   AWAIT_HEADER --header--> AWAIT_START_OK --start-ok--> AWAIT_TUNE_OK
  *   --tune-ok--> AWAIT_OPEN --open--> OPEN
- *   any --we send connection.close--> CLOSING --close-ok / timeout--> FLUSHING
- *   any --client's connection.close / bad header / auth failure--> FLUSHING
- *   FLUSHING: nothing more is read; the socket closes once output is sent.
+ *   any before CLOSING --we send connection.close--> CLOSING
+ *   CLOSING --close-ok / the client's connection.close / timeout--> FLUSHING
+ *   any before CLOSING --client's connection.close, we send close-ok--> LINGER
+ *   LINGER --timeout--> FLUSHING (normally the client hangs up first)
+ *   any --bad header / auth failure / framing error / handshake or
+ *         heartbeat timeout--> FLUSHING
+ *   LINGER, FLUSHING: nothing more is read. FLUSHING: the socket closes
+ *   once output is sent.
+ *   In every state, the client hanging up or a socket error ends the
+ *   connection.
  *
  * A connection is destroyed only at the end of a libevent callback (never
  * while its own frame handlers run), when `dead` is set. */
@@ -23,6 +30,13 @@
 #include "frame.h"
 #include "server.h"
 
+/* The order is the life cycle, and code compares states with < and >=:
+ *   >= CONN_AWAIT_OPEN: tune-ok is done, the negotiated frame_max applies;
+ *   >= CONN_CLOSING: a close is under way (conn_close does nothing, the
+ *      client's connection.close ends in FLUSHING instead of LINGER);
+ *   >= CONN_LINGER: input is discarded (and EOF is the expected end).
+ * A new state goes where those comparisons stay true for it; the static
+ * assertion below catches a reordering. */
 enum conn_state {
     CONN_AWAIT_HEADER,
     CONN_AWAIT_START_OK,
@@ -33,6 +47,12 @@ enum conn_state {
     CONN_LINGER,   /* we sent close-ok; waiting for the client to hang up */
     CONN_FLUSHING, /* writing what is left, then the socket closes */
 };
+_Static_assert(CONN_AWAIT_HEADER < CONN_AWAIT_START_OK &&
+                   CONN_AWAIT_START_OK < CONN_AWAIT_TUNE_OK &&
+                   CONN_AWAIT_TUNE_OK < CONN_AWAIT_OPEN && CONN_AWAIT_OPEN < CONN_OPEN &&
+                   CONN_OPEN < CONN_CLOSING && CONN_CLOSING < CONN_LINGER &&
+                   CONN_LINGER < CONN_FLUSHING,
+               "conn.c compares connection states by their order");
 
 struct conn {
     struct server *srv;
