@@ -1,23 +1,25 @@
-/* sink.h - the Kafka side: one idempotent librdkafka producer driven from
+/* sink.h - the Kafka side: two idempotent librdkafka producers driven from
  * the libevent loop, the table of messages in flight, and the delivery
  * reports that become publisher confirms.
  *
- * librdkafka signals its main queue through a pipe (io_event_enable); an
- * EV_READ event on the pipe drains it and polls the queue with timeout 0
+ * librdkafka signals its main queues through a pipe (io_event_enable); an
+ * EV_READ event on the pipe drains them and polls each with timeout 0
  * until it is empty. A slow timer polls too, in case an edge was missed.
  * The loop never blocks on Kafka.
  *
  * Confirm rule: a message is acked only when its delivery report has no
  * error and rd_kafka_message_status() is PERSISTED; everything else is a
  * nack. A fatal producer error (idempotence desync and friends) purges
- * and nacks everything in flight, destroys the producer, builds a new one
- * and goes on.
+ * and nacks everything in flight, destroys the producers, builds new ones
+ * and goes on (or, if that fails, nacks publishes and retries).
  *
  * Partition gate: hopper chooses each message's partition (as the
  * configured partitioner would) and hands a partition's messages to
  * librdkafka only when none of its earlier ones are still there; the rest
  * wait here, in order, counted in the in-flight bound, and are nacked if
- * they wait longer than message.timeout.ms. sink.c says why. */
+ * they wait longer than message.timeout.ms. A release of a few messages
+ * goes to a producer that sends at once, a larger one to a producer that
+ * lingers until it is whole. sink.c says why. */
 #ifndef HOPPER_SINK_H
 #define HOPPER_SINK_H
 
@@ -65,6 +67,7 @@ struct sink_stats {
     uint64_t produced, persisted, failed, fatal_rebuilds, topics_created;
     uint64_t held;             /* messages that waited for their partition's previous batch */
     uint64_t batches_released; /* times held messages were handed over together */
+    uint64_t handed[2];        /* messages handed to the prompt [0] and the batch [1] producer */
 };
 
 /* Create the producer. Returns NULL with err set on a bad property. */

@@ -1,4 +1,4 @@
-/* sink.c - the Kafka producer, driven from the libevent loop (see sink.h).
+/* sink.c - the Kafka producers, driven from the libevent loop (see sink.h).
  *
  * Every accepted message holds a slot in a table; the slot's index (plus
  * one) is the message's opaque, so a delivery report finds its channel's
@@ -8,18 +8,35 @@
  * limits.max_inflight_bytes, whether the message is in librdkafka or still
  * held here.
  *
- * The partition gate. librdkafka's idempotent producer sends one
- * ProduceRequest per partition at a time (librdkafka PR #4989 would lift
- * that), and while it is out, 2.0.2's broker thread polls with a zero
- * timeout as soon as the partition's next batch has waited linger.ms: a
- * spin that takes the brokers' CPU and makes round trips longer still
- * (tests/bench/NOTES.md). So hopper picks each message's partition itself,
- * as the configured partitioner would, and hands a partition's messages to
- * librdkafka only while none of its earlier ones are there. The rest are
- * held here, in order, and go over together, at most one request's worth,
- * when the last delivery report of the previous batch arrives. They wait no
- * longer than they would have inside librdkafka, and no batch sits expired
- * behind a request in flight.
+ * The partition gate. librdkafka's idempotent producer stops sending a
+ * partition once five of its messages are in flight (it counts messages
+ * against a limit meant for requests; librdkafka PR #4989), and while it
+ * is stopped, its broker thread polls with a zero timeout as soon as the
+ * partition's next batch has waited linger.ms: a spin that takes the
+ * brokers' CPU and makes round trips longer still (tests/bench/NOTES.md).
+ * So hopper picks each message's partition itself, as the configured
+ * partitioner would, and hands a partition's messages to librdkafka only
+ * while none of its earlier ones are there. The rest are held here, in
+ * order, and go over together, at most one request's worth, when the last
+ * delivery report of the previous batch arrives. They wait no longer than
+ * they would have inside librdkafka, and no batch sits expired behind a
+ * request in flight.
+ *
+ * Two producers. A batch must reach librdkafka whole: if the broker thread
+ * wakes on its first message and sends those, the rest sit behind that
+ * request, and the spin is back. With linger.ms 0 that happens all the
+ * time; with a linger the batch is whole but waits the linger, which a
+ * publisher that waits for each confirm pays on every message. librdkafka
+ * has no way to hand over a batch at once with headers, and linger.ms is
+ * per producer. So there are two, and a release takes the one that suits
+ * it. Up to PROMPT_MAX messages go to the prompt producer (linger.ms 0):
+ * however the broker thread splits them, fewer than five are in flight, so
+ * it sends the rest at once and never spins. Larger releases go to the
+ * batch producer (the configured linger.ms, 1 by default), which is longer
+ * than handing a batch over takes. A partition is in one producer at a
+ * time (its previous release has been answered), so its records stay in
+ * order. Both producers are one unit for errors: a fatal error in either
+ * rebuilds both.
  *
  * The partition count comes from librdkafka: a topic's first messages are
  * handed over unpartitioned and the partitioner callback that places them
@@ -61,6 +78,26 @@
  * librdkafka among this many, looking from a rotating start. */
 #define SPREAD_SCAN 8
 #define NO_SLOT UINT32_MAX
+/* The largest release the prompt producer takes: librdkafka's idempotent
+ * producer sends a partition's messages while fewer than five
+ * (RD_KAFKA_IDEMP_MAX_INFLIGHT) are in flight, so a release of five or
+ * fewer never waits behind its own first request. */
+#define PROMPT_MAX 5
+/* The batch producer's linger.ms unless kafka.properties sets one: more
+ * than handing a batch over takes (microseconds), and the broker thread
+ * wakes at millisecond granularity anyway. */
+#define BATCH_LINGER_MS "1"
+/* After a failed producer rebuild, the next try comes this much later;
+ * publishes are nacked meanwhile. */
+#define REBUILD_RETRY_MS 1000
+
+/* The two producers (see "Two producers" above). */
+enum lane { LANE_PROMPT, LANE_BATCH, N_LANES };
+
+struct producer {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *mainq;
+};
 
 struct log_limit {
     rd_kafka_resp_err_t err;
@@ -101,7 +138,7 @@ struct part {
 
 struct sink_topic {
     char *name;
-    rd_kafka_topic_t *rkt;
+    rd_kafka_topic_t *rkt[N_LANES];
     const struct partitioner *partitioner;
     /* Written by the partitioner callback, possibly on a librdkafka thread. */
     int32_t learned_cnt;
@@ -121,13 +158,14 @@ struct sink {
     struct sink_callbacks cb;
     const struct partitioner *partitioner;
 
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *mainq;
-    int pipefd[2];
+    /* Both NULL after a failed rebuild, until the retry at rebuild_due_ms. */
+    struct producer producers[N_LANES];
+    int pipefd[2]; /* both producers' main queues signal it */
     struct event *pipe_ev;
     struct event *timer_ev;
     bool fatal_pending;
-    /* From the producer's configuration. */
+    int64_t rebuild_due_ms;
+    /* From the producers' configuration (the same in both). */
     uint64_t batch_bytes;
     uint32_t batch_msgs;
     int64_t msg_timeout_ms;
@@ -142,7 +180,7 @@ struct sink {
     uint64_t bytes_in_flight;
 
     struct strmap topics;       /* created (or being created) this run */
-    struct strmap handles;      /* topic name -> struct sink_topic of the current producer */
+    struct strmap handles;      /* topic name -> struct sink_topic of the current producers */
     struct log_limit error_log; /* producer error events */
     struct log_limit nack_log;  /* messages Kafka did not persist */
     struct sink_stats stats;
@@ -248,7 +286,7 @@ static void slot_settle(struct sink *s, uint32_t i, bool ok)
     }
 }
 
-/* After the old producer is gone: no report will come for what is left.
+/* After the old producers are gone: no report will come for what is left.
  * Held messages were nacked before (purge_all), so their counts are 0. */
 static void nack_all_slots(struct sink *s)
 {
@@ -326,21 +364,23 @@ static int32_t pick_partition(struct sink *s, struct sink_topic *t, const void *
     return partition_of_key(t->partitioner, key, key_len, t->cnt);
 }
 
-/* Hand slot i's message to librdkafka. On success librdkafka owns body and
- * headers; on failure nothing was taken. */
-static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, void *body, size_t body_len,
-                                     const void *key, size_t key_len, rd_kafka_headers_t *headers)
+/* Hand slot i's message to librdkafka, through the producer of lane. On
+ * success librdkafka owns body and headers; on failure nothing was taken. */
+static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, enum lane lane, void *body,
+                                     size_t body_len, const void *key, size_t key_len,
+                                     rd_kafka_headers_t *headers)
 {
     struct slot *sl = &s->slots[i];
     struct sink_topic *t = sl->topic;
-    rd_kafka_resp_err_t err =
-        rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(t->rkt), RD_KAFKA_V_PARTITION(sl->partition),
-                          RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(body, body_len),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_HEADERS(headers),
-                          RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(i + 1)), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        s->producers[lane].rk, RD_KAFKA_V_RKT(t->rkt[lane]), RD_KAFKA_V_PARTITION(sl->partition),
+        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(body, body_len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_HEADERS(headers),
+        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(i + 1)), RD_KAFKA_V_END);
     if (err)
         return err;
     sl->state = SLOT_IN_KAFKA;
+    s->stats.handed[lane]++;
     if (sl->partition == RD_KAFKA_PARTITION_UA)
         t->unpartitioned++;
     else
@@ -351,7 +391,7 @@ static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, void *body, siz
 /* librdkafka refused slot i's message for good: nack it. */
 static void refused(struct sink *s, uint32_t i, rd_kafka_resp_err_t err)
 {
-    /* A fatal error refuses every produce until the producer is rebuilt;
+    /* A fatal error refuses every produce until the producers are rebuilt;
      * the error event may not have been polled yet. */
     if (err == RD_KAFKA_RESP_ERR__FATAL)
         s->fatal_pending = true;
@@ -371,13 +411,24 @@ static uint32_t held_pop(struct sink *s, struct sink_topic *t, int32_t p)
     return i;
 }
 
+/* The producer for a partition's next release: the prompt one when at most
+ * PROMPT_MAX messages wait. */
+static enum lane release_lane(const struct sink *s, const struct part *pt)
+{
+    uint32_t n = 0;
+    for (uint32_t i = pt->head; i != NO_SLOT && n <= PROMPT_MAX; i = s->slots[i].next)
+        n++;
+    return n <= PROMPT_MAX ? LANE_PROMPT : LANE_BATCH;
+}
+
 /* Hand partition p's held messages over, at most one request's worth, if
  * nothing of it is in librdkafka. */
 static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
 {
     struct part *pt = &t->parts[p];
-    if (t->unpartitioned || pt->in_kafka)
+    if (t->unpartitioned || pt->in_kafka || pt->head == NO_SLOT)
         return;
+    enum lane lane = release_lane(s, pt);
     uint64_t bytes = 0;
     uint32_t n = 0;
     while (pt->head != NO_SLOT) {
@@ -386,7 +437,7 @@ static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
         if (n && (n >= s->batch_msgs || bytes + size > s->batch_bytes))
             break;
         rd_kafka_resp_err_t err =
-            hand_over(s, pt->head, sl->body, sl->body_len, sl->key, sl->key_len, sl->headers);
+            hand_over(s, pt->head, lane, sl->body, sl->body_len, sl->key, sl->key_len, sl->headers);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break; /* the timer tries again */
         uint32_t i = held_pop(s, t, p);
@@ -475,13 +526,15 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
     }
 }
 
-static void handle_error(struct sink *s, rd_kafka_event_t *ev)
+static const char *const lane_names[N_LANES] = {"prompt", "batch"};
+
+static void handle_error(struct sink *s, enum lane lane, rd_kafka_event_t *ev)
 {
     rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
     if (rd_kafka_event_error_is_fatal(ev)) {
         char reason[512];
-        rd_kafka_fatal_error(s->rk, reason, sizeof reason);
-        log_error("kafka: fatal producer error: %s", reason);
+        rd_kafka_fatal_error(s->producers[lane].rk, reason, sizeof reason);
+        log_error("kafka: fatal error in the %s producer: %s", lane_names[lane], reason);
         s->fatal_pending = true;
         return;
     }
@@ -517,7 +570,7 @@ static void handle_create_topics(struct sink *s, rd_kafka_event_t *ev)
     }
 }
 
-static void handle_log(rd_kafka_event_t *ev)
+static void handle_log(enum lane lane, rd_kafka_event_t *ev)
 {
     const char *fac, *str;
     int level;
@@ -525,33 +578,40 @@ static void handle_log(rd_kafka_event_t *ev)
         log_msg(level <= 3   ? LOG_ERROR
                 : level <= 4 ? LOG_WARN
                              : LOG_INFO,
-                "kafka: %s: %s", fac, str);
+                "kafka: %s producer: %s: %s", lane_names[lane], fac, str);
 }
 
-/* Poll the main queue until empty. Returns with fatal_pending set when the
- * producer must be rebuilt. */
-static void drain_queue(struct sink *s)
+static void drain_lane(struct sink *s, enum lane lane)
 {
     rd_kafka_event_t *ev;
-    while ((ev = rd_kafka_queue_poll(s->mainq, 0))) {
+    while ((ev = rd_kafka_queue_poll(s->producers[lane].mainq, 0))) {
         switch (rd_kafka_event_type(ev)) {
         case RD_KAFKA_EVENT_DR:
             handle_dr(s, ev);
             break;
         case RD_KAFKA_EVENT_ERROR:
-            handle_error(s, ev);
+            handle_error(s, lane, ev);
             break;
         case RD_KAFKA_EVENT_CREATETOPICS_RESULT:
             handle_create_topics(s, ev);
             break;
         case RD_KAFKA_EVENT_LOG:
-            handle_log(ev);
+            handle_log(lane, ev);
             break;
         default:
             break;
         }
         rd_kafka_event_destroy(ev);
     }
+}
+
+/* Poll both producers' main queues until empty. Returns with fatal_pending
+ * set when the producers must be rebuilt. */
+static void drain_queue(struct sink *s)
+{
+    for (enum lane lane = 0; lane < N_LANES; lane++)
+        if (s->producers[lane].mainq)
+            drain_lane(s, lane);
 }
 
 static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
@@ -595,7 +655,7 @@ static int64_t conf_number(rd_kafka_t *rk, const char *name, int64_t dflt)
     return strtoll(v, NULL, 10);
 }
 
-static rd_kafka_t *build_producer(struct sink *s, char *err, size_t errlen)
+static rd_kafka_t *build_producer(struct sink *s, enum lane lane, char *err, size_t errlen)
 {
     const struct config *cfg = s->cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -610,10 +670,7 @@ static rd_kafka_t *build_producer(struct sink *s, char *err, size_t errlen)
     if (set_prop(conf, "bootstrap.servers", cfg->bootstrap_servers, err, errlen) ||
         set_prop(conf, "enable.idempotence", "true", err, errlen) ||
         set_prop(conf, "acks", "all", err, errlen) ||
-        /* Kafka's default. With the gate it is the wait of each released
-         * batch; 1 ms lets a batch leave before a preempted release loop
-         * has handed all of it over (tests/bench/NOTES.md). */
-        set_prop(conf, "linger.ms", "5", err, errlen) ||
+        set_prop(conf, "linger.ms", BATCH_LINGER_MS, err, errlen) ||
         /* Keyless messages must reach the partitioner callback (the gate
          * learns partition counts there); hopper spreads them itself. */
         set_prop(conf, "sticky.partitioning.linger.ms", "0", err, errlen) ||
@@ -633,6 +690,10 @@ static rd_kafka_t *build_producer(struct sink *s, char *err, size_t errlen)
         if (set_prop(conf, p->key, p->value, err, errlen))
             goto fail;
     }
+    /* The prompt producer sends what it is given at once, whatever
+     * kafka.properties says linger.ms is (that is the batch producer's). */
+    if (lane == LANE_PROMPT && set_prop(conf, "linger.ms", "0", err, errlen))
+        goto fail;
     rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG |
                                        RD_KAFKA_EVENT_CREATETOPICS_RESULT);
     char why[512];
@@ -657,23 +718,45 @@ fail:
     return NULL;
 }
 
-static void attach_producer(struct sink *s, rd_kafka_t *rk)
+static void destroy_producers(struct sink *s)
 {
-    s->rk = rk;
-    s->mainq = rd_kafka_queue_get_main(rk);
-    rd_kafka_queue_io_event_enable(s->mainq, s->pipefd[1], "1", 1);
+    for (enum lane lane = 0; lane < N_LANES; lane++) {
+        struct producer *p = &s->producers[lane];
+        if (!p->rk)
+            continue;
+        rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
+        rd_kafka_queue_destroy(p->mainq);
+        rd_kafka_destroy(p->rk);
+        *p = (struct producer){NULL, NULL};
+    }
 }
 
-static void detach_producer(struct sink *s)
+/* Build both producers, their main queues signalling the pipe. On failure
+ * neither exists and err says why. */
+static int build_producers(struct sink *s, char *err, size_t errlen)
+{
+    for (enum lane lane = 0; lane < N_LANES; lane++) {
+        struct producer *p = &s->producers[lane];
+        p->rk = build_producer(s, lane, err, errlen);
+        if (!p->rk) {
+            destroy_producers(s);
+            return -1;
+        }
+        p->mainq = rd_kafka_queue_get_main(p->rk);
+        rd_kafka_queue_io_event_enable(p->mainq, s->pipefd[1], "1", 1);
+    }
+    return 0;
+}
+
+static void detach_producers(struct sink *s)
 {
     struct sink_topic *t;
     FOR_EACH_TOPIC(s, t)
-    rd_kafka_topic_destroy(t->rkt);
-    rd_kafka_queue_io_event_enable(s->mainq, -1, NULL, 0);
-    rd_kafka_queue_destroy(s->mainq);
-    rd_kafka_destroy(s->rk);
+    for (enum lane lane = 0; lane < N_LANES; lane++)
+        rd_kafka_topic_destroy(t->rkt[lane]);
+    destroy_producers(s);
     /* Only now: librdkafka's partitioner callback has the topics as its
-     * opaque until the producer is gone. */
+     * opaque until the producers are gone. */
     FOR_EACH_TOPIC(s, t)
     {
         free(t->name);
@@ -681,8 +764,6 @@ static void detach_producer(struct sink *s)
         free(t);
     }
     strmap_free(&s->handles);
-    s->mainq = NULL;
-    s->rk = NULL;
 }
 
 /* Purge whatever librdkafka holds and settle it as nacked. Held messages
@@ -690,27 +771,33 @@ static void detach_producer(struct sink *s)
 static void purge_all(struct sink *s)
 {
     sweep_held(s, true);
-    rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    for (enum lane lane = 0; lane < N_LANES; lane++)
+        rd_kafka_purge(s->producers[lane].rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     drain_queue(s);
 }
 
+/* After a fatal error: nack everything unconfirmed, then new producers. If
+ * they cannot be built (only resource exhaustion gets there: the same
+ * properties worked at startup), publishes are nacked until a retry
+ * succeeds; hopper stays up and says why. */
 static void rebuild(struct sink *s)
 {
     s->fatal_pending = false;
-    log_error("kafka: rebuilding producer, nacking %zu messages in flight", s->in_flight);
-    purge_all(s);
-    s->fatal_pending = false;
-    detach_producer(s);
-    nack_all_slots(s);
-    char err[512];
-    rd_kafka_t *rk = build_producer(s, err, sizeof err);
-    if (!rk) {
-        /* The same properties worked at startup; only resource exhaustion
-         * gets here. Without a producer hopper cannot keep its promise. */
-        log_error("%s", err);
-        abort();
+    if (s->producers[LANE_PROMPT].rk) {
+        log_error("kafka: rebuilding producers, nacking %zu messages in flight", s->in_flight);
+        purge_all(s);
+        s->fatal_pending = false;
+        detach_producers(s);
+        nack_all_slots(s);
     }
-    attach_producer(s, rk);
+    char err[512];
+    if (build_producers(s, err, sizeof err)) {
+        log_error("kafka: cannot rebuild the producers, nacking every publish until they are "
+                  "(next try in %d ms): %s",
+                  REBUILD_RETRY_MS, err);
+        s->rebuild_due_ms = mono_ms() + REBUILD_RETRY_MS;
+        return;
+    }
     s->stats.fatal_rebuilds++;
 }
 
@@ -732,8 +819,11 @@ static void on_pipe(evutil_socket_t fd, short what, void *arg)
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
-    sweep_held(arg, false);
-    poll_and_notify(arg);
+    struct sink *s = arg;
+    if (!s->producers[LANE_PROMPT].rk && mono_ms() >= s->rebuild_due_ms)
+        rebuild(s);
+    sweep_held(s, false);
+    poll_and_notify(s);
 }
 
 struct sink *sink_new(struct event_base *base, const struct config *cfg,
@@ -762,19 +852,20 @@ struct sink *sink_new(struct event_base *base, const struct config *cfg,
         free(s);
         return NULL;
     }
-    rd_kafka_t *rk = build_producer(s, err, errlen);
-    if (!rk) {
+    if (build_producers(s, err, errlen)) {
         close(s->pipefd[0]);
         close(s->pipefd[1]);
         free(s);
         return NULL;
     }
-    attach_producer(s, rk);
     s->pipe_ev = event_new(base, s->pipefd[0], EV_READ | EV_PERSIST, on_pipe, s);
     s->timer_ev = event_new(base, -1, EV_PERSIST, on_timer, s);
     struct timeval tv = {0, 200 * 1000};
-    event_add(s->pipe_ev, NULL);
-    event_add(s->timer_ev, &tv);
+    if (!s->pipe_ev || !s->timer_ev || event_add(s->pipe_ev, NULL) || event_add(s->timer_ev, &tv)) {
+        snprintf(err, errlen, "kafka: cannot set up the delivery report events");
+        sink_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -783,9 +874,11 @@ void sink_free(struct sink *s)
     if (!s)
         return;
     sink_abandon(s);
-    detach_producer(s);
-    event_free(s->pipe_ev);
-    event_free(s->timer_ev);
+    detach_producers(s);
+    if (s->pipe_ev)
+        event_free(s->pipe_ev);
+    if (s->timer_ev)
+        event_free(s->timer_ev);
     close(s->pipefd[0]);
     close(s->pipefd[1]);
     strmap_free(&s->topics);
@@ -798,7 +891,8 @@ void sink_abandon(struct sink *s)
     if (!s->in_flight)
         return;
     log_warn("kafka: giving up on %zu messages in flight (nacked)", s->in_flight);
-    purge_all(s);
+    if (s->producers[LANE_PROMPT].rk)
+        purge_all(s);
     /* Purged in-flight requests report only when their broker answers. */
     nack_all_slots(s);
     s->cb.drained(s->cb.arg);
@@ -823,11 +917,12 @@ static void ensure_topic(struct sink *s, const char *topic)
         log_error("kafka: topic %s: cannot set min.insync.replicas", topic);
     /* The result arrives on the main queue. Messages produced meanwhile wait
      * for the topic's metadata (topic.metadata.propagation.max.ms). */
-    rd_kafka_CreateTopics(s->rk, &nt, 1, NULL, s->mainq);
+    rd_kafka_CreateTopics(s->producers[LANE_PROMPT].rk, &nt, 1, NULL,
+                          s->producers[LANE_PROMPT].mainq);
     rd_kafka_NewTopic_destroy(nt);
 }
 
-/* The topic's state for the current producer, made on first use; NULL if
+/* The topic's state for the current producers, made on first use; NULL if
  * librdkafka refuses the name. */
 static struct sink_topic *topic_get(struct sink *s, const char *name)
 {
@@ -840,15 +935,21 @@ static struct sink_topic *topic_get(struct sink *s, const char *name)
         return t;
     }
     t = xcalloc(1, sizeof *t);
-    rd_kafka_topic_conf_t *tconf = rd_kafka_default_topic_conf_dup(s->rk);
-    rd_kafka_topic_conf_set_partitioner_cb(tconf, partition_and_learn);
-    rd_kafka_topic_conf_set_opaque(tconf, t);
-    /* tconf belongs to librdkafka from here, whatever the outcome. */
-    t->rkt = rd_kafka_topic_new(s->rk, name, tconf);
-    if (!t->rkt) {
-        log_error("kafka: cannot use topic %s: %s", name, rd_kafka_err2str(rd_kafka_last_error()));
-        free(t);
-        return NULL;
+    for (enum lane lane = 0; lane < N_LANES; lane++) {
+        rd_kafka_t *rk = s->producers[lane].rk;
+        rd_kafka_topic_conf_t *tconf = rd_kafka_default_topic_conf_dup(rk);
+        rd_kafka_topic_conf_set_partitioner_cb(tconf, partition_and_learn);
+        rd_kafka_topic_conf_set_opaque(tconf, t);
+        /* tconf belongs to librdkafka from here, whatever the outcome. */
+        t->rkt[lane] = rd_kafka_topic_new(rk, name, tconf);
+        if (!t->rkt[lane]) {
+            log_error("kafka: cannot use topic %s: %s", name,
+                      rd_kafka_err2str(rd_kafka_last_error()));
+            if (lane > LANE_PROMPT)
+                rd_kafka_topic_destroy(t->rkt[LANE_PROMPT]);
+            free(t);
+            return NULL;
+        }
     }
     ensure_topic(s, name);
     t->name = xstrdup(name);
@@ -886,10 +987,12 @@ static void hold(struct sink *s, uint32_t i, struct sink_msg *m)
 
 enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
 {
-    struct sink_topic *t = topic_get(s, m->topic);
+    /* Without producers (a rebuild failed) nothing can be persisted. */
+    bool producing = s->producers[LANE_PROMPT].rk != NULL;
+    struct sink_topic *t = producing ? topic_get(s, m->topic) : NULL;
     uint64_t cost = m->body_len + m->key_len + MSG_OVERHEAD;
     uint32_t i = slot_take(s, m->tracker, m->tag, cost);
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__INVALID_ARG;
+    rd_kafka_resp_err_t err = producing ? RD_KAFKA_RESP_ERR__INVALID_ARG : RD_KAFKA_RESP_ERR__FATAL;
     if (t) {
         s->slots[i].topic = t;
         s->slots[i].partition = pick_partition(s, t, m->key, m->key_len);
@@ -899,7 +1002,10 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
             s->stats.produced++;
             return SINK_OK;
         }
-        err = hand_over(s, i, m->body, m->body_len, m->key, m->key_len, m->headers);
+        /* One message to an idle partition goes at once, and so do a
+         * topic's first messages (unpartitioned): a burst of those before
+         * librdkafka knows the topic may spin for a round trip, once. */
+        err = hand_over(s, i, LANE_PROMPT, m->body, m->body_len, m->key, m->key_len, m->headers);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             s->stats.produced++;
             return SINK_OK;
@@ -940,8 +1046,10 @@ size_t sink_in_flight(const struct sink *s)
 
 void sink_inject_fatal(struct sink *s, const char *reason)
 {
-    rd_kafka_resp_err_t err =
-        rd_kafka_test_fatal_error(s->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason);
+    if (!s->producers[LANE_PROMPT].rk)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_test_fatal_error(
+        s->producers[LANE_PROMPT].rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason);
     if (err)
         log_warn("kafka: cannot inject fatal error: %s", rd_kafka_err2str(err));
 }

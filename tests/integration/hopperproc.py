@@ -120,9 +120,8 @@ def base_config(port, bootstrap):
             "topic_partitions": 3,
             "replication_factor": 3,
             "min_insync_replicas": 2,
-            # linger.ms 1, not the shipped 5: most tests publish one message
-            # at a time and wait for its confirm.
-            "properties": {"linger.ms": 1, "socket.nagle.disable": True},
+            # As config/hopper.yaml: hopper's own linger.ms.
+            "properties": {"socket.nagle.disable": True},
         },
         "default_route": True,
         "exchanges": [{"name": "events", "type": "topic", "vhost": "/"}],

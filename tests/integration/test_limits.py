@@ -40,7 +40,7 @@ def direct(*names):
 
 
 def kafka_props(**extra):
-    props = {"linger.ms": 1, "socket.nagle.disable": True}
+    props = {"socket.nagle.disable": True}
     props.update(extra)
     return props
 

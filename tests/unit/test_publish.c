@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -42,6 +43,26 @@ struct fixture {
     amqp_pool_t pool;
     unsigned seed;
 };
+
+/* The next this many rd_kafka_new() calls fail, as they would if the
+ * process ran out of threads or memory. This definition takes the place
+ * of librdkafka's for the sink (linked statically into this test); the
+ * real one is found with dlsym. */
+static int failing_builds;
+
+rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                         size_t errstr_size)
+{
+    if (failing_builds > 0) {
+        failing_builds--;
+        snprintf(errstr, errstr_size, "simulated: cannot create thread");
+        return NULL;
+    }
+    rd_kafka_t *(*real)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t) =
+        (rd_kafka_t * (*)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t))
+            dlsym(RTLD_NEXT, "rd_kafka_new");
+    return real(type, conf, errstr, errstr_size);
+}
 
 static uint64_t now_ms(void)
 {
@@ -236,6 +257,13 @@ static int setup(void **state)
     return setup_with(state, NULL);
 }
 
+/* The batch producer would hold a batch for a minute. */
+static int setup_long_linger(void **state)
+{
+    static const char *const props[] = {"linger.ms", "60000", NULL};
+    return setup_with(state, props);
+}
+
 static int setup_short_timeout(void **state)
 {
     static const char *const props[] = {"message.timeout.ms", "2000", NULL};
@@ -419,6 +447,34 @@ static void test_fatal_error_rebuilds(void **state)
     assert_int_equal(ack->delivery_tag, 3);
 }
 
+/* A producer rebuild that fails does not stop hopper: publishes are nacked
+ * while there is no producer, and a retry builds one. */
+static void test_failed_rebuild_nacks_then_retries(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    send_publish(fx, 1, TOPIC, "k1", NULL, "before", 6, 100);
+    expect_method(fx, 1, AMQP_BASIC_ACK_METHOD);
+    failing_builds = 1; /* the first of the two producers */
+    sink_inject_fatal(fx->srv->sink, "test");
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (failing_builds && now_ms() < deadline)
+        pump(fx);
+    assert_int_equal(failing_builds, 0);
+    send_publish(fx, 1, TOPIC, "k2", NULL, "no producer", 11, 100);
+    amqp_basic_nack_t *nack = expect_method(fx, 1, AMQP_BASIC_NACK_METHOD);
+    assert_int_equal(nack->delivery_tag, 2);
+    assert_int_equal(sink_stats(fx->srv->sink)->fatal_rebuilds, 0);
+    /* The retry comes from the sink's timer within about a second. */
+    deadline = now_ms() + DEADLINE_MS;
+    while (!sink_stats(fx->srv->sink)->fatal_rebuilds && now_ms() < deadline)
+        pump(fx);
+    assert_int_equal(sink_stats(fx->srv->sink)->fatal_rebuilds, 1);
+    send_publish(fx, 1, TOPIC, "k3", NULL, "rebuilt", 7, 100);
+    amqp_basic_ack_t *ack = expect_method(fx, 1, AMQP_BASIC_ACK_METHOD);
+    assert_int_equal(ack->delivery_tag, 3);
+}
+
 /* Publish one message and wait until Kafka has answered for it: hopper
  * then knows the topic's partition count and partitions by itself. */
 static void learn_partitions(struct fixture *fx)
@@ -453,6 +509,7 @@ static void test_partition_gate_batches_while_a_request_is_out(void **state)
     const struct sink_stats *st = sink_stats(fx->srv->sink);
     assert_int_equal(st->held, N - 1); /* all but the first waited */
     assert_int_equal(st->batches_released, 1);
+    assert_int_equal(st->handed[1], N - 1); /* too many for the prompt producer */
     char values[N + 1][64], keys[N + 1][64];
     read_back(fx, N + 1, values, keys);
     int next = 0;
@@ -464,6 +521,37 @@ static void test_partition_gate_batches_while_a_request_is_out(void **state)
         assert_string_equal(values[i], want);
     }
     assert_int_equal(next, N);
+}
+
+/* A message to a partition with nothing in flight goes to the prompt
+ * producer and is sent at once: with the batch producer lingering for a
+ * minute, it is still confirmed. So are small releases (at most five). */
+static void test_idle_partition_sends_at_once(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    learn_partitions(fx);
+    assert_int_equal(
+        ((amqp_basic_ack_t *)expect_method(fx, 1, AMQP_BASIC_ACK_METHOD))->delivery_tag, 1);
+    const struct sink_stats *st = sink_stats(fx->srv->sink);
+    uint64_t prompt0 = st->handed[0], batch0 = st->handed[1];
+    for (int i = 0; i < 3; i++) {
+        send_publish(fx, 1, TOPIC, "one", NULL, "alone", 5, 100);
+        amqp_basic_ack_t *ack = expect_method(fx, 1, AMQP_BASIC_ACK_METHOD);
+        assert_int_equal(ack->delivery_tag, 2 + (uint64_t)i);
+    }
+    /* One in flight, four held behind it: five in two releases. */
+    for (int b = 1; b <= 3; b++)
+        rd_kafka_mock_broker_set_rtt(fx->mock, b, 300);
+    for (int i = 0; i < 5; i++)
+        send_publish(fx, 1, TOPIC, "five", NULL, "small release", 13, 100);
+    char outcome[10];
+    collect_confirms(fx, 9, outcome);
+    for (int t = 5; t <= 9; t++)
+        assert_int_equal(outcome[t], 'a');
+    assert_int_equal(st->handed[0] - prompt0, 8);
+    assert_int_equal(st->handed[1] - batch0, 0);
+    assert_int_equal(st->batches_released, 1);
 }
 
 /* Messages held behind a batch that times out are nacked with it, not
@@ -530,6 +618,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_assembled_and_confirmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_message_is_nacked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fatal_error_rebuilds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_rebuild_nacks_then_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_partition_sends_at_once, setup_long_linger,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_partition_gate_batches_while_a_request_is_out, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_held_messages_nacked_when_their_partition_times_out,
