@@ -45,14 +45,13 @@ SIZES = (256, 1024, 16384)
 SIZE_NAMES = {256: "256 B", 1024: "1 KiB", 16384: "16 KiB"}
 
 
-def shipped_linger():
-    """linger.ms as config/hopper.yaml ships it: the benchmark measures that."""
-    with open(os.path.join(ROOT, "config", "hopper.yaml")) as f:
-        m = re.search(r"^\s*linger\.ms:\s*\"?(\d+)", f.read(), re.M)
-    return m.group(1) if m else "5"  # librdkafka's default
-
-
-LINGER_MS = shipped_linger()
+# hopper's own linger.ms (src/sink.c BATCH_LINGER_MS): the wait of a batch
+# of more than five messages; a partition's message sent while nothing of it
+# is in flight, or a release of up to five, goes at once (linger.ms 0).
+# config/hopper.yaml does not set it, so load runs use hopper's default.
+HOPPER_LINGER_MS = "1"
+# The direct producer runs librdkafka's (and Kafka's) default.
+DIRECT_LINGER_MS = "5"
 # linger.ms values the full benchmark and `bench.py linger` compare.
 LINGER_SWEEP = (1, 5, 20, 50)
 
@@ -274,8 +273,11 @@ class Bench:
         self.run_id = int(time.time()) % 1000000 * 100
         self.results = {"started": datetime.datetime.now().isoformat(timespec="seconds"),
                         "mode": "smoke" if smoke else "full", "runs": [], "load": []}
-        self.linger = LINGER_MS
-        self.results["linger_ms"] = self.linger
+        # None: hopper's default; set by the linger sweep for hopper and the
+        # direct producer alike.
+        self.linger = None
+        self.results["linger_ms"] = HOPPER_LINGER_MS
+        self.results["direct_linger_ms"] = DIRECT_LINGER_MS
         self.hopper = None
         self.hopper_log = None
         self.cluster_started = False
@@ -331,10 +333,9 @@ kafka:
   topic_partitions: 3
   replication_factor: 3
   min_insync_replicas: 2
-  # As config/hopper.yaml (bench.py --linger changes linger.ms).
+  # As config/hopper.yaml (the linger sweep adds linger.ms).
   properties:
-    linger.ms: %(linger)s
-    socket.nagle.disable: true
+    socket.nagle.disable: true%(linger)s
 default_route: false
 exchanges:
   - name: bench
@@ -345,7 +346,8 @@ routes:
     topic: %(topic)s
     key: none
 """ % {"port": port, "brokers": self.brokers, "topic": self.topic_hopper,
-       "drain": drain_ms, "linger": self.linger})
+       "drain": drain_ms,
+       "linger": "\n    linger.ms: %s" % self.linger if self.linger else ""})
 
     def start_hopper(self, name, wrapper=(), timeout=30, port=None, wait=True):
         """Starts a hopper (under wrapper, e.g. valgrind); with wait, it becomes
@@ -384,9 +386,9 @@ routes:
 
     # ---- one load run ----
 
-    def amqp_publish_cmd(self, target, size, rate, duration, warmup, run):
-        cmd = [self.tool("bench_amqp"), "publish", "--conns", self.conns, "--chans", self.chans,
-               "--window", self.win[size], "--rate", rate, "--size", size, "--duration", duration,
+    def amqp_publish_cmd(self, target, size, rate, duration, warmup, run, conns, chans, window):
+        cmd = [self.tool("bench_amqp"), "publish", "--conns", conns, "--chans", chans,
+               "--window", window, "--rate", rate, "--size", size, "--duration", duration,
                "--warmup", warmup, "--run", run, "--persistent"]
         if target == "hopper":
             cmd += ["--port", self.hopper_port, "--exchange", "bench", "--routing-key", "bench.load"]
@@ -397,11 +399,15 @@ routes:
         return cmd
 
     def load_run(self, target, size, rate, duration=None, warmup=None, sample_rss=False,
-                 purpose=None):
+                 purpose=None, conns=None, chans=None, window=None, direct_linger=None):
         """One measured run with its end-to-end timer. target: hopper, direct,
-        rabbit-classic or rabbit-quorum. rate 0 = max."""
+        rabbit-classic or rabbit-quorum. rate 0 = max. conns x chans
+        publishers with window unconfirmed each (the direct producer: the
+        same total window)."""
         duration = duration or self.duration
         warmup = self.warmup if warmup is None else warmup
+        conns, chans = conns or self.conns, chans or self.chans
+        window = window or self.win[size]
         run = self.next_run()
         la = loadavg()
         # End-to-end timer first, so it sees every measured message.
@@ -417,12 +423,14 @@ routes:
                                   "--settle", self.settle])
         wait_ready(timer, "end-to-end timer for " + target)
         if target == "direct":
-            window = self.win[size] * self.conns * self.chans
+            linger = direct_linger or self.linger or DIRECT_LINGER_MS
             cmd = [self.tool("bench_kafka"), "produce", "--brokers", self.brokers, "--topic",
-                   self.topic_direct, "--window", window, "--rate", rate, "--size", size,
-                   "--duration", duration, "--warmup", warmup, "--run", run, "--linger", self.linger]
+                   self.topic_direct, "--window", window * conns * chans, "--rate", rate,
+                   "--size", size, "--duration", duration, "--warmup", warmup, "--run", run,
+                   "--linger", linger]
         else:
-            cmd = self.amqp_publish_cmd(target, size, rate, duration, warmup, run)
+            cmd = self.amqp_publish_cmd(target, size, rate, duration, warmup, run, conns, chans,
+                                        window)
         cpu0 = proc_cpu(self.hopper.pid) if target == "hopper" else None
         t0 = time.time()
         gen = self.r.start(cmd)
@@ -826,6 +834,7 @@ routes:
         targets = ["hopper", "direct", "rabbit-classic", "rabbit-quorum"]
         self.max_runs(SIZES, targets, self.rounds)
         self.fixed_runs([(1024, targets), (256, ["hopper"]), (16384, ["hopper"])])
+        self.sync_runs(targets, self.rounds)
         self.perftest(15)
         self.perf_profile(8)
         self.stop_hopper()
@@ -841,8 +850,10 @@ routes:
         self.idle_connections([20])
         self.finish_setup()
         self.start_hopper("load")
-        for t in ("hopper", "direct", "rabbit-classic", "rabbit-quorum"):
+        targets = ["hopper", "direct", "rabbit-classic", "rabbit-quorum"]
+        for t in targets:
             self.load_run(t, 1024, 500)
+        self.sync_runs(targets, 1)
         self.perf_profile(1)
         self.perftest(2, parallel=True)
         self.stop_hopper()
@@ -850,10 +861,24 @@ routes:
         self.results["elapsed_s"] = round(time.time() - t0)
         self.check_smoke()
 
+    def sync_runs(self, targets, rounds):
+        """One publisher that waits for each confirm (pika's BlockingConnection
+        with confirm_delivery, kombu's confirm_publish): one connection, one
+        channel, a window of one, 1 KiB persistent, as fast as confirms come
+        back. The direct producer does the same (produce, wait for the
+        delivery report: what produce + flush does) with linger.ms 0, the
+        Kafka round trip hopper cannot beat. Rounds as in max_runs."""
+        for rnd in range(rounds):
+            order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+            for t in order:
+                rec = self.load_run(t, 1024, 0, duration=self.max_duration, purpose="sync",
+                                    conns=1, chans=1, window=1, direct_linger="0")
+                rec["round"] = rnd
+
     def linger_runs(self, values, rates):
         """hopper and the direct producer at fixed rates of 1 KiB for each
-        linger.ms, back to back (a hopper of its own per value): which value
-        config/hopper.yaml should ship. Restores the shipped value."""
+        linger.ms, back to back (a hopper of its own per value; for hopper it
+        is the batch producer's): which value hopper should default to."""
         shipped = self.linger
         for linger in values:
             self.linger = str(linger)

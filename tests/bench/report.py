@@ -122,9 +122,12 @@ def render(res, rawpath):
 
     w("## Method\n")
     w("- **Durability, the same everywhere.** Kafka topics: 3 partitions, replication factor 3, "
-      "`min.insync.replicas=2`; producers idempotent with `acks=all`, `linger.ms=@LINGER@`, "
-      "`socket.nagle.disable=true` (hopper's shipped settings), partitioner `murmur2_random`, "
-      "no record key. hopper acks only PERSISTED delivery reports; the direct producer counts "
+      "`min.insync.replicas=2`; producers idempotent with `acks=all`, "
+      "`socket.nagle.disable=true`, partitioner `murmur2_random`, no record key. hopper runs "
+      "its shipped settings: a partition's message sent while nothing of it is in flight, or "
+      "a release of up to five, goes at once (`linger.ms` 0), a larger release waits "
+      "`linger.ms` @LINGER@; the direct producer runs librdkafka's default `linger.ms` "
+      "@DIRECT_LINGER@ (0 in the synchronous runs). hopper acks only PERSISTED delivery reports; the direct producer counts "
       "the same. RabbitMQ: persistent messages (delivery mode 2) into a durable classic queue, "
       "or a quorum queue, publisher confirms. RabbitMQ confirms a persistent message once it is "
       "fsynced or consumed; Kafka does not fsync (acked = in the page cache of two brokers). "
@@ -204,6 +207,32 @@ def render(res, rawpath):
                                                    s["why"]) for s in res.get("skipped", [])]
     if skipped:
         w("\n".join(skipped))
+
+    # ---- synchronous publisher ----
+    w("## One confirm at a time (1 KiB)\n")
+    sr = sync_runs(runs)
+    if not sr:
+        w("Not measured in this run.\n\n")
+    else:
+        rows = []
+        for t in ("hopper", "direct", "rabbit-classic", "rabbit-quorum"):
+            r = sync_median(runs, t)
+            if not r:
+                continue
+            c = r["pub"]["confirm"]
+            x = sync_ratio(runs, t, "direct")
+            rows.append([NAMES[t], num(r["pub"]["msgs_per_s"]), ms(c["p50"]), ms(c["p95"]),
+                         ms(c["p99"]), ms(r["e2e"]["e2e"]["p50"]),
+                         "%.2f" % x if x and t != "direct" else "-", "%.1f" % r["load_avg"]])
+        w(table(["system", "msg/s", "confirm p50 ms", "p95", "p99", "e2e p50 ms",
+                 "p50 x direct", "load"], rows))
+        w("One connection, one channel, one message in flight: each publish waits for its "
+          "confirm, as pika's BlockingConnection with `confirm_delivery()` or kombu with "
+          "`confirm_publish` do. The direct producer produces one message and waits for its "
+          "delivery report (what produce + flush does) with `linger.ms` 0: one Kafka round trip, "
+          "hopper's floor. %d round(s), systems back to back in rotating order; the row is the "
+          "median round by msg/s, `p50 x direct` the median over rounds of the p50 ratio.\n\n"
+          % (max([r.get("round", 0) for r in sr] or [0]) + 1))
 
     # ---- resources ----
     w("## hopper resources\n")
@@ -303,7 +332,30 @@ def render(res, rawpath):
     # headings, paragraphs and tables.
     text = "".join(x.strip("\n") + "\n\n" for x in L if x.strip()).rstrip("\n") + "\n"
     # Runs before linger.ms was recorded used 1.
-    return text.replace("@LINGER@", str(res.get("linger_ms", "1")))
+    return text.replace("@LINGER@", str(res.get("linger_ms", "1"))).replace(
+        "@DIRECT_LINGER@", str(res.get("direct_linger_ms", res.get("linger_ms", "5"))))
+
+
+def sync_runs(runs):
+    return [r for r in runs if r.get("purpose") == "sync"]
+
+
+def sync_median(runs, target):
+    rs = sorted((r for r in sync_runs(runs) if r["target"] == target),
+                key=lambda r: r["pub"]["msgs_per_s"])
+    return rs[len(rs) // 2] if rs else None
+
+
+def sync_ratio(runs, a, b):
+    """Median over rounds of a's confirm p50 / b's in the same round."""
+    by_round = {}
+    for r in sync_runs(runs):
+        if r["target"] in (a, b):
+            by_round.setdefault(r.get("round", 0), {})[r["target"]] = r["pub"]["confirm"]["p50"]
+    v = sorted(x[a] / x[b] for x in by_round.values() if x.get(a) and x.get(b))
+    if not v:
+        return None
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
 def linger_table(lr):
@@ -377,6 +429,16 @@ def targets_table(res):
                 rows.append(["throughput above %s (%s)" % (NAMES[t], SIZE_NAMES[size]),
                              "x%.2f (median per-round ratio)" % rr,
                              verdict(rr > 1, rr, 1, "x", higher=True)])
+    hs, ds = sync_median(res.get("runs", []), "hopper"), sync_median(res.get("runs", []), "direct")
+    sr = sync_ratio(res.get("runs", []), "hopper", "direct")
+    if hs and ds and sr:
+        rows.append(["one confirm at a time: p50 within 1.3x of the direct round trip (1 KiB)",
+                     "p50 %s ms vs %s ms; per-round ratio x%.2f"
+                     % (ms(hs["pub"]["confirm"]["p50"]), ms(ds["pub"]["confirm"]["p50"]), sr),
+                     verdict(sr <= 1.3, sr, 1.3, "x")])
+        v = hs["pub"]["msgs_per_s"]
+        rows.append(["one confirm at a time: at least 5x the 55 msg/s of issue 15 (275 msg/s)",
+                     "%s msg/s" % num(v), verdict(v >= 275, v, 275, "msg/s", higher=True)])
     idle = res.get("idle", {})
     if idle.get("idle_rss_kib"):
         v = idle["idle_rss_kib"] / 1024
