@@ -4,6 +4,8 @@
 #   make run        set up what is missing, start the 3-node Kafka cluster and hopper
 #   make check      set up what is missing, run unit and integration tests
 #   make stop       stop the local Kafka cluster
+#   make install    bin/hopper and etc/hopper/hopper.yaml under $(DESTDIR)$(PREFIX)
+#                   (an existing hopper.yaml is kept)
 #   make SANITIZE=address,undefined check   the same under ASan/UBSan
 #   make format / make format-check         clang-format
 
@@ -13,6 +15,8 @@ CC ?= cc
 PYTHON ?= /usr/bin/python3
 
 PKGS := librabbitmq libevent rdkafka yaml-0.1
+# Empty while a package is missing: the pkg-check rules below stop the build
+# then, before the first compile.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -48,7 +52,27 @@ HOPPER := $(BUILD)/hopper
 .PHONY: all setup run stop check unit integration integration-kafka39 format format-check install clean
 all: $(HOPPER)
 
-$(BUILD)/obj/%.o: src/%.c
+# Whether pkg-config finds the packages: a rule that building depends on,
+# not a check while the Makefile is read, so that setup, check and run can
+# install them first on a fresh machine.
+.PHONY: pkg-check pkg-check-unit
+define check_pkgs
+@if ! command -v pkg-config >/dev/null; then \
+    echo "hopper: pkg-config is not installed. Run 'make setup' (it installs what is missing)." >&2; \
+    exit 1; \
+fi; \
+missing=; for p in $(1); do pkg-config --exists $$p || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+    echo "hopper: pkg-config cannot find:$$missing. Run 'make setup' (it installs what is missing), or set PKG_CONFIG_PATH." >&2; \
+    exit 1; \
+fi
+endef
+pkg-check:
+	$(call check_pkgs,$(PKGS))
+pkg-check-unit:
+	$(call check_pkgs,cmocka)
+
+$(BUILD)/obj/%.o: src/%.c | pkg-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -59,7 +83,7 @@ $(BUILD)/libhopper.a: $(LIB_OBJ)
 $(HOPPER): $(BUILD)/obj/main.o $(BUILD)/libhopper.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhopper.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhopper.a | pkg-check-unit
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libhopper.a $(PKG_LIBS) $(CMOCKA_LIBS)
 
@@ -72,7 +96,10 @@ $(BUILD)/tests/test_conn: ALL_LDFLAGS += -Wl,--wrap=bufferevent_socket_new,--wra
 setup:
 	@scripts/setup.sh
 
-run: setup $(HOPPER)
+# The build runs in a new make, which reads the pkg-config flags setup may
+# just have made available.
+run: setup
+	@$(MAKE) --no-print-directory all
 	@contrib/kafka/cluster.sh start
 	@echo "hopper: AMQP on 127.0.0.1:5672 (config/hopper.yaml); Ctrl-C stops it, 'make stop' stops Kafka"
 	exec $(HOPPER) -c config/hopper.yaml
@@ -105,9 +132,17 @@ format:
 format-check:
 	clang-format --dry-run --Werror src/*.c include/*.h tests/unit/*.c
 
+# An existing config is the operator's: the shipped one goes in only where
+# there is none.
+INSTALLED_CONFIG = $(DESTDIR)$(PREFIX)/etc/hopper/hopper.yaml
 install: $(HOPPER)
 	install -D -m 755 $(HOPPER) $(DESTDIR)$(PREFIX)/bin/hopper
-	install -D -m 644 config/hopper.yaml $(DESTDIR)$(PREFIX)/etc/hopper/hopper.yaml
+	@if [ -e "$(INSTALLED_CONFIG)" ]; then \
+	    echo "install: keeping the existing $(INSTALLED_CONFIG) (the shipped one is config/hopper.yaml)"; \
+	else \
+	    echo "install -D -m 644 config/hopper.yaml $(INSTALLED_CONFIG)"; \
+	    install -D -m 644 config/hopper.yaml "$(INSTALLED_CONFIG)"; \
+	fi
 
 clean:
 	rm -rf build build-san build-fuzz
