@@ -40,11 +40,11 @@ struct app {
     struct event *drain_timer;
     /* Signal events; ev_usr2 only with HOPPER_TEST_HOOKS=1. */
     struct event *ev_term, *ev_int, *ev_hup, *ev_usr2;
-    struct timeval drain_deadline;
+    uint64_t drain_deadline_ms; /* monotonic_ms() */
     int signals;
     int exit_code;
     bool closing; /* drain finished, waiting for clients to go */
-    struct timeval close_deadline;
+    uint64_t close_deadline_ms;
 };
 
 static void usage(FILE *out)
@@ -61,27 +61,18 @@ static void usage(FILE *out)
                  "Exit codes: 0 ok, 1 bad config or startup failure, 2 usage, 3 forced exit.\n");
 }
 
-static bool past(struct event_base *base, const struct timeval *deadline)
-{
-    struct timeval now;
-    event_base_gettimeofday_cached(base, &now);
-    return timercmp(&now, deadline, >=);
-}
-
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct app *app = arg;
     struct server *srv = app->srv;
     if (!app->closing) {
-        if (sink_in_flight(srv->sink) && !past(app->base, &app->drain_deadline))
+        if (sink_in_flight(srv->sink) && monotonic_ms() < app->drain_deadline_ms)
             return;
         server_finish_drain(srv);
         app->closing = true;
-        struct timeval now, grace = {CLOSE_GRACE_MS / 1000, 0};
-        event_base_gettimeofday_cached(app->base, &now);
-        timeradd(&now, &grace, &app->close_deadline);
+        app->close_deadline_ms = monotonic_ms() + CLOSE_GRACE_MS;
     }
-    if (srv->n_conns == 0 || past(app->base, &app->close_deadline)) {
+    if (srv->n_conns == 0 || monotonic_ms() >= app->close_deadline_ms) {
         log_info("shutdown complete: %llu published, %llu acks, %llu nacks sent",
                  (unsigned long long)srv->stats.published, (unsigned long long)srv->stats.acks_sent,
                  (unsigned long long)srv->stats.nacks_sent);
@@ -101,10 +92,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     log_info("%s: draining for up to %u ms (send again to exit at once)", strsignal((int)sig),
              app->srv->cfg->drain_timeout_ms);
     server_begin_drain(app->srv);
-    struct timeval now, timeout = {app->srv->cfg->drain_timeout_ms / 1000,
-                                   (app->srv->cfg->drain_timeout_ms % 1000) * 1000};
-    event_base_gettimeofday_cached(app->base, &now);
-    timeradd(&now, &timeout, &app->drain_deadline);
+    app->drain_deadline_ms = monotonic_ms() + app->srv->cfg->drain_timeout_ms;
     struct timeval tick = {0, DRAIN_POLL_MS * 1000};
     event_add(app->drain_timer, &tick);
 }

@@ -4,6 +4,7 @@ connections: heartbeat timing runs on a monotonic clock.
 hopper runs with a preloaded library that moves gettimeofday(), time() and
 clock_gettime(CLOCK_REALTIME) one hour back once a trigger file exists."""
 
+import signal
 import struct
 import time
 from datetime import datetime
@@ -120,3 +121,48 @@ def test_wall_clock_step_back_keeps_heartbeating_connections(hopper_factory, kaf
     closed = log_time(next(line for line in lines if "client closed connection" in line))
     assert (started - closed).total_seconds() > STEP_S - 120, "no clock step in the log:\n%s" % h.log_tail()
     assert [r.value for r in kafka.read(topic, 1, timeout=30)] == [b"after the step"]
+
+
+# The drain must outlast libevent's catching up with the step (about 7 s).
+DRAIN_TIMEOUT_MS = 9000
+
+
+def test_wall_clock_step_back_during_the_drain_keeps_its_deadline(hopper_factory, uid, tmp_path):
+    trigger = tmp_path / "step-back"
+    shim = preload.build(tmp_path, "clockshim", CLOCK_SHIM)
+    exchange = "clock-drain-" + uid
+    # The topic never exists: its messages stay in flight until
+    # topic.metadata.propagation.max.ms (30 s), longer than the drain.
+    h = hopper_factory(
+        {
+            "limits": {"drain_timeout": DRAIN_TIMEOUT_MS},
+            "kafka": {"auto_create_topics": False},
+            "exchanges": [{"name": exchange, "type": "direct", "vhost": "/"}],
+        },
+        env=preload.env(shim, CLOCK_SHIM_TRIGGER=str(trigger)),
+    )
+    with w.RawClient(h.port) as c:
+        c.handshake()
+        c.open_channel(1, confirm=True)
+        c.send(w.publish_frames(1, exchange, "k", b"stuck") + w.method_frame(2, w.CHANNEL_OPEN, w.shortstr("")))
+        c.expect_method(w.CHANNEL_OPEN_OK)
+        t0 = time.monotonic()
+        h.signal(signal.SIGTERM)
+        h.wait_for_log("shutting down: no new connections or messages; 1 messages in flight")
+        trigger.touch()
+        methods = []
+        while True:
+            f = c.read_frame(timeout=60)
+            if f is None:
+                break
+            methods.append(f.method)
+            if f.method == w.CONNECTION_CLOSE:
+                c.send(w.method_frame(0, w.CONNECTION_CLOSE_OK))
+    code = h.wait(timeout=60)
+    took = time.monotonic() - t0
+    assert code == 0
+    assert methods == [w.BASIC_NACK, w.CONNECTION_CLOSE], methods
+    assert took < DRAIN_TIMEOUT_MS / 1000 + 4, "exit %.1f s after SIGTERM with drain_timeout %.0f s" % (
+        took,
+        DRAIN_TIMEOUT_MS / 1000,
+    )
