@@ -101,7 +101,7 @@ struct producer {
 
 struct log_limit {
     rd_kafka_resp_err_t err;
-    time_t logged;
+    int64_t logged; /* monotonic ms */
     uint64_t left_out;
 };
 
@@ -133,6 +133,7 @@ struct slot {
 
 struct part {
     uint32_t in_kafka;   /* handed over, no report yet */
+    enum lane lane;      /* whose producer has them, while in_kafka */
     uint32_t head, tail; /* held queue, NO_SLOT when empty */
 };
 
@@ -190,18 +191,17 @@ struct sink {
     for (size_t k_ = 0; k_ < (s)->handles.cap; k_++)                                               \
         if (((t) = (s)->handles.slots[k_].key ? (s)->handles.slots[k_].value : NULL))
 
+/* Signed, since deadlines here are computed by subtraction. */
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)monotonic_ms();
 }
 
 /* Whether a line about err is due now; if not, it is counted as left out. */
 static bool log_due(struct log_limit *l, rd_kafka_resp_err_t err)
 {
-    time_t now = time(NULL);
-    if (err == l->err && now - l->logged < ERROR_LOG_INTERVAL_S) {
+    int64_t now = mono_ms();
+    if (err == l->err && now - l->logged < ERROR_LOG_INTERVAL_S * 1000) {
         l->left_out++;
         return false;
     }
@@ -381,11 +381,26 @@ static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, enum lane lane,
         return err;
     sl->state = SLOT_IN_KAFKA;
     s->stats.handed[lane]++;
-    if (sl->partition == RD_KAFKA_PARTITION_UA)
+    if (sl->partition == RD_KAFKA_PARTITION_UA) {
         t->unpartitioned++;
-    else
+    } else {
         t->parts[sl->partition].in_kafka++;
+        t->parts[sl->partition].lane = lane;
+    }
     return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* The producer for a message handed over unpartitioned. When the partition
+ * count is known (a relearning probe), the one that has messages in flight
+ * in the partition the message will land in, unless the count changed: in
+ * one producer librdkafka keeps them in order, through the other the probe
+ * could overtake them. Spread messages promise no order. */
+static enum lane unpartitioned_lane(const struct sink_topic *t, const void *key, size_t key_len)
+{
+    if (t->cnt <= 0 || partition_spreads(t->partitioner, key, key_len))
+        return LANE_PROMPT;
+    const struct part *pt = &t->parts[partition_of_key(t->partitioner, key, key_len, t->cnt)];
+    return pt->in_kafka ? pt->lane : LANE_PROMPT;
 }
 
 /* librdkafka refused slot i's message for good: nack it. */
@@ -1005,7 +1020,10 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
         /* One message to an idle partition goes at once, and so do a
          * topic's first messages (unpartitioned): a burst of those before
          * librdkafka knows the topic may spin for a round trip, once. */
-        err = hand_over(s, i, LANE_PROMPT, m->body, m->body_len, m->key, m->key_len, m->headers);
+        enum lane lane = s->slots[i].partition == RD_KAFKA_PARTITION_UA
+                             ? unpartitioned_lane(t, m->key, m->key_len)
+                             : LANE_PROMPT;
+        err = hand_over(s, i, lane, m->body, m->body_len, m->key, m->key_len, m->headers);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             s->stats.produced++;
             return SINK_OK;

@@ -264,6 +264,13 @@ static int setup_long_linger(void **state)
     return setup_with(state, props);
 }
 
+/* hopper relearns partition counts with a probe every 100 ms. */
+static int setup_fast_refresh(void **state)
+{
+    static const char *const props[] = {"topic.metadata.refresh.interval.ms", "100", NULL};
+    return setup_with(state, props);
+}
+
 static int setup_short_timeout(void **state)
 {
     static const char *const props[] = {"message.timeout.ms", "2000", NULL};
@@ -554,6 +561,52 @@ static void test_idle_partition_sends_at_once(void **state)
     assert_int_equal(st->batches_released, 1);
 }
 
+/* The message that relearns a topic's partition count goes over
+ * unpartitioned; while its partition has a batch in the batch producer, it
+ * must follow that batch there, or librdkafka could write it first. */
+static void test_relearning_probe_follows_its_partition(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    learn_partitions(fx);
+    for (int b = 1; b <= 3; b++)
+        rd_kafka_mock_broker_set_rtt(fx->mock, b, 400);
+    enum { N = 8 };
+    for (int i = 0; i < N - 1; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "keyed %02d", i);
+        send_publish(fx, 1, TOPIC, "same", NULL, body, strlen(body), 100);
+    }
+    /* Wait for the batch of six behind the first, then for a probe to be
+     * due: the next message goes over unpartitioned. */
+    const struct sink_stats *st = sink_stats(fx->srv->sink);
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (st->handed[1] < N - 2 && now_ms() < deadline)
+        pump(fx);
+    assert_int_equal(st->handed[1], N - 2);
+    uint64_t prompt = st->handed[0];
+    struct timespec pause = {0, 150 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    send_publish(fx, 1, TOPIC, "same", NULL, "keyed 07", 8, 100);
+    assert_int_equal(st->handed[0], prompt);
+    assert_int_equal(st->handed[1], N - 1);
+    char outcome[N + 2];
+    collect_confirms(fx, N + 1, outcome);
+    for (int t = 1; t <= N + 1; t++)
+        assert_int_equal(outcome[t], 'a');
+    char values[N + 1][64], keys[N + 1][64];
+    read_back(fx, N + 1, values, keys);
+    int next = 0;
+    for (int i = 0; i <= N; i++) {
+        if (strcmp(keys[i], "same"))
+            continue;
+        char want[32];
+        snprintf(want, sizeof want, "keyed %02d", next++);
+        assert_string_equal(values[i], want);
+    }
+    assert_int_equal(next, N);
+}
+
 /* Messages held behind a batch that times out are nacked with it, not
  * handed over for a second message.timeout.ms. */
 static void test_held_messages_nacked_when_their_partition_times_out(void **state)
@@ -621,6 +674,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_rebuild_nacks_then_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_partition_sends_at_once, setup_long_linger,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_relearning_probe_follows_its_partition,
+                                        setup_fast_refresh, teardown),
         cmocka_unit_test_setup_teardown(test_partition_gate_batches_while_a_request_is_out, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_held_messages_nacked_when_their_partition_times_out,
