@@ -87,6 +87,10 @@
  * than handing a batch over takes (microseconds), and the broker thread
  * wakes at millisecond granularity anyway. */
 #define BATCH_LINGER_MS "1"
+/* Producer timeouts unless kafka.properties sets them (build_producer). */
+#define REQUEST_TIMEOUT_MS "5000"
+#define SOCKET_TIMEOUT_MS "7000"
+#define METADATA_REFRESH_MS "2000"
 /* After a failed producer rebuild, the next try comes this much later;
  * publishes are nacked meanwhile. */
 #define REBUILD_RETRY_MS 1000
@@ -686,6 +690,15 @@ static rd_kafka_t *build_producer(struct sink *s, enum lane lane, char *err, siz
         set_prop(conf, "enable.idempotence", "true", err, errlen) ||
         set_prop(conf, "acks", "all", err, errlen) ||
         set_prop(conf, "linger.ms", BATCH_LINGER_MS, err, errlen) ||
+        /* A broker cut off from its peers holds an acks=all produce until
+         * this much has passed (the broker's own wait), one cut off from
+         * hopper until the client gives up; librdkafka's 30 s and 60 s
+         * stalled a partition for half a minute. Metadata every 2 s finds
+         * the new leader when nothing else makes librdkafka ask
+         * (tests/faults/README.md has the measurements). */
+        set_prop(conf, "request.timeout.ms", REQUEST_TIMEOUT_MS, err, errlen) ||
+        set_prop(conf, "socket.timeout.ms", SOCKET_TIMEOUT_MS, err, errlen) ||
+        set_prop(conf, "topic.metadata.refresh.interval.ms", METADATA_REFRESH_MS, err, errlen) ||
         /* Keyless messages must reach the partitioner callback (the gate
          * learns partition counts there); hopper spreads them itself. */
         set_prop(conf, "sticky.partitioning.linger.ms", "0", err, errlen) ||
