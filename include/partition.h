@@ -32,7 +32,7 @@ struct partitioner {
     enum partition_spread spread;
 };
 
-/* NULL for a name librdkafka 2.0.2 does not have. */
+/* NULL for a name librdkafka does not have. */
 const struct partitioner *partition_find(const char *name);
 
 /* murmur2_random: the Java client's partition for a key. */

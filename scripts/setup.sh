@@ -3,9 +3,11 @@
 #
 # Installs the Debian packages hopper needs to build, test and run its local
 # Kafka cluster (only those missing; apt-get update only if something is),
-# then resolves the Kafka jars with `contrib/kafka/cluster.sh fetch` (for
-# KAFKA_VERSION, default 4.1.1). Safe to run repeatedly: when everything is
-# in place it prints one line. Runs apt-get as root, or through sudo.
+# builds the librdkafka hopper links (scripts/librdkafka.sh: Debian 13's
+# 2.8.0 from its source package, into .cache/), then resolves the Kafka jars
+# with `contrib/kafka/cluster.sh fetch` (for KAFKA_VERSION, default 4.1.1).
+# Safe to run repeatedly: when everything is in place it prints one line.
+# Runs apt-get as root, or through sudo.
 
 set -euo pipefail
 
@@ -16,7 +18,10 @@ readonly SCRIPT_DIR REPO_ROOT
 readonly PACKAGES=(
   # build
   build-essential pkg-config clang-format
-  librabbitmq-dev libevent-dev librdkafka-dev libyaml-dev libcmocka-dev
+  librabbitmq-dev libevent-dev libyaml-dev libcmocka-dev
+  # librdkafka 2.8.0 built from source (scripts/librdkafka.sh): dpkg-source
+  # and the libraries Debian builds it with
+  dpkg-dev libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev
   # integration tests: AMQP and Kafka clients
   amqp-tools python3-pika python3-kombu python3-confluent-kafka python3-pytest
   kcat
@@ -74,10 +79,14 @@ if ((${#missing[@]} > 0)); then
   done
 fi
 
+# Prints the prefix; builds only the first time (about a minute).
+"$REPO_ROOT/scripts/librdkafka.sh" >/dev/null ||
+  die "building librdkafka failed (see the messages above)"
+
 # Prints nothing if the jars are already cached, progress if it fetches.
 "$REPO_ROOT/contrib/kafka/cluster.sh" fetch --quiet ||
   die "fetching the Kafka jars failed (see the messages above)"
 
 installed_now=""
 ((${#missing[@]} == 0)) || installed_now=" (${#missing[@]} installed now)"
-echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, Kafka jars cached"
+echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, librdkafka 2.8.0 built, Kafka jars cached"

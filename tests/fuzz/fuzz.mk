@@ -24,9 +24,8 @@ FUZZ_SMOKE_SECONDS ?= 20
 # Extra libFuzzer flags for fuzz and fuzz-smoke, e.g. FUZZ_FLAGS=-jobs=2.
 FUZZ_FLAGS ?=
 
-FUZZ_PKGS := librabbitmq libevent rdkafka yaml-0.1
-FUZZ_PKG_CFLAGS := $(shell pkg-config --cflags $(FUZZ_PKGS) 2>/dev/null)
-FUZZ_PKG_LIBS := $(shell pkg-config --libs $(FUZZ_PKGS) 2>/dev/null)
+FUZZ_PKG_CFLAGS := $(PKG_CFLAGS)
+FUZZ_PKG_LIBS := $(PKG_LIBS)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(FUZZ_DIR) -g -O1 $(FUZZ_SAN) \
                -Wall -Wextra -Wno-unused-parameter $(FUZZ_PKG_CFLAGS) -MMD -MP

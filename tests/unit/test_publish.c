@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -45,23 +44,24 @@ struct fixture {
 };
 
 /* The next this many rd_kafka_new() calls fail, as they would if the
- * process ran out of threads or memory. This definition takes the place
- * of librdkafka's for the sink (linked statically into this test); the
- * real one is found with dlsym. */
+ * process ran out of threads or memory (the Makefile links this test with
+ * ld --wrap=rd_kafka_new). */
 static int failing_builds;
 
-rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
-                         size_t errstr_size)
+rd_kafka_t *__real_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                                size_t errstr_size);
+rd_kafka_t *__wrap_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                                size_t errstr_size);
+
+rd_kafka_t *__wrap_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                                size_t errstr_size)
 {
     if (failing_builds > 0) {
         failing_builds--;
         snprintf(errstr, errstr_size, "simulated: cannot create thread");
         return NULL;
     }
-    rd_kafka_t *(*real)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t) =
-        (rd_kafka_t * (*)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t))
-            dlsym(RTLD_NEXT, "rd_kafka_new");
-    return real(type, conf, errstr, errstr_size);
+    return __real_rd_kafka_new(type, conf, errstr, errstr_size);
 }
 
 static uint64_t now_ms(void)
