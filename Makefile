@@ -52,6 +52,18 @@ BUILD ?= build
 SAN_ENV :=
 endif
 
+# hopper allocates with jemalloc: with glibc's malloc, allocating and
+# freeing were a quarter of its instructions per message, and jemalloc cut
+# its CPU per message by about a third (README, "Memory allocator").
+# MALLOC=libc builds without it, for valgrind's memcheck; sanitizer builds
+# always do (ASan brings its own allocator).
+MALLOC ?= jemalloc
+ifneq ($(SANITIZE),)
+override MALLOC := libc
+endif
+MALLOC_PKG := $(filter jemalloc,$(MALLOC))
+MALLOC_LIBS := $(if $(MALLOC_PKG),$(shell $(PKG_CONFIG) --libs $(MALLOC_PKG) 2>/dev/null))
+
 LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -77,7 +89,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 pkg-check:
-	$(call check_pkgs,$(PKGS))
+	$(call check_pkgs,$(PKGS) $(MALLOC_PKG))
 pkg-check-unit:
 	$(call check_pkgs,cmocka)
 
@@ -90,7 +102,7 @@ $(BUILD)/libhopper.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(HOPPER): $(BUILD)/obj/main.o $(BUILD)/libhopper.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(MALLOC_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhopper.a | pkg-check-unit
 	@mkdir -p $(dir $@)

@@ -18,7 +18,7 @@ readonly SCRIPT_DIR REPO_ROOT
 readonly PACKAGES=(
   # build
   build-essential pkg-config clang-format
-  librabbitmq-dev libevent-dev libyaml-dev libcmocka-dev
+  librabbitmq-dev libevent-dev libyaml-dev libcmocka-dev libjemalloc-dev
   # librdkafka 2.8.0 built from source (scripts/librdkafka.sh): dpkg-source
   # and the libraries Debian builds it with
   dpkg-dev libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev

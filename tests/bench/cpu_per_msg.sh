@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# cpu_per_msg.sh - hopper's CPU time per confirmed message, for two or more
+# hopper binaries in alternating runs (A B A B ...), so that builds compare
+# under the same machine load. Each run: a fresh hopper on a free port, the
+# benchmark's load shape (2 connections x 4 channels, window 2,048, 1 KiB
+# persistent, as fast as confirms allow, 1 s warm-up + 8 s), then hopper's
+# utime+stime from /proc/PID/stat over the messages it confirmed.
+#
+#   make MALLOC=libc BUILD=build-libc all          # e.g. glibc's malloc
+#   tests/bench/cpu_per_msg.sh build/hopper build-libc/hopper
+#   ROUNDS=5 RATE=20000 tests/bench/cpu_per_msg.sh build/hopper build-libc/hopper
+#
+# Uses the default local cluster (contrib/kafka/cluster.sh start) and
+# build/bench/bench_amqp (make bench-tools). Prints one line per run.
+
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+((${#@} >= 1)) || { echo "usage: $0 HOPPER [HOPPER...]" >&2; exit 2; }
+readonly ROUNDS=${ROUNDS:-3} RATE=${RATE:-0}
+readonly BROKERS=${BROKERS:-127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094}
+readonly TICK=$(getconf CLK_TCK)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$work/hopper.yaml" <<EOF
+listen: {address: 127.0.0.1, port: $port}
+limits: {max_unconfirmed: 10000, max_inflight_bytes: 268435456}
+kafka:
+  bootstrap_servers: "$BROKERS"
+  topic_partitions: 3
+  properties: {socket.nagle.disable: true}
+default_route: false
+exchanges: [{name: bench, type: topic}]
+routes: [{exchange: bench, routing_key: "#", topic: cpu-per-msg, key: none}]
+EOF
+
+for ((r = 1; r <= ROUNDS; r++)); do
+  for bin in "$@"; do
+    "$bin" -c "$work/hopper.yaml" 2>"$work/hopper.log" &
+    pid=$!
+    for _ in $(seq 50); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.2
+    done
+    build/bench/bench_amqp publish --port "$port" --exchange bench --routing-key cpu \
+      --conns 2 --chans 4 --window 2048 --rate "$RATE" --size 1024 --duration 8 --warmup 1 \
+      --persistent >"$work/pub.json"
+    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    kill -TERM "$pid"
+    wait "$pid" || true
+    /usr/bin/python3 - "$bin" "$ticks" "$TICK" "$work/pub.json" <<'EOF'
+import json, sys
+binary, ticks, tick, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+d = json.loads(open(path).read().strip().splitlines()[-1])
+cpu = ticks / tick
+print("%-24s %8.0f msg/s  %6.2f CPU-s for %7d confirmed  %5.2f us/msg" %
+      (binary, d["msgs_per_s"], cpu, d["acked"], cpu / d["acked"] * 1e6))
+EOF
+  done
+done
