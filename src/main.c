@@ -94,7 +94,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     server_begin_drain(app->srv);
     app->drain_deadline_ms = monotonic_ms() + app->srv->cfg->drain_timeout_ms;
     struct timeval tick = {0, DRAIN_POLL_MS * 1000};
-    event_add(app->drain_timer, &tick);
+    if (event_add(app->drain_timer, &tick) == -1) {
+        /* Nothing else would end the drain: end it now. */
+        log_error("cannot arm the drain timer: nacking what is in flight and exiting");
+        server_finish_drain(app->srv);
+        event_base_loopexit(app->base, NULL);
+    }
 }
 
 /* SIGHUP would kill hopper (its default action) where an operator expects a
