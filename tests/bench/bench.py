@@ -450,7 +450,11 @@ routes:
             raise BenchError("load generator for %s did not finish in %ss" % (target, limit))
         wall = time.time() - t0
         cpu = proc_cpu(self.hopper.pid) - cpu0 if target == "hopper" else None
-        pub = last_json(out or gen.stdout.read(), "load generator")
+        if not out:
+            # It exited between two polls: what a timed-out communicate()
+            # read is kept inside the Popen, and only communicate() returns it.
+            out, _ = gen.communicate()
+        pub = last_json(out, "load generator (exit code %s)" % gen.returncode)
         e2e = last_json(stop(timer, 20, signal.SIGTERM), "end-to-end timer")
         rec = {"target": target, "size": size, "rate": rate, "load_avg": la, "pub": pub,
                "e2e": e2e, "wall_s": round(wall, 3)}
