@@ -21,7 +21,9 @@ readonly ROUNDS=${ROUNDS:-3} RATE=${RATE:-0}
 readonly BROKERS=${BROKERS:-127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094}
 readonly TICK=$(getconf CLK_TCK)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+topic=cpu-per-msg-$$
+# Its records are gigabytes: delete the topic afterwards.
+trap 'build/bench/bench_kafka delete --brokers "$BROKERS" --topic "$topic" >/dev/null 2>&1; rm -rf "$work"' EXIT
 
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$work/hopper.yaml" <<EOF
@@ -33,7 +35,7 @@ kafka:
   properties: {socket.nagle.disable: true}
 default_route: false
 exchanges: [{name: bench, type: topic}]
-routes: [{exchange: bench, routing_key: "#", topic: cpu-per-msg, key: none}]
+routes: [{exchange: bench, routing_key: "#", topic: $topic, key: none}]
 EOF
 
 for ((r = 1; r <= ROUNDS; r++)); do
