@@ -266,8 +266,9 @@ def render(res, rawpath):
     else:
         w(linger_table(lr))
         w("Each linger.ms value with a hopper of its own, back to back, after everything "
-          "above. config/hopper.yaml ships linger.ms %s; tests/bench/NOTES.md says why these "
-          "numbers move so much with it.\n\n" % res.get("linger_ms", "?"))
+          "above; for hopper it is the batch producer's (releases of more than five messages), "
+          "for the direct producer every message's. hopper's default is %s; tests/bench/NOTES.md "
+          "reads these numbers.\n\n" % res.get("linger_ms", "?"))
 
     # ---- PerfTest ----
     w("## PerfTest (independent load generator)\n")
