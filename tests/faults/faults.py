@@ -756,6 +756,14 @@ def sc_backpressure(c):
     c.backpressure = (t_cut, t_heal)
 
 
+# Scenarios in which a majority of the brokers stays up and reachable from
+# hopper: with the fast KRaft timeouts no partition may go without a
+# confirm for longer than this (issue 15). The others cut hopper off from
+# Kafka for longer on purpose.
+STALL_BOUND_S = 10.0
+KAFKA_AVAILABLE = {"steady", "broker-kill-leader", "controller-kill", "rolling-restart",
+                   "broker-isolate", "leader-isolate", "hopper-kill", "hopper-term", "fatal-error"}
+
 SCENARIOS = {
     # name: (function, kind, load options, hopper limits)
     "steady": (sc_steady, "kafka", {}, {}),
@@ -947,6 +955,16 @@ def run_scenario(env, name, short, results, kafka_props=None):
     )
     if name == "steady":
         ctx.check("no controller election or ISR shrink without a fault", fence["controller_election"] == 0 and fence["isr_shrink"] == 0, str(fence))
+    if name != "fatal-error":
+        fatal = hopper.log_text().count("fatal error in the")
+        ctx.check("no librdkafka fatal error", fatal == 0, "%d fatal errors in hopper's log" % fatal)
+    if env.cluster.profile == "fast" and name in KAFKA_AVAILABLE and result.get("unavailable_partition_s") is not None:
+        g = result["unavailable_partition_s"]
+        ctx.check(
+            "no partition without a confirm for more than %.0f s" % STALL_BOUND_S,
+            g <= STALL_BOUND_S,
+            "worst partition %s: %.2f s" % (result.get("unavailable_partition"), g),
+        )
 
     result["checks"] = {k: {"ok": ok, "detail": d} for k, (ok, d) in ctx.checks.items()}
     result["passed"] = all(ok for ok, _ in ctx.checks.values())

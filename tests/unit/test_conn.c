@@ -137,12 +137,13 @@ static void expect_served(struct fixture *fx)
     close(fd);
 }
 
-static void test_bufferevent_failure_closes_the_socket(void **state)
+/* With *fail set, an accepted connection is refused and its socket closed;
+ * the next one is served. */
+static void expect_refused_then_served(struct fixture *fx, bool *fail)
 {
-    struct fixture *fx = *state;
-    fail_bufferevent = true;
+    *fail = true;
     int fd = accept_one(fx);
-    fail_bufferevent = false;
+    *fail = false;
     assert_int_equal(fx->srv->n_conns, 0);
     assert_null(fx->srv->conns);
     assert_int_equal(fx->srv->stats.connections_refused, 1);
@@ -151,18 +152,14 @@ static void test_bufferevent_failure_closes_the_socket(void **state)
     expect_served(fx);
 }
 
+static void test_bufferevent_failure_closes_the_socket(void **state)
+{
+    expect_refused_then_served(*state, &fail_bufferevent);
+}
+
 static void test_timer_failure_closes_the_socket(void **state)
 {
-    struct fixture *fx = *state;
-    fail_event = true;
-    int fd = accept_one(fx);
-    fail_event = false;
-    assert_int_equal(fx->srv->n_conns, 0);
-    assert_null(fx->srv->conns);
-    assert_int_equal(fx->srv->stats.connections_refused, 1);
-    expect_closed(fx, fd);
-    close(fd);
-    expect_served(fx);
+    expect_refused_then_served(*state, &fail_event);
 }
 
 int main(void)

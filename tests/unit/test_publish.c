@@ -365,6 +365,27 @@ static void read_back(struct fixture *fx, size_t n, char values[][64], char keys
     assert_int_equal(got, n);
 }
 
+/* Read n records back: those with key `key` must be "<prefix> 00",
+ * "<prefix> 01", ... in that order, `count` of them. */
+static void assert_key_in_order(struct fixture *fx, size_t n, const char *key, const char *prefix,
+                                int count)
+{
+    char(*values)[64] = calloc(n, sizeof *values);
+    char(*keys)[64] = calloc(n, sizeof *keys);
+    read_back(fx, n, values, keys);
+    int next = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(keys[i], key))
+            continue;
+        char want[64];
+        snprintf(want, sizeof want, "%s %02d", prefix, next++);
+        assert_string_equal(values[i], want);
+    }
+    assert_int_equal(next, count);
+    free(values);
+    free(keys);
+}
+
 static bool contains(char arr[][64], size_t n, const char *s)
 {
     for (size_t i = 0; i < n; i++)
@@ -517,17 +538,7 @@ static void test_partition_gate_batches_while_a_request_is_out(void **state)
     assert_int_equal(st->held, N - 1); /* all but the first waited */
     assert_int_equal(st->batches_released, 1);
     assert_int_equal(st->handed[1], N - 1); /* too many for the prompt producer */
-    char values[N + 1][64], keys[N + 1][64];
-    read_back(fx, N + 1, values, keys);
-    int next = 0;
-    for (int i = 0; i <= N; i++) {
-        if (strcmp(keys[i], "same"))
-            continue;
-        char want[32];
-        snprintf(want, sizeof want, "same key %02d", next++);
-        assert_string_equal(values[i], want);
-    }
-    assert_int_equal(next, N);
+    assert_key_in_order(fx, N + 1, "same", "same key", N);
 }
 
 /* A message to a partition with nothing in flight goes to the prompt
@@ -594,17 +605,7 @@ static void test_relearning_probe_follows_its_partition(void **state)
     collect_confirms(fx, N + 1, outcome);
     for (int t = 1; t <= N + 1; t++)
         assert_int_equal(outcome[t], 'a');
-    char values[N + 1][64], keys[N + 1][64];
-    read_back(fx, N + 1, values, keys);
-    int next = 0;
-    for (int i = 0; i <= N; i++) {
-        if (strcmp(keys[i], "same"))
-            continue;
-        char want[32];
-        snprintf(want, sizeof want, "keyed %02d", next++);
-        assert_string_equal(values[i], want);
-    }
-    assert_int_equal(next, N);
+    assert_key_in_order(fx, N + 1, "same", "keyed", N);
 }
 
 /* Messages held behind a batch that times out are nacked with it, not
