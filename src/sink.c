@@ -30,13 +30,13 @@
  * has no way to hand over a batch at once with headers, and linger.ms is
  * per producer. So there are two, and a release takes the one that suits
  * it. Up to PROMPT_MAX messages go to the prompt producer (linger.ms 0):
- * however the broker thread splits them, fewer than five are in flight, so
- * it sends the rest at once and never spins. Larger releases go to the
- * batch producer (the configured linger.ms, 1 by default), which is longer
- * than handing a batch over takes. A partition is in one producer at a
- * time (its previous release has been answered), so its records stay in
- * order. Both producers are one unit for errors: a fatal error in either
- * rebuilds both.
+ * if the broker thread sends only the first of them, fewer than five are
+ * in flight, so it sends the rest at once and never spins. Larger releases
+ * go to the batch producer, whose linger.ms (1 by default) is longer than
+ * handing a batch over takes. A partition is in one producer at a time
+ * (its previous release has been answered), so its records stay in order.
+ * Both producers are one unit for errors: a fatal error in either rebuilds
+ * both.
  *
  * The partition count comes from librdkafka: a topic's first messages are
  * handed over unpartitioned and the partitioner callback that places them
@@ -45,7 +45,8 @@
  * is held (so a topic that never stops queueing notices added partitions
  * late; keys keep their old partitions meanwhile). While an unpartitioned
  * message of a topic is in librdkafka, all of the topic's partitions hold,
- * so nothing overtakes it. */
+ * so nothing overtakes it, and it goes to the producer that has its
+ * partition's messages, so it overtakes nothing either. */
 #include "sink.h"
 
 #include <errno.h>
