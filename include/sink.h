@@ -68,6 +68,7 @@ struct sink_stats {
     uint64_t held;             /* messages that waited for their partition's previous batch */
     uint64_t batches_released; /* times held messages were handed over together */
     uint64_t handed[2];        /* messages handed to the prompt [0] and the batch [1] producer */
+    uint64_t requeued;         /* reported with a lost partition and queued again */
 };
 
 /* Create the producer. Returns NULL with err set on a bad property. */

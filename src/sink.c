@@ -88,6 +88,9 @@
  * than handing a batch over takes (microseconds), and the broker thread
  * wakes at millisecond granularity anyway. */
 #define BATCH_LINGER_MS "1"
+/* How often a message may go back to its partition's queue because
+ * librdkafka lost the partition (requeue()) before it is nacked. */
+#define MAX_REQUEUES 10
 /* Producer timeouts unless kafka.properties sets them (build_producer). */
 #define REQUEST_TIMEOUT_MS "5000"
 #define SOCKET_TIMEOUT_MS "7000"
@@ -127,6 +130,7 @@ struct slot {
     struct sink_topic *topic;
     int32_t partition; /* RD_KAFKA_PARTITION_UA: handed over unpartitioned */
     uint32_t next;     /* free list or held queue link */
+    uint8_t requeues;  /* times librdkafka lost its partition (requeue()) */
     /* Held only: what producev will take, and since when it waits. */
     int64_t held_since_ms;
     void *body;
@@ -137,9 +141,10 @@ struct slot {
 };
 
 struct part {
-    uint32_t in_kafka;   /* handed over, no report yet */
-    enum lane lane;      /* whose producer has them, while in_kafka */
-    uint32_t head, tail; /* held queue, NO_SLOT when empty */
+    uint32_t in_kafka;      /* handed over, no report yet */
+    enum lane lane;         /* whose producer has them, while in_kafka */
+    uint32_t head, tail;    /* held queue, NO_SLOT when empty */
+    uint32_t requeued_tail; /* last of the release's messages put back at the head */
 };
 
 struct sink_topic {
@@ -349,7 +354,7 @@ static int32_t pick_partition(struct sink *s, struct sink_topic *t, const void *
     if (learned > t->n_parts) {
         t->parts = xrealloc(t->parts, (size_t)learned * sizeof *t->parts);
         for (int32_t p = t->n_parts; p < learned; p++)
-            t->parts[p] = (struct part){.head = NO_SLOT, .tail = NO_SLOT};
+            t->parts[p] = (struct part){.head = NO_SLOT, .tail = NO_SLOT, .requeued_tail = NO_SLOT};
         t->n_parts = learned;
     }
     if (learned != t->cnt) {
@@ -426,9 +431,73 @@ static uint32_t held_pop(struct sink *s, struct sink_topic *t, int32_t p)
     pt->head = s->slots[i].next;
     if (pt->head == NO_SLOT)
         pt->tail = NO_SLOT;
+    if (i == pt->requeued_tail)
+        pt->requeued_tail = NO_SLOT;
     t->held--;
     s->held--;
     return i;
+}
+
+/* librdkafka lost track of the message's partition and never sent it. A
+ * topic just created can be missing from one broker's metadata for a
+ * moment, and librdkafka before 2.10 then takes the topic for gone at once
+ * (it waits topic.metadata.propagation.max.ms only for a topic it never
+ * saw): the partition count drops to 0 and the partition's messages fail.
+ * Such a message waits in its partition's queue, in order, and is handed
+ * over again, instead of being nacked. */
+static bool lost_partition(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+}
+
+/* The partition a message reported with a lost partition waits in: its
+ * own, or for one handed over unpartitioned (a relearning probe) the one
+ * it would have landed in, while the count is known. UA: none (a topic
+ * never seen, whose messages are nacked). */
+static int32_t requeue_partition(struct sink_topic *t, int32_t p, const rd_kafka_message_t *m)
+{
+    if (p != RD_KAFKA_PARTITION_UA || t->cnt <= 0)
+        return p;
+    if (partition_spreads(t->partitioner, m->key, m->key_len))
+        return spread_pick(t);
+    return partition_of_key(t->partitioner, m->key, m->key_len, t->cnt);
+}
+
+/* Put slot i's message, which librdkafka reported with a lost partition,
+ * back into its partition's queue: after the ones of the same release put
+ * back before it, before everything that waited behind the release. */
+static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
+{
+    struct slot *sl = &s->slots[i];
+    struct part *pt = &sl->topic->parts[sl->partition];
+    sl->state = SLOT_HELD;
+    sl->held_since_ms = mono_ms();
+    sl->requeues++;
+    /* librdkafka frees its payload and key with the report; the headers
+     * can be taken back. */
+    sl->body = xmalloc(m->len ? m->len : 1);
+    memcpy(sl->body, m->payload, m->len);
+    sl->body_len = m->len;
+    if (m->key) {
+        sl->key = xmalloc(m->key_len ? m->key_len : 1);
+        memcpy(sl->key, m->key, m->key_len);
+        sl->key_len = m->key_len;
+    }
+    rd_kafka_headers_t *headers = NULL;
+    rd_kafka_message_detach_headers((rd_kafka_message_t *)m, &headers);
+    sl->headers = headers;
+    uint32_t after = pt->requeued_tail;
+    sl->next = after == NO_SLOT ? pt->head : s->slots[after].next;
+    if (after == NO_SLOT)
+        pt->head = i;
+    else
+        s->slots[after].next = i;
+    if (pt->tail == after)
+        pt->tail = i;
+    pt->requeued_tail = i;
+    sl->topic->held++;
+    s->held++;
+    s->stats.requeued++;
 }
 
 /* The producer for a partition's next release: the prompt one when at most
@@ -458,8 +527,8 @@ static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
             break;
         rd_kafka_resp_err_t err =
             hand_over(s, pt->head, lane, sl->body, sl->body_len, sl->key, sl->key_len, sl->headers);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            break; /* the timer tries again */
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || lost_partition(err))
+            break; /* the timer tries again, within message.timeout.ms */
         uint32_t i = held_pop(s, t, p);
         sl = &s->slots[i];
         FREE_AND_NULL(sl->key); /* librdkafka copied it */
@@ -528,8 +597,6 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
          * may or may not be in Kafka, so the publisher must republish. */
         bool ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
                   rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED;
-        if (!ok)
-            log_nack(s, rd_kafka_topic_name(m->rkt), m->partition, m->err);
         uint32_t i = (uint32_t)((uintptr_t)m->_private - 1);
         if (i >= s->n_slots || s->slots[i].state != SLOT_IN_KAFKA) {
             log_error("kafka: delivery report for unknown message %" PRIu32, i);
@@ -537,6 +604,19 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
         }
         struct sink_topic *t = s->slots[i].topic;
         int32_t p = s->slots[i].partition;
+        if (!ok && lost_partition(m->err) &&
+            rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_NOT_PERSISTED &&
+            s->slots[i].requeues < MAX_REQUEUES) {
+            int32_t q = requeue_partition(t, p, m);
+            if (q != RD_KAFKA_PARTITION_UA) {
+                s->slots[i].partition = q;
+                requeue(s, i, m);
+                gate_reported(s, t, p);
+                continue;
+            }
+        }
+        if (!ok)
+            log_nack(s, rd_kafka_topic_name(m->rkt), m->partition, m->err);
         slot_settle(s, i, ok);
         /* The partition could not be reached for message.timeout.ms: what
          * waits behind the batch would only wait as long again. */
@@ -1046,6 +1126,11 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
             /* Give the slot back without an outcome: the caller retries. */
             slot_release(s, i);
             return SINK_FULL;
+        }
+        if (lost_partition(err) && s->slots[i].partition != RD_KAFKA_PARTITION_UA) {
+            hold(s, i, m);
+            s->stats.produced++;
+            return SINK_OK;
         }
     }
     /* On failure librdkafka took neither body nor headers. */

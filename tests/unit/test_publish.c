@@ -26,6 +26,7 @@
 #include "config.h"
 #include "conn.h"
 #include "frame.h"
+#include "partition.h"
 #include "server.h"
 #include "sink.h"
 
@@ -608,6 +609,44 @@ static void test_relearning_probe_follows_its_partition(void **state)
     assert_key_in_order(fx, N + 1, "same", "keyed", N);
 }
 
+/* A topic that a broker's metadata briefly lacks (a new one, not yet on
+ * every broker): librdkafka 2.8 takes it for gone and fails its
+ * partitions' queued messages locally. hopper puts them back in their
+ * partition's queue and hands them over again once the topic is back: all
+ * confirmed, in order, none nacked. */
+static void test_lost_partition_is_retried_not_nacked(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    learn_partitions(fx);
+    assert_int_equal(
+        ((amqp_basic_ack_t *)expect_method(fx, 1, AMQP_BASIC_ACK_METHOD))->delivery_tag, 1);
+    /* With its leader down the partition's messages wait in librdkafka's
+     * queue. */
+    int32_t p = partition_of_key(partition_default(), "same", 4, 3);
+    rd_kafka_mock_partition_set_leader(fx->mock, TOPIC, p, 1);
+    rd_kafka_mock_broker_set_down(fx->mock, 1);
+    enum { N = 6 };
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "lost %02d", i);
+        send_publish(fx, 1, TOPIC, "same", NULL, body, strlen(body), 100);
+    }
+    rd_kafka_mock_topic_set_error(fx->mock, TOPIC, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    const struct sink_stats *st = sink_stats(fx->srv->sink);
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    while (!st->requeued && now_ms() < deadline)
+        pump(fx);
+    assert_true(st->requeued > 0);
+    rd_kafka_mock_topic_set_error(fx->mock, TOPIC, RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_mock_broker_set_up(fx->mock, 1);
+    char outcome[N + 2];
+    collect_confirms(fx, N + 1, outcome);
+    for (int t = 2; t <= N + 1; t++)
+        assert_int_equal(outcome[t], 'a');
+    assert_key_in_order(fx, N + 1, "same", "lost", N);
+}
+
 /* Messages held behind a batch that times out are nacked with it, not
  * handed over for a second message.timeout.ms. */
 static void test_held_messages_nacked_when_their_partition_times_out(void **state)
@@ -676,6 +715,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_partition_sends_at_once, setup_long_linger,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_relearning_probe_follows_its_partition,
+                                        setup_fast_refresh, teardown),
+        /* hopper's 2 s metadata refresh: the message goes to its partition
+         * and comes back; 100 ms: it is a relearning probe, unpartitioned. */
+        cmocka_unit_test_setup_teardown(test_lost_partition_is_retried_not_nacked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_partition_is_retried_not_nacked,
                                         setup_fast_refresh, teardown),
         cmocka_unit_test_setup_teardown(test_partition_gate_batches_while_a_request_is_out, setup,
                                         teardown),
