@@ -438,13 +438,15 @@ static uint32_t held_pop(struct sink *s, struct sink_topic *t, int32_t p)
     return i;
 }
 
-/* librdkafka lost track of the message's partition and never sent it. A
- * topic just created can be missing from one broker's metadata for a
- * moment, and librdkafka before 2.10 then takes the topic for gone at once
- * (it waits topic.metadata.propagation.max.ms only for a topic it never
- * saw): the partition count drops to 0 and the partition's messages fail.
- * Such a message waits in its partition's queue, in order, and is handed
- * over again, instead of being nacked. */
+/* librdkafka lost track of the message's partition. A topic just created
+ * can be missing from one broker's metadata for a moment, and librdkafka
+ * before 2.10 then takes the topic for gone at once (it waits
+ * topic.metadata.propagation.max.ms only for a topic it never saw): the
+ * partition count drops to 0 and the partition's messages fail, those
+ * already sent once with POSSIBLY_PERSISTED. Such a message waits in its
+ * partition's queue, in order, and is handed over again, instead of being
+ * nacked: for one that was in fact written this gives a duplicate, as the
+ * nack would have (its publisher sends it again). */
 static bool lost_partition(rd_kafka_resp_err_t err)
 {
     return err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
@@ -604,9 +606,7 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
         }
         struct sink_topic *t = s->slots[i].topic;
         int32_t p = s->slots[i].partition;
-        if (!ok && lost_partition(m->err) &&
-            rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_NOT_PERSISTED &&
-            s->slots[i].requeues < MAX_REQUEUES) {
+        if (!ok && lost_partition(m->err) && s->slots[i].requeues < MAX_REQUEUES) {
             int32_t q = requeue_partition(t, p, m);
             if (q != RD_KAFKA_PARTITION_UA) {
                 s->slots[i].partition = q;
