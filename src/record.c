@@ -7,7 +7,8 @@
  *    that are set in wire order (content_type ... app_id, cluster_id), the
  *    application headers in wire order, amqp.properties last. Application
  *    headers keep their own names, so one called "amqp.exchange" appears
- *    twice; Kafka allows that, and the first of a name is always ours.
+ *    twice; Kafka allows that, and the first of a name is always ours,
+ *    except amqp.properties: ours is the last of that name.
  *  - Integers, timestamps (seconds since the epoch, as AMQP carries them)
  *    and decimals are exact decimal text. A decimal's value is read as the
  *    signed 32-bit integer the Java client and pika encode, so scale 2 and

@@ -27,6 +27,7 @@
 #include "conn.h"
 #include "frame.h"
 #include "partition.h"
+#include "record_view.h"
 #include "server.h"
 #include "sink.h"
 
@@ -333,8 +334,9 @@ static void collect_confirms(struct fixture *fx, uint64_t n, char *outcome)
     }
 }
 
-/* Read `n` records of TOPIC back from the mock cluster. */
-static void read_back(struct fixture *fx, size_t n, char values[][64], char keys[][64])
+/* Consume `n` records of TOPIC from the mock cluster into out[]; the
+ * caller hands them back with close_consumer(). */
+static rd_kafka_t *consume(struct fixture *fx, size_t n, rd_kafka_message_t **out)
 {
     char err[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -352,18 +354,34 @@ static void read_back(struct fixture *fx, size_t n, char values[][64], char keys
     uint64_t deadline = now_ms() + DEADLINE_MS;
     while (got < n && now_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
-        if (!m)
-            continue;
-        if (!m->err) {
-            snprintf(values[got], 64, "%.*s", (int)m->len, (char *)m->payload);
-            snprintf(keys[got], 64, "%.*s", (int)m->key_len, (char *)m->key);
-            got++;
-        }
-        rd_kafka_message_destroy(m);
+        if (m && !m->err)
+            out[got++] = m;
+        else if (m)
+            rd_kafka_message_destroy(m);
     }
+    assert_int_equal(got, n);
+    return c;
+}
+
+static void close_consumer(rd_kafka_t *c, rd_kafka_message_t **msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
     rd_kafka_consumer_close(c);
     rd_kafka_destroy(c);
-    assert_int_equal(got, n);
+}
+
+/* Read `n` records of TOPIC back from the mock cluster. */
+static void read_back(struct fixture *fx, size_t n, char values[][64], char keys[][64])
+{
+    rd_kafka_message_t **msgs = calloc(n, sizeof *msgs);
+    rd_kafka_t *c = consume(fx, n, msgs);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(values[i], 64, "%.*s", (int)msgs[i]->len, (char *)msgs[i]->payload);
+        snprintf(keys[i], 64, "%.*s", (int)msgs[i]->key_len, (char *)msgs[i]->key);
+    }
+    close_consumer(c, msgs, n);
+    free(msgs);
 }
 
 /* Read n records back: those with key `key` must be "<prefix> 00",
@@ -705,6 +723,105 @@ static void test_body_overrun_closes_connection(void **state)
     assert_int_equal(cl->reply_code, 501);
 }
 
+static bool bytes_are(amqp_bytes_t b, const char *s)
+{
+    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
+}
+
+/* record_view over consumed messages: hopper's record gives back the
+ * publisher's property bytes, exchange and routing key (an application
+ * header named amqp.properties does not confuse it); a record another
+ * producer wrote is foreign, with its topic, key, timestamp and headers. */
+static void test_records_read_back_for_delivery(void **state)
+{
+    struct fixture *fx = *state;
+    handshake(fx);
+    amqp_table_entry_t inner[] = {
+        {amqp_cstring_bytes("n"), {.kind = AMQP_FIELD_KIND_I32, .value.i32 = -7}}};
+    amqp_table_entry_t app[] = {
+        {amqp_cstring_bytes("amqp.properties"),
+         {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("not hopper's")}},
+        {amqp_cstring_bytes("nested"), {.kind = AMQP_FIELD_KIND_TABLE, .value.table = {1, inner}}},
+    };
+    amqp_basic_properties_t props = {
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_HEADERS_FLAG |
+                  AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
+                  AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG,
+        .content_type = amqp_cstring_bytes("application/json"),
+        .headers = {2, app},
+        .delivery_mode = 1,
+        .message_id = amqp_cstring_bytes("msg-1"),
+        .timestamp = 1600000000,
+        .app_id = amqp_cstring_bytes("shop"),
+    };
+    send_publish(fx, 1, TOPIC, "rk.1", &props, "published", 9, 100);
+    char outcome[2];
+    collect_confirms(fx, 1, outcome);
+    assert_int_equal(outcome[1], 'a');
+
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(fx->mock), err,
+                      sizeof err);
+    rd_kafka_t *other = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    assert_non_null(other);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "trace", -1, "t-1", -1);
+    rd_kafka_header_add(h, "null", -1, NULL, 0);
+    assert_int_equal(rd_kafka_producev(other, RD_KAFKA_V_TOPIC(TOPIC), RD_KAFKA_V_KEY("order-7", 7),
+                                       RD_KAFKA_V_VALUE("foreign", 7),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_TIMESTAMP(1700000000123), RD_KAFKA_V_HEADERS(h),
+                                       RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(other, DEADLINE_MS), 0);
+    rd_kafka_destroy(other);
+
+    uint8_t wire[1024];
+    int n = amqp_encode_properties(AMQP_BASIC_CLASS, &props, (amqp_bytes_t){sizeof wire, wire});
+    assert_true(n > 0);
+    const struct record_decode_opts o = {.key_as_message_id = true, .max_table_depth = 16};
+    rd_kafka_message_t *msgs[2];
+    rd_kafka_t *c = consume(fx, 2, msgs);
+    for (int i = 0; i < 2; i++) {
+        struct record_view v;
+        assert_int_equal(record_view(msgs[i], &o, &fx->pool, &v), 0);
+        const amqp_basic_properties_t *p = &v.props;
+        if (msgs[i]->len == 9) { /* "published" */
+            assert_false(v.foreign);
+            assert_int_equal(v.exchange_len, strlen(TOPIC));
+            assert_memory_equal(v.exchange, TOPIC, strlen(TOPIC));
+            assert_int_equal(v.routing_key_len, 4);
+            assert_memory_equal(v.routing_key, "rk.1", 4);
+            assert_int_equal(v.raw_props_len, (size_t)n);
+            assert_memory_equal(v.raw_props, wire, (size_t)n);
+            assert_int_equal(p->_flags, props._flags);
+            assert_true(bytes_are(p->message_id, "msg-1")); /* not the key */
+            assert_int_equal(p->timestamp, 1600000000);
+            assert_int_equal(p->headers.num_entries, 2);
+            assert_int_equal(p->headers.entries[1].value.value.table.entries[0].value.value.i32,
+                             -7);
+        } else {
+            assert_true(v.foreign);
+            assert_int_equal(v.exchange_len, 0);
+            assert_int_equal(v.routing_key_len, strlen(TOPIC));
+            assert_memory_equal(v.routing_key, TOPIC, strlen(TOPIC));
+            assert_int_equal(p->_flags, AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                                            AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG);
+            assert_int_equal(p->delivery_mode, 2);
+            assert_true(bytes_are(p->message_id, "order-7"));
+            assert_int_equal(p->timestamp, 1700000000);
+            assert_int_equal(p->headers.num_entries, 2);
+            assert_true(bytes_are(p->headers.entries[0].key, "trace"));
+            assert_int_equal(p->headers.entries[0].value.kind, AMQP_FIELD_KIND_UTF8);
+            assert_true(bytes_are(p->headers.entries[0].value.value.bytes, "t-1"));
+            assert_true(bytes_are(p->headers.entries[1].key, "null"));
+            assert_int_equal(p->headers.entries[1].value.kind, AMQP_FIELD_KIND_VOID);
+        }
+    }
+    close_consumer(c, msgs, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -727,6 +844,7 @@ int main(void)
                                         setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_exchange_closes_channel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_overrun_closes_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_read_back_for_delivery, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

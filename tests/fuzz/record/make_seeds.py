@@ -10,7 +10,10 @@ record_sessions.py) and writes:
   corpus/table/   every field table the sessions carry (bare, as method
                   payloads, and as content-header properties), and deep or
                   odd handmade tables;
-  corpus/config/  config/hopper.yaml and variants.
+  corpus/config/  config/hopper.yaml and variants;
+  corpus/record_view/  Kafka records as fuzz_record_view reads them:
+                  hopper's own (every property, headers named like ours,
+                  nesting at and past the limit) and foreign or forged ones.
 Deterministic: running it again rewrites the same files.
 
 Usage: tests/fuzz/record/make_seeds.py"""
@@ -23,6 +26,7 @@ REPO = FUZZ.parents[1]
 CONN = FUZZ / "corpus" / "conn"
 TABLE = FUZZ / "corpus" / "table"
 CONFIG = FUZZ / "corpus" / "config"
+RECORD_VIEW = FUZZ / "corpus" / "record_view"
 RECORDED = ("pika-", "kombu-", "pyamqp-", "amqplib-")
 
 HEADER = b"AMQP\x00\x00\x09\x01"
@@ -328,6 +332,63 @@ def table_seeds(sessions):
         write(TABLE, "hand-%s" % name, blob)
 
 
+# ---- Kafka records for fuzz_record_view (layout in fuzz_record_view.c) ------
+
+EXCHANGE, ROUTING_KEY, PROPERTIES, LONG_NAME = 0xf0, 0xf1, 0xf2, 0xf3
+BIG = object()
+
+
+def rv_header(name, value):
+    head = bytes([name]) if isinstance(name, int) else bytes([len(name)]) + name.encode()
+    if value is None:
+        return head + b"\xff\xff"
+    if value is BIG:
+        return head + b"\xff\xfe"
+    value = value.encode() if isinstance(value, str) else value
+    return head + struct.pack(">H", len(value)) + value
+
+
+def rv_record(headers, depth=16, key=None, ts=None, key_as_message_id=False):
+    ctl = depth << 3 | (1 if key_as_message_id else 0) | (2 if key is not None else 0) | (4 if ts is not None else 0)
+    out = bytes([ctl])
+    if key is not None:
+        out += bytes([len(key)]) + key.encode()
+    if ts is not None:
+        out += struct.pack(">q", ts)
+    return out + b"".join(rv_header(n, v) for n, v in headers)
+
+
+def props_all():
+    return (struct.pack(">H", 0xfffc) + shortstr("ct") + shortstr("ce") + table([("a", S("1")), ("t", F([("n", b"V")]))])
+            + b"\x02\x05" + shortstr("corr") + shortstr("reply") + shortstr("1000") + shortstr("mid")
+            + struct.pack(">Q", 1700000000) + shortstr("type") + shortstr("user") + shortstr("app") + shortstr("cluster"))
+
+
+def record_view_seeds():
+    ours = [(EXCHANGE, "events"), (ROUTING_KEY, "orders.created")]
+    seeds = {
+        "own-all-properties": ours + [("a", "1"), ("t", '{"n":null}'), (PROPERTIES, props_all())],
+        "own-no-properties": ours + [(PROPERTIES, b"\x00\x00")],
+        "own-names-like-ours": ours + [("amqp.properties", b"\xff\xff"), ("amqp.exchange", "forged"),
+                                       (PROPERTIES, props_headers(table([("amqp.properties", S("\xff\xff"))])))],
+        "own-deep-16": ours + [(PROPERTIES, props_headers(table([("d", nest_tables(15))])))],
+        "forged-deep-17": ours + [(PROPERTIES, props_headers(table([("d", nest_tables(16))])))],
+        "forged-continuation": ours + [(PROPERTIES, struct.pack(">HH", 0x2001, 0) + table([]))],
+        "forged-garbage": ours + [(PROPERTIES, b"\xff\xff\xff")],
+        "forged-null-exchange": [(EXCHANGE, None), (ROUTING_KEY, "rk"), (PROPERTIES, b"\x00\x00")],
+        "foreign-empty": [],
+        "foreign-key-timestamp": [("trace", "t-1"), ("null", None), ("empty", ""), ("dup", "1"), ("dup", "2")],
+        "foreign-big-then-small": [("big", BIG), ("small", "s"), (LONG_NAME, "long name")],
+        "foreign-many": [("h%d" % i, "v%d" % i) for i in range(200)],
+    }
+    for name, headers in seeds.items():
+        if name == "foreign-key-timestamp":
+            data = rv_record(headers, key="order-7", ts=1700000000123, key_as_message_id=True)
+        else:
+            data = rv_record(headers)
+        write(RECORD_VIEW, name, data)
+
+
 def config_seeds():
     shipped = (REPO / "config" / "hopper.yaml").read_text()
     write(CONFIG, "hopper.yaml", shipped.encode())
@@ -367,6 +428,7 @@ def main():
     conn_seeds(sessions)
     table_seeds(sessions)
     config_seeds()
+    record_view_seeds()
 
 
 if __name__ == "__main__":
