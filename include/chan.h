@@ -17,6 +17,9 @@
 #include "util.h"
 
 struct conn;
+struct consumer;
+struct unacked;
+struct feed_place;
 
 enum chan_state { CHAN_OPEN, CHAN_CLOSING };
 enum chan_content { CONTENT_NONE, CONTENT_AWAIT_HEADER, CONTENT_AWAIT_BODY };
@@ -25,10 +28,23 @@ struct chan {
     struct conn *conn;
     uint16_t id;
     enum chan_state state;
-    struct confirm *confirm; /* non-NULL after confirm.select */
-    bool dirty;              /* on the server's flush list */
-    bool over_limit;         /* at max_unconfirmed: the connection stops reading */
-    char last_queue[256];    /* for queue.bind etc. with an empty queue name */
+    struct confirm *confirm;    /* non-NULL after confirm.select */
+    bool dirty;                 /* on the server's flush list */
+    bool over_limit;            /* at max_unconfirmed: the connection stops reading */
+    char last_queue[256];       /* for queue.bind etc. with an empty queue name */
+    bool active;                /* channel.flow: deliveries allowed */
+    struct feed_place *placing; /* a queue.declare or bind waiting for its group's place */
+    char placing_queue[256];
+    amqp_method_number_t placing_method;
+    bool placing_reply; /* not nowait */
+
+    /* consuming (consume.c) */
+    struct consumer *consumers;
+    uint16_t prefetch_next;   /* basic.qos global=false: for consumers made afterwards */
+    uint16_t prefetch_global; /* basic.qos global=true: shared by the channel, 0 none */
+    uint64_t next_tag;        /* last delivery tag given */
+    struct unacked *unacked;  /* deliveries not yet settled, in tag order */
+    size_t un_head, un_len, un_cap, n_unacked;
 
     /* publish being assembled */
     enum chan_content content;

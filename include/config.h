@@ -87,6 +87,14 @@ struct config {
     struct kv *kafka_props;      /* kafka.properties: passed to librdkafka as is */
     size_t n_kafka_props;
 
+    /* rabbit: the RabbitMQ side beyond publishing (task queues). Off unless
+     * rabbit.enabled or hopper --enable-rabbit (the flag wins). */
+    bool rabbit_enabled;         /* default false */
+    char *group_prefix;          /* default "hopper.": consumer group <prefix><vhost>.<queue> */
+    uint32_t max_unacked;        /* default 10000 records fetched and not acked, per queue */
+    uint64_t max_unacked_bytes;  /* default 64 MiB of those records' bodies, per queue */
+    uint32_t commit_interval_ms; /* default 200: acks become a commit at most this late */
+
     /* routing */
     bool default_route; /* default true */
     struct exchange_cfg *exchanges;

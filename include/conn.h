@@ -71,15 +71,18 @@ struct conn {
     uint16_t channel_max;
     uint32_t frame_max;
     uint16_t heartbeat;
-    bool cap_blocked;      /* client understands connection.blocked */
-    bool cap_auth_close;   /* authentication_failure_close */
-    bool blocked_notified; /* we sent connection.blocked */
+    bool cap_blocked;       /* client understands connection.blocked */
+    bool cap_auth_close;    /* authentication_failure_close */
+    bool cap_cancel_notify; /* consumer_cancel_notify */
+    bool blocked_notified;  /* we sent connection.blocked */
 
     struct chan **chans; /* indexed by channel number, grown on demand */
     uint32_t n_chans;
     uint32_t n_over_limit; /* channels at max_unconfirmed */
     struct chan *parked;   /* a channel holding a publish the sink refused */
     uint64_t assembling;   /* body bytes announced by publishes in progress */
+    uint32_t awaiting;     /* channels waiting on Kafka for a reply: frames wait too */
+    bool published;        /* sent a basic.publish: Kafka back-pressure holds it */
 
     amqp_pool_t pool; /* decoded methods; recycled after each frame */
     bool reading;

@@ -38,6 +38,12 @@ enum route_status router_route(const struct router *r, const char *vhost, const 
                                size_t exchange_len, const char *routing_key, size_t rk_len,
                                struct buf *scratch, struct route_target *out) MUST_CHECK;
 
+/* Every topic a publish to `exchange` (not "") can go to: the topics of
+ * the routes for it, then its default-route topic when that is on. A
+ * superset for any one routing key. */
+void router_exchange_topics(const struct router *r, const char *vhost, const char *exchange,
+                            void (*fn)(void *arg, const char *topic), void *arg);
+
 /* AMQP topic-exchange matching of routing key against pattern. */
 bool router_pattern_match(const char *pattern, const char *rk, size_t rk_len);
 

@@ -27,6 +27,7 @@ struct server_stats {
     uint64_t connections_accepted, connections_refused;
     uint64_t published, unroutable_dropped, returned;
     uint64_t acks_sent, nacks_sent;
+    uint64_t delivered;
 };
 
 struct server {
@@ -35,6 +36,7 @@ struct server {
     struct router *router;
     struct sink *sink;
     struct topology *topo;
+    struct feeds *feeds; /* task queues; NULL unless rabbit.enabled */
     struct evconnlistener *listener;
 
     struct conn *conns; /* doubly linked list of live connections */

@@ -87,6 +87,11 @@ bool sink_under_resume(const struct sink *s);
 
 size_t sink_in_flight(const struct sink *s);
 
+/* Ask Kafka to create topic (kafka.auto_create_topics) unless this sink
+ * did already; the answer is only logged. A declared durable queue's
+ * topic exists before anything is published to it. */
+void sink_ensure_topic(struct sink *s, const char *topic);
+
 /* Give up on everything in flight (shutdown deadline): purge, nack all. */
 void sink_abandon(struct sink *s);
 

@@ -86,6 +86,21 @@ void topology_unbind(struct topology *t, const char *vhost, const char *queue, c
                      const char *routing_key, amqp_bytes_t args, uint64_t conn_id,
                      struct topo_reply *r);
 
+/* The queue, or NULL. */
+const struct queue *topology_queue(const struct topology *t, const char *vhost, const char *name);
+
+/* Call fn for the exchange of each of the queue's bindings (repeats
+ * possible). */
+void topology_queue_exchanges(const struct topology *t, const char *vhost, const char *queue,
+                              void (*fn)(void *arg, const char *exchange), void *arg);
+
+/* Whether a message published to exchange with routing key rk and headers
+ * reaches queue: the default exchange's implicit binding, or one of the
+ * queue's bindings by its exchange's type (binding.h). */
+bool topology_queue_matches(const struct topology *t, const char *vhost, const char *queue,
+                            const char *exchange, size_t exchange_len, const char *rk,
+                            size_t rk_len, const amqp_table_t *headers);
+
 /* A connection closed: its exclusive queues go away. */
 void topology_connection_closed(struct topology *t, uint64_t conn_id);
 

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "conn.h"
+#include "consume.h"
+#include "feed.h"
 #include "log.h"
 #include "record.h"
 #include "router.h"
@@ -16,7 +18,19 @@ struct chan *chan_new(struct conn *c, uint16_t id)
     ch->conn = c;
     ch->id = id;
     ch->state = CHAN_OPEN;
+    ch->active = true;
     return ch;
+}
+
+/* A reply that waited on Kafka (placing) is no longer wanted. */
+static void stop_waiting(struct chan *ch)
+{
+    if (!ch->placing)
+        return;
+    feeds_place_cancel(ch->placing);
+    ch->placing = NULL;
+    ch->conn->awaiting--;
+    conn_update_reading(ch->conn);
 }
 
 static void discard_publish(struct chan *ch)
@@ -47,6 +61,8 @@ void chan_free(struct chan *ch)
     struct conn *c = ch->conn;
     drop_parked(ch);
     discard_publish(ch);
+    stop_waiting(ch);
+    consume_chan_closed(ch);
     if (ch->over_limit)
         c->n_over_limit--;
     server_forget_chan(c->srv, ch);
@@ -74,6 +90,8 @@ void chan_close(struct chan *ch, uint16_t code, const char *text, amqp_method_nu
         .method_id = (uint16_t)failing,
     };
     discard_publish(ch);
+    stop_waiting(ch);
+    consume_chan_closed(ch);
     ch->state = CHAN_CLOSING;
     send_method(ch, AMQP_CHANNEL_CLOSE_METHOD, &m);
 }
@@ -167,6 +185,67 @@ static void exchange_delete(struct chan *ch, amqp_exchange_delete_t *m)
     send_method(ch, AMQP_EXCHANGE_DELETE_OK_METHOD, NULL);
 }
 
+/* declare-ok. Without task queues messages live only in Kafka topics and
+ * both counts are 0; with them, message_count is the records hopper has
+ * fetched for the queue and not delivered (a lower bound: records not yet
+ * fetched are not counted). */
+static void declare_ok(struct chan *ch, const char *queue)
+{
+    struct conn *c = ch->conn;
+    amqp_queue_declare_ok_t ok = {amqp_cstring_bytes(queue), 0, 0};
+    const struct queue *q = topology_queue(c->srv->topo, c->vhost, queue);
+    if (c->srv->feeds && q && q->durable) {
+        struct feed *f = feeds_get(c->srv->feeds, c->vhost, queue);
+        ok.message_count = (uint32_t)feed_ready_count(f);
+        ok.consumer_count = (uint32_t)feed_consumer_count(f);
+    }
+    send_method(ch, AMQP_QUEUE_DECLARE_OK_METHOD, &ok);
+}
+
+static void placed(void *arg, bool ok, const char *why)
+{
+    struct chan *ch = arg;
+    struct conn *c = ch->conn;
+    ch->placing = NULL;
+    c->awaiting--;
+    if (!ok)
+        log_warn("%s: queue '%s': could not set where it starts (%s); its consumers start "
+                 "where the group's offsets are, or at the topics' beginnings",
+                 c->name, ch->placing_queue, why ? why : "unknown");
+    if (ch->placing_method == AMQP_QUEUE_BIND_METHOD)
+        feeds_bindings_changed(c->srv->feeds, c->vhost, ch->placing_queue);
+    if (ch->placing_reply && ch->placing_method == AMQP_QUEUE_DECLARE_METHOD)
+        declare_ok(ch, ch->placing_queue);
+    else if (ch->placing_reply)
+        send_method(ch, AMQP_QUEUE_BIND_OK_METHOD, NULL);
+    conn_update_reading(c);
+}
+
+/* With task queues on, a durable queue starts at its declaration (or a new
+ * binding's): the reply waits until its group is placed at the ends of its
+ * topics (feed.h), and the connection's later frames wait with it. Returns
+ * true when the reply will come from there (none for nowait; the frames
+ * after still wait for the placement). */
+static bool wait_for_place(struct chan *ch, const char *queue, amqp_method_number_t id, bool nowait)
+{
+    struct conn *c = ch->conn;
+    const struct queue *q = topology_queue(c->srv->topo, c->vhost, queue);
+    if (!c->srv->feeds || !q || !q->durable)
+        return false;
+    struct route_target t;
+    if (id == AMQP_QUEUE_DECLARE_METHOD &&
+        router_route(c->srv->router, c->vhost, "", 0, queue, strlen(queue), &c->srv->scratch, &t) ==
+            ROUTE_OK)
+        sink_ensure_topic(c->srv->sink, t.topic);
+    snprintf(ch->placing_queue, sizeof ch->placing_queue, "%s", queue);
+    ch->placing_method = id;
+    ch->placing_reply = !nowait;
+    c->awaiting++;
+    conn_update_reading(c);
+    ch->placing = feeds_place(c->srv->feeds, c->vhost, queue, placed, ch);
+    return true;
+}
+
 static void queue_declare(struct chan *ch, amqp_queue_declare_t *m)
 {
     char name[256], actual[256];
@@ -180,11 +259,10 @@ static void queue_declare(struct chan *ch, amqp_queue_declare_t *m)
     if (reply_failed(ch, &r, AMQP_QUEUE_DECLARE_METHOD))
         return;
     memcpy(ch->last_queue, actual, sizeof actual);
-    if (m->nowait)
+    if (wait_for_place(ch, actual, AMQP_QUEUE_DECLARE_METHOD, m->nowait))
         return;
-    /* Messages live in Kafka topics, not in queues: both counts are 0. */
-    amqp_queue_declare_ok_t ok = {amqp_cstring_bytes(actual), 0, 0};
-    send_method(ch, AMQP_QUEUE_DECLARE_OK_METHOD, &ok);
+    if (!m->nowait)
+        declare_ok(ch, actual);
 }
 
 static void queue_bind(struct chan *ch, amqp_method_number_t id, amqp_bytes_t queue,
@@ -201,7 +279,13 @@ static void queue_bind(struct chan *ch, amqp_method_number_t id, amqp_bytes_t qu
         topology_bind(c->srv->topo, c->vhost, q, x, rk, encode_args(ch, args), c->id, &r);
     else
         topology_unbind(c->srv->topo, c->vhost, q, x, rk, encode_args(ch, args), c->id, &r);
-    if (reply_failed(ch, &r, id) || nowait)
+    if (reply_failed(ch, &r, id))
+        return;
+    if (id == AMQP_QUEUE_BIND_METHOD && wait_for_place(ch, q, id, nowait))
+        return;
+    if (c->srv->feeds)
+        feeds_bindings_changed(c->srv->feeds, c->vhost, q);
+    if (nowait)
         return;
     send_method(
         ch, id == AMQP_QUEUE_BIND_METHOD ? AMQP_QUEUE_BIND_OK_METHOD : AMQP_QUEUE_UNBIND_OK_METHOD,
@@ -214,10 +298,17 @@ static void queue_purge(struct chan *ch, amqp_queue_purge_t *m)
     if (!queue_name(ch, q, m->queue, AMQP_QUEUE_PURGE_METHOD))
         return;
     struct topo_reply r;
-    topology_check_queue(ch->conn->srv->topo, ch->conn->vhost, q, ch->conn->id, &r);
-    if (reply_failed(ch, &r, AMQP_QUEUE_PURGE_METHOD) || m->nowait)
+    struct conn *c = ch->conn;
+    topology_check_queue(c->srv->topo, c->vhost, q, c->id, &r);
+    if (reply_failed(ch, &r, AMQP_QUEUE_PURGE_METHOD))
         return;
-    amqp_queue_purge_ok_t ok = {0};
+    uint32_t purged = 0;
+    const struct queue *queue = topology_queue(c->srv->topo, c->vhost, q);
+    if (c->srv->feeds && queue->durable)
+        purged = (uint32_t)feed_purge(feeds_get(c->srv->feeds, c->vhost, q));
+    if (m->nowait)
+        return;
+    amqp_queue_purge_ok_t ok = {purged};
     send_method(ch, AMQP_QUEUE_PURGE_OK_METHOD, &ok);
 }
 
@@ -227,10 +318,33 @@ static void queue_delete(struct chan *ch, amqp_queue_delete_t *m)
     if (!queue_name(ch, q, m->queue, AMQP_QUEUE_DELETE_METHOD))
         return;
     struct topo_reply r;
-    topology_delete_queue(ch->conn->srv->topo, ch->conn->vhost, q, ch->conn->id, &r);
-    if (reply_failed(ch, &r, AMQP_QUEUE_DELETE_METHOD) || m->nowait)
+    struct conn *c = ch->conn;
+    const struct queue *queue = topology_queue(c->srv->topo, c->vhost, q);
+    struct feed *f =
+        c->srv->feeds && queue && queue->durable ? feeds_get(c->srv->feeds, c->vhost, q) : NULL;
+    uint32_t count = f ? (uint32_t)feed_ready_count(f) : 0;
+    if (f && m->if_unused && feed_consumer_count(f)) {
+        char text[600];
+        snprintf(text, sizeof text, "PRECONDITION_FAILED - queue '%s' in vhost '%s' in use", q,
+                 c->vhost);
+        chan_close(ch, AMQP_PRECONDITION_FAILED, text, AMQP_QUEUE_DELETE_METHOD);
         return;
-    amqp_queue_delete_ok_t ok = {0};
+    }
+    if (f && m->if_empty && count) {
+        char text[600];
+        snprintf(text, sizeof text, "PRECONDITION_FAILED - queue '%s' in vhost '%s' not empty", q,
+                 c->vhost);
+        chan_close(ch, AMQP_PRECONDITION_FAILED, text, AMQP_QUEUE_DELETE_METHOD);
+        return;
+    }
+    topology_delete_queue(c->srv->topo, c->vhost, q, c->id, &r);
+    if (reply_failed(ch, &r, AMQP_QUEUE_DELETE_METHOD))
+        return;
+    if (f)
+        feeds_queue_deleted(c->srv->feeds, c->vhost, q);
+    if (m->nowait)
+        return;
+    amqp_queue_delete_ok_t ok = {count};
     send_method(ch, AMQP_QUEUE_DELETE_OK_METHOD, &ok);
 }
 
@@ -291,6 +405,7 @@ static void confirm_select(struct chan *ch, amqp_confirm_select_t *m)
 static void begin_publish(struct chan *ch, amqp_basic_publish_t *m)
 {
     struct conn *c = ch->conn;
+    c->published = true;
     if (m->immediate) {
         conn_close(c, AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED - immediate=true",
                    AMQP_BASIC_PUBLISH_METHOD);
@@ -498,13 +613,70 @@ static void content_body(struct chan *ch, const struct frame *f)
 
 /* ---- dispatch ---- */
 
+/* Methods of the RabbitMQ side that the switch gates (config.h, rabbit). */
+static bool consuming_method(amqp_method_number_t id)
+{
+    switch (id) {
+    case AMQP_BASIC_CONSUME_METHOD:
+    case AMQP_BASIC_CANCEL_METHOD:
+    case AMQP_BASIC_GET_METHOD:
+    case AMQP_BASIC_ACK_METHOD:
+    case AMQP_BASIC_NACK_METHOD:
+    case AMQP_BASIC_REJECT_METHOD:
+    case AMQP_BASIC_RECOVER_METHOD:
+    case AMQP_BASIC_RECOVER_ASYNC_METHOD:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void not_implemented(struct chan *ch, amqp_method_number_t id)
 {
-    char name[64], text[160];
+    char name[64], text[200];
     frame_method_name(id, name, sizeof name);
-    snprintf(text, sizeof text,
-             "NOT_IMPLEMENTED - method %s is not supported by hopper (publishing only)", name);
+    if (consuming_method(id) && !ch->conn->srv->cfg->rabbit_enabled)
+        snprintf(text, sizeof text,
+                 "NOT_IMPLEMENTED - method %s needs task queues: run hopper with "
+                 "--enable-rabbit or set rabbit.enabled: true",
+                 name);
+    else
+        snprintf(text, sizeof text,
+                 "NOT_IMPLEMENTED - method %s is not supported by hopper (publishing only)", name);
     conn_close(ch->conn, AMQP_NOT_IMPLEMENTED, text, id);
+}
+
+/* The consuming methods, with task queues on. Returns false for others. */
+static bool consuming(struct chan *ch, amqp_method_number_t id, void *m)
+{
+    switch (id) {
+    case AMQP_BASIC_CONSUME_METHOD:
+        consume_basic_consume(ch, m);
+        return true;
+    case AMQP_BASIC_CANCEL_METHOD:
+        consume_basic_cancel(ch, m);
+        return true;
+    case AMQP_BASIC_GET_METHOD:
+        consume_basic_get(ch, m);
+        return true;
+    case AMQP_BASIC_ACK_METHOD:
+        consume_basic_ack(ch, m);
+        return true;
+    case AMQP_BASIC_NACK_METHOD:
+        consume_basic_nack(ch, m);
+        return true;
+    case AMQP_BASIC_REJECT_METHOD:
+        consume_basic_reject(ch, m);
+        return true;
+    case AMQP_BASIC_RECOVER_METHOD:
+        consume_basic_recover(ch, ((amqp_basic_recover_t *)m)->requeue, id);
+        return true;
+    case AMQP_BASIC_RECOVER_ASYNC_METHOD:
+        consume_basic_recover(ch, ((amqp_basic_recover_async_t *)m)->requeue, id);
+        return true;
+    default:
+        return false;
+    }
 }
 
 static void handle_method(struct chan *ch, amqp_method_number_t id, void *m)
@@ -517,9 +689,12 @@ static void handle_method(struct chan *ch, amqp_method_number_t id, void *m)
     case AMQP_CHANNEL_CLOSE_OK_METHOD:
         return; /* we sent no close: ignore */
     case AMQP_CHANNEL_FLOW_METHOD: {
-        /* hopper sends no deliveries, so flow has nothing to pause. */
+        /* Pauses deliveries (there are none without task queues). */
         amqp_channel_flow_ok_t ok = {((amqp_channel_flow_t *)m)->active};
+        ch->active = ok.active;
         send_method(ch, AMQP_CHANNEL_FLOW_OK_METHOD, &ok);
+        if (ch->active)
+            consume_conn_writable(ch->conn);
         return;
     }
     case AMQP_CHANNEL_FLOW_OK_METHOD:
@@ -550,8 +725,12 @@ static void handle_method(struct chan *ch, amqp_method_number_t id, void *m)
         queue_delete(ch, m);
         return;
     case AMQP_BASIC_QOS_METHOD:
+        if (ch->conn->srv->feeds) {
+            consume_basic_qos(ch, m);
+            return;
+        }
         /* Accepted for clients that set it before publishing; it limits
-         * deliveries, and hopper delivers none yet. */
+         * deliveries, and there are none without task queues. */
         send_method(ch, AMQP_BASIC_QOS_OK_METHOD, NULL);
         return;
     case AMQP_BASIC_PUBLISH_METHOD:
@@ -563,6 +742,8 @@ static void handle_method(struct chan *ch, amqp_method_number_t id, void *m)
     default:
         break;
     }
+    if (ch->conn->srv->feeds && consuming(ch, id, m))
+        return;
     if ((id >> 16) == AMQP_CONNECTION_CLASS) {
         conn_close(ch->conn, AMQP_COMMAND_INVALID,
                    "COMMAND_INVALID - connection method on a non-zero channel", id);

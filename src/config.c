@@ -66,6 +66,7 @@ struct setting {
 static const char *check_address(const char *s);
 static const char *check_not_empty(const char *s);
 static const char *check_topic_prefix(const char *s);
+static const char *check_group_prefix(const char *s);
 
 /* Every scalar setting. docs/config-reference.md documents each one; keep
  * the two in step. Listener and Kafka client settings need a restart: the
@@ -93,6 +94,13 @@ static const struct setting settings[] = {
     INTEGER("kafka.topic_partitions", topic_partitions, 1, 10000, 3, false),
     INTEGER("kafka.replication_factor", replication_factor, 1, 32767, 3, false),
     INTEGER("kafka.min_insync_replicas", min_insync_replicas, 1, 32767, 2, false),
+
+    BOOLEAN("rabbit.enabled", rabbit_enabled, false, false),
+    STRING("rabbit.group_prefix", group_prefix, "hopper.", check_group_prefix, false),
+    INTEGER("rabbit.max_unacked", max_unacked, 1, 10000000, 10000, true),
+    INTEGER("rabbit.max_unacked_bytes", max_unacked_bytes, INT64_C(1) << 20, INT64_C(16) << 30,
+            INT64_C(64) << 20, true),
+    INTEGER("rabbit.commit_interval", commit_interval_ms, 1, 60000, 200, true),
 
     BOOLEAN("default_route", default_route, true, true),
 };
@@ -335,6 +343,15 @@ static const char *check_topic_prefix(const char *s)
         return "must be at most 248 characters (Kafka's topic limit is 249)";
     if (!topic_chars(s))
         return "may only contain a-z, A-Z, 0-9, '.', '_' and '-' (Kafka topic name)";
+    return NULL;
+}
+
+static const char *check_group_prefix(const char *s)
+{
+    if (strlen(s) > 100)
+        return "must be at most 100 characters";
+    if (!topic_chars(s))
+        return "may only contain a-z, A-Z, 0-9, '.', '_' and '-'";
     return NULL;
 }
 

@@ -13,6 +13,7 @@
 
 #include "auth.h"
 #include "chan.h"
+#include "consume.h"
 #include "frame.h"
 #include "log.h"
 #include "version.h"
@@ -92,10 +93,12 @@ static bool wants_input(const struct conn *c)
     const struct server *srv = c->srv;
     /* The Kafka bound holds publishes back, not logins: a connection still in
      * its handshake is read (frames of at most 4096 bytes); once open it
-     * hears connection.blocked and is held like the others. */
-    bool intake_blocked = srv->blocked && c->state == CONN_OPEN;
+     * hears connection.blocked and is held like the others. With task
+     * queues on, as on RabbitMQ, only connections that publish are held: a
+     * consumer's acks must still be read. */
+    bool intake_blocked = srv->blocked && c->state == CONN_OPEN && (c->published || !srv->feeds);
     return !intake_blocked && !srv->draining && !c->parked && c->n_over_limit == 0 &&
-           evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_LIMIT;
+           c->awaiting == 0 && evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_LIMIT;
 }
 
 void conn_update_reading(struct conn *c)
@@ -188,15 +191,17 @@ static void send_start(struct conn *c)
         bool_entry("basic.nack", true),
         bool_entry("connection.blocked", true),
         bool_entry("authentication_failure_close", true),
+        /* With task queues on, as RabbitMQ: consumers hear of a deleted queue. */
+        bool_entry("consumer_cancel_notify", true),
     };
+    int n_caps = (int)ARRAY_LEN(caps) - (c->srv->cfg->rabbit_enabled ? 0 : 1);
     amqp_table_entry_t props[] = {
         str_entry("product", "hopper"),
         str_entry("version", HOPPER_VERSION),
         str_entry("platform", "C, libevent, librdkafka"),
         str_entry("copyright", "the hopper authors"),
         str_entry("information", "AMQP 0-9-1 publishers into Apache Kafka"),
-        {amqp_cstring_bytes("capabilities"),
-         {AMQP_FIELD_KIND_TABLE, {.table = {(int)ARRAY_LEN(caps), caps}}}},
+        {amqp_cstring_bytes("capabilities"), {AMQP_FIELD_KIND_TABLE, {.table = {n_caps, caps}}}},
     };
     amqp_connection_start_t m = {
         .version_major = 0,
@@ -230,6 +235,7 @@ static void handle_start_ok(struct conn *c, amqp_connection_start_ok_t *m)
 {
     c->cap_blocked = client_capability(&m->client_properties, "connection.blocked");
     c->cap_auth_close = client_capability(&m->client_properties, "authentication_failure_close");
+    c->cap_cancel_notify = client_capability(&m->client_properties, "consumer_cancel_notify");
     const char *why;
     enum auth_result r = auth_check(c->srv->cfg, m->mechanism, m->response, c->peer_loopback,
                                     c->srv->cfg->max_table_depth, c->user, &why);
@@ -575,6 +581,8 @@ static void on_write(struct bufferevent *bev, void *arg)
     } else {
         c->busy++;
         conn_update_reading(c);
+        if (c->srv->feeds && c->state == CONN_OPEN)
+            consume_conn_writable(c);
         c->busy--;
     }
     conn_release(c);

@@ -1,6 +1,9 @@
 /* main.c - command line, signals and the event loop.
  *
  *   hopper -c FILE     run in the foreground with FILE
+ *   hopper --enable-rabbit -c FILE
+ *                      the same with the RabbitMQ side on (task queues),
+ *                      whatever rabbit.enabled says
  *   hopper -t -c FILE  check FILE and exit
  *   hopper -V          print the version
  *   hopper -h          print usage
@@ -49,14 +52,15 @@ struct app {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: hopper -c FILE [-t] [-v]\n"
+    fprintf(out, "usage: hopper -c FILE [--enable-rabbit] [-t] [-v]\n"
                  "       hopper -V | -h\n"
                  "\n"
-                 "  -c FILE  configuration file (YAML)\n"
-                 "  -t       check the configuration and exit (0 valid, 1 invalid)\n"
-                 "  -v       verbose (debug) logging\n"
-                 "  -V       print version and exit\n"
-                 "  -h       print this help and exit\n"
+                 "  -c FILE          configuration file (YAML)\n"
+                 "  --enable-rabbit  turn on task queues (consuming), as rabbit.enabled\n"
+                 "  -t               check the configuration and exit (0 valid, 1 invalid)\n"
+                 "  -v               verbose (debug) logging\n"
+                 "  -V               print version and exit\n"
+                 "  -h               print this help and exit\n"
                  "\n"
                  "Exit codes: 0 ok, 1 bad config or startup failure, 2 usage, 3 forced exit.\n");
 }
@@ -149,10 +153,18 @@ static void free_events(struct app *app)
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    bool test_only = false;
+    bool test_only = false, enable_rabbit = false;
+    enum { OPT_ENABLE_RABBIT = 256 };
+    static const struct option longopts[] = {
+        {"enable-rabbit", no_argument, NULL, OPT_ENABLE_RABBIT},
+        {0, 0, 0, 0},
+    };
     int opt;
-    while ((opt = getopt(argc, argv, "c:tvVh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tvVh", longopts, NULL)) != -1) {
         switch (opt) {
+        case OPT_ENABLE_RABBIT:
+            enable_rabbit = true;
+            break;
         case 'c':
             path = optarg;
             break;
@@ -185,6 +197,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return EXIT_CONFIG;
     }
+    if (enable_rabbit)
+        cfg->rabbit_enabled = true;
     if (test_only) {
         printf("%s: configuration is valid\n", path);
         config_free(cfg);

@@ -274,3 +274,25 @@ enum route_status router_route(const struct router *r, const char *vhost, const 
     out->topic = scratch->data;
     return ROUTE_OK;
 }
+
+void router_exchange_topics(const struct router *r, const char *vhost, const char *exchange,
+                            void (*fn)(void *arg, const char *topic), void *arg)
+{
+    size_t elen = strlen(exchange);
+    for (size_t i = 0; i < r->n_routes; i++) {
+        const struct route_rt *rt = &r->routes[i];
+        if (rt->topic_ok && !strcmp(rt->cfg->exchange, exchange))
+            fn(arg, rt->cfg->topic);
+    }
+    if (elen == 0 || !default_route_on(r, vhost, exchange, elen))
+        return;
+    size_t len = r->prefix_len + elen;
+    if (len > TOPIC_MAX_LEN)
+        return;
+    char topic[TOPIC_MAX_LEN + 1];
+    memcpy(topic, r->cfg->topic_prefix ? r->cfg->topic_prefix : "", r->prefix_len);
+    memcpy(topic + r->prefix_len, exchange, elen);
+    topic[len] = '\0';
+    if (router_topic_valid(topic, len))
+        fn(arg, topic);
+}

@@ -9,6 +9,7 @@
 
 #include "chan.h"
 #include "conn.h"
+#include "feed.h"
 #include "log.h"
 
 static void on_resolved(void *arg, void *owner)
@@ -80,6 +81,8 @@ struct server *server_new(struct event_base *base, struct config *cfg, char *err
     srv->cfg = cfg;
     srv->router = router_new(cfg);
     srv->topo = topology_new(cfg);
+    if (cfg->rabbit_enabled)
+        srv->feeds = feeds_new(base, cfg, srv->topo, srv->router);
     struct sink_callbacks cb = {on_resolved, on_drained, srv};
     srv->sink = sink_new(base, cfg, &cb, err, errlen);
     if (!srv->sink || !(srv->listener = listen_on(srv, err, errlen))) {
@@ -97,6 +100,8 @@ void server_free(struct server *srv)
         evconnlistener_free(srv->listener);
     while (srv->conns)
         conn_destroy(srv->conns);
+    /* After the connections: their channels gave back what they held. */
+    feeds_free(srv->feeds);
     sink_free(srv->sink);
     topology_free(srv->topo);
     router_free(srv->router);

@@ -1031,6 +1031,11 @@ static void ensure_topic(struct sink *s, const char *topic)
     rd_kafka_NewTopic_destroy(nt);
 }
 
+void sink_ensure_topic(struct sink *s, const char *topic)
+{
+    ensure_topic(s, topic);
+}
+
 /* The topic's state for the current producers, made on first use; NULL if
  * librdkafka refuses the name. */
 static struct sink_topic *topic_get(struct sink *s, const char *name)

@@ -8,17 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "binding.h"
 #include "log.h"
 
-struct binding {
+struct bound {
     char *queue, *exchange, *routing_key;
-    struct buf args;
+    struct buf args;    /* encoded, for equivalence */
+    amqp_pool_t pool;   /* holds table */
+    amqp_table_t table; /* decoded, for matching records (feed.c) */
 };
 
 struct vhost {
     struct strmap exchanges; /* name -> struct exchange */
     struct strmap queues;    /* name -> struct queue */
-    struct binding *bindings;
+    struct bound *bindings;
     size_t n_bindings, cap_bindings;
 };
 
@@ -83,12 +86,13 @@ static void queue_free(struct queue *q)
     free(q);
 }
 
-static void binding_clear(struct binding *b)
+static void binding_clear(struct bound *b)
 {
     free(b->queue);
     free(b->exchange);
     free(b->routing_key);
     buf_free(&b->args);
+    empty_amqp_pool(&b->pool);
 }
 
 /* The exchanges every RabbitMQ vhost has. */
@@ -259,7 +263,7 @@ static void unbind_where(struct vhost *v, const char *queue, const char *exchang
 {
     size_t kept = 0;
     for (size_t i = 0; i < v->n_bindings; i++) {
-        struct binding *b = &v->bindings[i];
+        struct bound *b = &v->bindings[i];
         if ((queue && !strcmp(b->queue, queue)) || (exchange && !strcmp(b->exchange, exchange)))
             binding_clear(b);
         else
@@ -442,11 +446,11 @@ static struct vhost *check_binding(struct topology *t, const char *vhost_name, c
     return v;
 }
 
-static struct binding *find_binding(struct vhost *v, const char *queue, const char *exchange,
-                                    const char *routing_key, amqp_bytes_t args)
+static struct bound *find_binding(struct vhost *v, const char *queue, const char *exchange,
+                                  const char *routing_key, amqp_bytes_t args)
 {
     for (size_t i = 0; i < v->n_bindings; i++) {
-        struct binding *b = &v->bindings[i];
+        struct bound *b = &v->bindings[i];
         if (!strcmp(b->queue, queue) && !strcmp(b->exchange, exchange) &&
             !strcmp(b->routing_key, routing_key) && args_equal(&b->args, args))
             return b;
@@ -461,12 +465,32 @@ void topology_bind(struct topology *t, const char *vhost_name, const char *queue
     struct vhost *v = check_binding(t, vhost_name, queue, exchange, conn_id, r);
     if (!v || find_binding(v, queue, exchange, routing_key, args))
         return;
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 512);
+    amqp_table_t table = {0, NULL};
+    size_t off = 0;
+    /* The channel encoded these from a depth-checked table. */
+    if (args.len && amqp_decode_table(args, &pool, &table, &off) != AMQP_STATUS_OK)
+        table = (amqp_table_t){0, NULL};
+    const struct exchange *e = strmap_get(&v->exchanges, exchange);
+    char why[sizeof r->text];
+    if (!binding_args_valid(e->type, &table, why, sizeof why)) {
+        reply(r, AMQP_PRECONDITION_FAILED, "%s", why);
+        empty_amqp_pool(&pool);
+        return;
+    }
     if (v->n_bindings == v->cap_bindings) {
         v->cap_bindings = v->cap_bindings ? v->cap_bindings * 2 : 16;
         v->bindings = xrealloc(v->bindings, v->cap_bindings * sizeof *v->bindings);
     }
-    struct binding *b = &v->bindings[v->n_bindings++];
-    *b = (struct binding){xstrdup(queue), xstrdup(exchange), xstrdup(routing_key), {0}};
+    struct bound *b = &v->bindings[v->n_bindings++];
+    *b = (struct bound){
+        .queue = xstrdup(queue),
+        .exchange = xstrdup(exchange),
+        .routing_key = xstrdup(routing_key),
+        .pool = pool, /* the decoded table lives in its blocks */
+        .table = table,
+    };
     buf_append(&b->args, args.bytes, args.len);
 }
 
@@ -477,7 +501,7 @@ void topology_unbind(struct topology *t, const char *vhost_name, const char *que
     struct vhost *v = check_binding(t, vhost_name, queue, exchange, conn_id, r);
     if (!v)
         return;
-    struct binding *b = find_binding(v, queue, exchange, routing_key, args);
+    struct bound *b = find_binding(v, queue, exchange, routing_key, args);
     if (b) {
         binding_clear(b);
         *b = v->bindings[--v->n_bindings];
@@ -504,4 +528,46 @@ void topology_connection_closed(struct topology *t, uint64_t conn_id)
             }
         }
     }
+}
+
+const struct queue *topology_queue(const struct topology *t, const char *vhost_name,
+                                   const char *name)
+{
+    struct vhost *v = vhost(t, vhost_name);
+    return v ? strmap_get(&v->queues, name) : NULL;
+}
+
+void topology_queue_exchanges(const struct topology *t, const char *vhost_name, const char *queue,
+                              void (*fn)(void *arg, const char *exchange), void *arg)
+{
+    struct vhost *v = vhost(t, vhost_name);
+    for (size_t i = 0; v && i < v->n_bindings; i++)
+        if (!strcmp(v->bindings[i].queue, queue))
+            fn(arg, v->bindings[i].exchange);
+}
+
+bool topology_queue_matches(const struct topology *t, const char *vhost_name, const char *queue,
+                            const char *exchange, size_t exchange_len, const char *rk,
+                            size_t rk_len, const amqp_table_t *headers)
+{
+    /* The default exchange's implicit binding: routing key = queue name. */
+    if (exchange_len == 0)
+        return rk_len == strlen(queue) && !memcmp(rk, queue, rk_len);
+    struct vhost *v = vhost(t, vhost_name);
+    if (!v || exchange_len > 255)
+        return false;
+    char name[256];
+    memcpy(name, exchange, exchange_len);
+    name[exchange_len] = '\0';
+    const struct exchange *e = strmap_get(&v->exchanges, name);
+    if (!e)
+        return false;
+    for (size_t i = 0; i < v->n_bindings; i++) {
+        const struct bound *b = &v->bindings[i];
+        if (!strcmp(b->queue, queue) && !strcmp(b->exchange, name) &&
+            binding_match(e->type, b->routing_key, strlen(b->routing_key), &b->table, rk, rk_len,
+                          headers))
+            return true;
+    }
+    return false;
 }

@@ -218,8 +218,9 @@ def test_crossing_channel_closes_keep_the_connection(hopper, uid):
 
 
 def test_consuming_methods_get_540_named_as_in_the_spec(hopper):
-    """hopper publishes only: basic.consume is refused with 540 and a text
-    that names the method the way the spec and RabbitMQ's logs do."""
+    """Without --enable-rabbit hopper publishes only: basic.consume is
+    refused with 540 and a text that names the method the way the spec and
+    RabbitMQ's logs do, and says how to turn task queues on."""
     with w.RawClient(hopper.port) as c:
         c.handshake()
         c.open_channel(1)
@@ -228,7 +229,10 @@ def test_consuming_methods_get_540_named_as_in_the_spec(hopper):
         f = c.expect_method(w.CONNECTION_CLOSE)
         code, text, cls, meth = w.parse_close(f.args)
         assert (code, cls, meth) == (540, 60, 20), (code, text, cls, meth)
-        assert text == "NOT_IMPLEMENTED - method basic.consume is not supported by hopper (publishing only)"
+        assert text == (
+            "NOT_IMPLEMENTED - method basic.consume needs task queues: run hopper with "
+            "--enable-rabbit or set rabbit.enabled: true"
+        )
         c.send(w.method_frame(0, w.CONNECTION_CLOSE_OK))
         assert c.read_until_eof(timeout=10) == b""
 

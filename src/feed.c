@@ -1,0 +1,1250 @@
+/* feed.c - a durable queue's consumer group and the records it holds (see
+ * feed.h). */
+#include "feed.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "consume.h"
+#include "log.h"
+#include "offsets.h"
+#include "record_view.h"
+#include "router.h"
+#include "topology.h"
+
+/* Records handled per wake-up of the loop; the rest on the next turn, so
+ * a busy queue does not starve the connections. */
+#define POLL_BATCH 1000
+/* The blocking calls (feed.h): one coordinator round trip. */
+#define FEED_SYNC_TIMEOUT_MS 5000
+/* Placing a queue (feeds_place) tries again this often, for this long. */
+#define PLACE_RETRY_MS 500
+#define PLACE_DEADLINE_MS 30000
+/* Kafka's offset.metadata.max.bytes is 4096 by default. */
+#define METADATA_CAP OFFSETS_METADATA_CAP
+/* Paused partitions resume when the records held fall below this share of
+ * the bound. */
+#define RESUME_PERCENT 90
+
+struct fpart {
+    struct fpart *next;
+    char *topic;
+    int32_t partition;
+    struct offsets *off; /* NULL until the first fetch when nothing was committed */
+    bool gone;           /* revoked: records that name it settle into nothing */
+    /* Records at or below this offset may have been delivered by an
+     * earlier owner (committed metadata says how far it got): they are
+     * delivered with redelivered = true. */
+    int64_t maybe_seen;
+    int64_t delivered_max; /* highest offset this owner delivered */
+};
+
+struct feed {
+    struct feeds *fs;
+    struct feed *next;
+    char *vhost, *queue;
+    struct buf group;
+
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    int pipefd[2];
+    struct event *pipe_ev, *commit_ev;
+    bool paused;
+    char **topics; /* subscription, sorted; NULL-terminated */
+    size_t n_topics;
+
+    struct fpart *parts;
+    struct fpart *orphans; /* revoked, still named by delivered records */
+    uint64_t last_warn_ms;
+    struct feed_msg *ready_head, *ready_tail;
+    size_t n_ready, n_held;
+    uint64_t bytes_held;
+    uint64_t next_seq;
+
+    bool placed; /* its group's starting offsets are set (feeds_place) */
+    rd_kafka_topic_partition_list_t *starts; /* placement's offsets, for assignment */
+
+    struct consumer **cons;
+    size_t n_cons, cap_cons, rr;
+    bool dispatching;
+};
+
+struct feeds {
+    struct event_base *base;
+    const struct config *cfg;
+    struct topology *topo;
+    const struct router *router;
+    struct feed *list;
+    rd_kafka_t *admin; /* for placements; made on first need */
+    rd_kafka_queue_t *admin_q;
+    int admin_pipe[2];
+    struct event *admin_ev;
+    struct feed_place *places;
+};
+
+/* ---- names ---- */
+
+static void put_escaped(struct buf *out, const char *s, bool keep_dot)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char ch = *p;
+        bool keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || (keep_dot && ch == '.');
+        if (keep) {
+            buf_append(out, &ch, 1);
+        } else {
+            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            buf_append(out, esc, 3);
+        }
+    }
+}
+
+void feed_group_name(const char *prefix, const char *vhost, const char *queue, struct buf *out)
+{
+    out->len = 0;
+    buf_append(out, prefix, strlen(prefix));
+    put_escaped(out, vhost, false);
+    buf_append(out, ".", 1);
+    put_escaped(out, queue, true);
+    buf_append(out, "", 1);
+}
+
+/* ---- the topics a queue reads ---- */
+
+struct topic_set {
+    char **names;
+    size_t n, cap;
+};
+
+static void topic_add(void *arg, const char *topic)
+{
+    struct topic_set *ts = arg;
+    for (size_t i = 0; i < ts->n; i++)
+        if (!strcmp(ts->names[i], topic))
+            return;
+    if (ts->n + 1 >= ts->cap) {
+        ts->cap = ts->cap ? 2 * ts->cap : 8;
+        ts->names = xrealloc(ts->names, ts->cap * sizeof *ts->names);
+    }
+    ts->names[ts->n++] = xstrdup(topic);
+    ts->names[ts->n] = NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void exchange_topics(void *arg, const char *exchange)
+{
+    void **ctx = arg;
+    struct feed *f = ctx[0];
+    router_exchange_topics(f->fs->router, f->vhost, exchange, topic_add, ctx[1]);
+}
+
+/* Every topic a record for this queue can be on: the default exchange's
+ * topic for the queue and the topics of each bound exchange. */
+static struct topic_set queue_topics(struct feed *f)
+{
+    struct topic_set ts = {0};
+    struct buf scratch = {0};
+    struct route_target t;
+    if (router_route(f->fs->router, f->vhost, "", 0, f->queue, strlen(f->queue), &scratch, &t) ==
+        ROUTE_OK)
+        topic_add(&ts, t.topic);
+    buf_free(&scratch);
+    void *ctx[2] = {f, &ts};
+    topology_queue_exchanges(f->fs->topo, f->vhost, f->queue, exchange_topics, ctx);
+    if (ts.n)
+        qsort(ts.names, ts.n, sizeof *ts.names, cmp_str);
+    return ts;
+}
+
+static void topics_free(char **names)
+{
+    for (char **p = names; p && *p; p++)
+        free(*p);
+    free(names);
+}
+
+/* ---- partitions ---- */
+
+static struct fpart *part_find(struct feed *f, const char *topic, int32_t partition)
+{
+    for (struct fpart *p = f->parts; p; p = p->next)
+        if (p->partition == partition && !strcmp(p->topic, topic))
+            return p;
+    return NULL;
+}
+
+/* Metadata: the offsets module's text, then "|" and the highest offset
+ * delivered, so the next owner knows what may have been seen. */
+static void part_metadata(const struct fpart *p, char *out, size_t cap)
+{
+    size_t n = offsets_metadata(p->off, out, cap - 24);
+    int64_t seen = p->delivered_max > p->maybe_seen ? p->delivered_max : p->maybe_seen;
+    snprintf(out + n, cap - n, "|%lld", (long long)seen);
+}
+
+static struct fpart *part_new(struct feed *f, const char *topic, int32_t partition,
+                              int64_t committed, const char *md, size_t md_len)
+{
+    struct fpart *p = xcalloc(1, sizeof *p);
+    p->topic = xstrdup(topic);
+    p->partition = partition;
+    p->maybe_seen = -1;
+    p->delivered_max = -1;
+    const char *bar = md ? memchr(md, '|', md_len) : NULL;
+    if (bar) {
+        char tail[24] = {0};
+        size_t n = md_len - (size_t)(bar + 1 - md);
+        if (n < sizeof tail) {
+            memcpy(tail, bar + 1, n);
+            char *end;
+            long long v = strtoll(tail, &end, 10);
+            if (*end == '\0' && end != tail)
+                p->maybe_seen = v;
+        }
+        md_len = (size_t)(bar - md);
+    }
+    p->off = committed >= 0 ? offsets_restore(committed, md, md ? md_len : 0) : NULL;
+    p->next = f->parts;
+    f->parts = p;
+    return p;
+}
+
+/* The partition is no longer ours: its records go (ready ones are
+ * dropped, delivered ones become orphans whose settlement is a no-op). */
+static void part_drop(struct feed *f, struct fpart *p)
+{
+    for (struct feed_msg *m = f->ready_head, *next; m; m = next) {
+        next = m->next;
+        if (m->part != p)
+            continue;
+        if (m->prev)
+            m->prev->next = m->next;
+        else
+            f->ready_head = m->next;
+        if (m->next)
+            m->next->prev = m->prev;
+        else
+            f->ready_tail = m->prev;
+        f->n_ready--;
+        f->n_held--;
+        f->bytes_held -= m->body_len;
+        free(m);
+    }
+    for (struct fpart **pp = &f->parts; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    /* Delivered records of p still point at it: p lives on without
+     * offsets, and settling them changes nothing here (the next owner
+     * delivers them again from the committed offset). */
+    offsets_free(p->off);
+    p->off = NULL;
+    p->gone = true;
+    p->next = f->orphans;
+    f->orphans = p;
+}
+
+/* ---- commits ---- */
+
+static rd_kafka_topic_partition_list_t *commit_list(struct feed *f, bool all)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    for (struct fpart *p = f->parts; p; p = p->next) {
+        /* No tracker: nothing fetched yet, the committed offset stands. */
+        if (!p->off || (!all && !offsets_dirty(p->off)))
+            continue;
+        int64_t at = offsets_commit_point(p->off);
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+        tp->offset = at;
+        char md[METADATA_CAP];
+        part_metadata(p, md, sizeof md);
+        tp->metadata_size = strlen(md);
+        tp->metadata = xstrdup(md);
+        offsets_committed(p->off);
+    }
+    return l;
+}
+
+static void commit(struct feed *f, bool sync)
+{
+    if (!f->rk)
+        return;
+    rd_kafka_topic_partition_list_t *l = commit_list(f, false);
+    if (l->cnt) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(f->rk, l, sync ? 0 : 1);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            log_warn("queue '%s': offset commit: %s", f->queue, rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void on_commit_timer(evutil_socket_t fd, short what, void *arg)
+{
+    commit(arg, false);
+}
+
+/* ---- flow ---- */
+
+static bool over_bound(const struct feed *f, unsigned percent)
+{
+    const struct config *cfg = f->fs->cfg;
+    return f->n_held * 100 >= (uint64_t)cfg->max_unacked * percent ||
+           f->bytes_held * 100 >= cfg->max_unacked_bytes * percent;
+}
+
+static void set_paused(struct feed *f, bool pause)
+{
+    if (!f->rk || f->paused == pause)
+        return;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (rd_kafka_assignment(f->rk, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) {
+        if (pause)
+            rd_kafka_pause_partitions(f->rk, l);
+        else
+            rd_kafka_resume_partitions(f->rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    f->paused = pause;
+}
+
+static void check_flow(struct feed *f)
+{
+    if (!f->paused && over_bound(f, 100))
+        set_paused(f, true);
+    else if (f->paused && !over_bound(f, RESUME_PERCENT))
+        set_paused(f, false);
+}
+
+/* ---- the ready list ---- */
+
+static void ready_insert(struct feed *f, struct feed_msg *m)
+{
+    /* In fetch order: new records go to the tail, requeued ones back
+     * between the records fetched around them. */
+    struct feed_msg *after = f->ready_tail;
+    while (after && after->seq > m->seq)
+        after = after->prev;
+    m->prev = after;
+    m->next = after ? after->next : f->ready_head;
+    if (m->next)
+        m->next->prev = m;
+    else
+        f->ready_tail = m;
+    if (after)
+        after->next = m;
+    else
+        f->ready_head = m;
+    m->ready = true;
+    f->n_ready++;
+}
+
+static struct feed_msg *ready_pop(struct feed *f)
+{
+    struct feed_msg *m = f->ready_head;
+    if (!m)
+        return NULL;
+    f->ready_head = m->next;
+    if (f->ready_head)
+        f->ready_head->prev = NULL;
+    else
+        f->ready_tail = NULL;
+    m->next = m->prev = NULL;
+    m->ready = false;
+    f->n_ready--;
+    return m;
+}
+
+static void note_delivered(struct feed_msg *m)
+{
+    if (m->part && !m->part->gone && m->offset > m->part->delivered_max)
+        m->part->delivered_max = m->offset;
+}
+
+void feed_dispatch(struct feed *f)
+{
+    if (f->dispatching)
+        return; /* a delivery led back here */
+    f->dispatching = true;
+    while (f->ready_head && f->n_cons) {
+        struct consumer *taker = NULL;
+        for (size_t i = 0; i < f->n_cons; i++) {
+            struct consumer *c = f->cons[(f->rr + i) % f->n_cons];
+            if (consume_can_take(c)) {
+                taker = c;
+                f->rr = (f->rr + i + 1) % f->n_cons;
+                break;
+            }
+        }
+        if (!taker)
+            break;
+        struct feed_msg *m = ready_pop(f);
+        note_delivered(m);
+        consume_deliver(taker, m);
+    }
+    f->dispatching = false;
+}
+
+void feed_done(struct feed_msg *m)
+{
+    struct feed *f = m->feed;
+    if (m->part && !m->part->gone && !offsets_done(m->part->off, m->offset))
+        log_warn("queue '%s': %s/%d offset %lld settled twice", f->queue, m->part->topic,
+                 m->part->partition, (long long)m->offset);
+    f->n_held--;
+    f->bytes_held -= m->body_len;
+    free(m);
+    check_flow(f);
+}
+
+void feed_requeue(struct feed_msg *m)
+{
+    struct feed *f = m->feed;
+    m->redelivered = true;
+    if (!m->part || m->part->gone) {
+        /* Its partition went to another owner, who delivers it again. */
+        f->n_held--;
+        f->bytes_held -= m->body_len;
+        free(m);
+        return;
+    }
+    ready_insert(f, m);
+}
+
+size_t feed_ready_count(const struct feed *f)
+{
+    return f->n_ready;
+}
+
+/* ---- records in ---- */
+
+/* A record just fetched needs no delivery (acked before a restart, or no
+ * binding wants it). */
+static void mark_done(struct fpart *p, int64_t off)
+{
+    if (!offsets_done(p->off, off))
+        log_warn("%s/%d offset %lld: done twice", p->topic, p->partition, (long long)off);
+}
+
+static void take_record(struct feed *f, const rd_kafka_message_t *rkm)
+{
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+    struct fpart *p = part_find(f, topic, rkm->partition);
+    if (!p)
+        return; /* from before a revocation */
+    if (!p->off)
+        p->off = offsets_new(rkm->offset); /* nothing was committed: start here */
+    if (!p->off || !offsets_fetched(p->off, rkm->offset))
+        return; /* fetched again after a seek: already tracked */
+    if (offsets_skip(p->off, rkm->offset)) {
+        mark_done(p, rkm->offset);
+        return; /* acked before a restart */
+    }
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 4096);
+    struct record_view v;
+    struct record_decode_opts o = {.max_table_depth = f->fs->cfg->max_table_depth};
+    bool wanted = record_view(rkm, &o, &pool, &v) == 0;
+    if (wanted && !v.foreign) {
+        const amqp_table_t *headers =
+            (v.props._flags & AMQP_BASIC_HEADERS_FLAG) ? &v.props.headers : NULL;
+        wanted = topology_queue_matches(f->fs->topo, f->vhost, f->queue, v.exchange, v.exchange_len,
+                                        v.routing_key, v.routing_key_len, headers);
+    }
+    if (!wanted) {
+        mark_done(p, rkm->offset);
+        empty_amqp_pool(&pool);
+        return;
+    }
+    size_t el = v.exchange_len > 255 ? 255 : v.exchange_len;
+    size_t rl = v.routing_key_len > 255 ? 255 : v.routing_key_len;
+    struct feed_msg *m = xmalloc(sizeof *m + el + rl + v.raw_props_len + rkm->len);
+    *m = (struct feed_msg){
+        .feed = f,
+        .part = p,
+        .offset = rkm->offset,
+        .seq = f->next_seq++,
+        .redelivered = rkm->offset <= p->maybe_seen,
+        .exchange_len = (uint8_t)el,
+        .routing_key_len = (uint8_t)rl,
+        .props_len = v.raw_props_len,
+        .body_len = rkm->len,
+    };
+    m->exchange = m->data;
+    m->routing_key = m->exchange + el;
+    m->props = m->routing_key + rl;
+    m->body = m->props + v.raw_props_len;
+    if (el)
+        memcpy(m->exchange, v.exchange, el);
+    if (rl)
+        memcpy(m->routing_key, v.routing_key, rl);
+    if (v.raw_props_len)
+        memcpy(m->props, v.raw_props, v.raw_props_len);
+    if (rkm->len)
+        memcpy(m->body, rkm->payload, rkm->len);
+    empty_amqp_pool(&pool);
+    f->n_held++;
+    f->bytes_held += m->body_len;
+    ready_insert(f, m);
+}
+
+/* ---- rebalance ---- */
+
+static void feed_remember_starts(struct feed *f, const rd_kafka_topic_partition_list_t *ends)
+{
+    if (!f->starts)
+        f->starts = rd_kafka_topic_partition_list_new(ends->cnt);
+    for (int i = 0; i < ends->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &ends->elems[i];
+        rd_kafka_topic_partition_t *have =
+            rd_kafka_topic_partition_list_find(f->starts, e->topic, e->partition);
+        if (!have)
+            have = rd_kafka_topic_partition_list_add(f->starts, e->topic, e->partition);
+        have->offset = e->offset;
+    }
+}
+
+static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
+{
+    /* What the group committed, with the metadata that says which records
+     * above the committed offset were acked already. */
+    rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
+    rd_kafka_resp_err_t err = rd_kafka_committed(f->rk, c, FEED_SYNC_TIMEOUT_MS);
+    if (err)
+        log_warn("queue '%s': reading committed offsets: %s (records acked above a hole may "
+                 "come again)",
+                 f->queue, rd_kafka_err2str(err));
+    for (int i = 0; i < c->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &c->elems[i];
+        if (part_find(f, tp->topic, tp->partition))
+            continue;
+        bool have = !err && !tp->err && tp->offset >= 0;
+        const rd_kafka_topic_partition_t *start =
+            f->starts ? rd_kafka_topic_partition_list_find(f->starts, tp->topic, tp->partition)
+                      : NULL;
+        if (!have && start) {
+            /* Placed while the group was busy: start where placement said. */
+            rd_kafka_topic_partition_list_find(parts, tp->topic, tp->partition)->offset =
+                start->offset;
+            part_new(f, tp->topic, tp->partition, start->offset, NULL, 0);
+            continue;
+        }
+        part_new(f, tp->topic, tp->partition, have ? tp->offset : -1, have ? tp->metadata : NULL,
+                 have ? tp->metadata_size : 0);
+    }
+    rd_kafka_topic_partition_list_destroy(c);
+    rd_kafka_error_t *e = rd_kafka_incremental_assign(f->rk, parts);
+    if (e) {
+        log_error("queue '%s': assign: %s", f->queue, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    if (f->paused)
+        rd_kafka_pause_partitions(f->rk, parts);
+    log_info("queue '%s': %d partition(s) assigned", f->queue, parts->cnt);
+}
+
+static void revoked(struct feed *f, rd_kafka_topic_partition_list_t *parts)
+{
+    /* Commit what is acked before another owner starts from it. */
+    commit(f, true);
+    for (int i = 0; i < parts->cnt; i++) {
+        struct fpart *p = part_find(f, parts->elems[i].topic, parts->elems[i].partition);
+        if (p)
+            part_drop(f, p);
+    }
+    rd_kafka_error_t *e = rd_kafka_incremental_unassign(f->rk, parts);
+    if (e) {
+        log_error("queue '%s': unassign: %s", f->queue, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    log_info("queue '%s': %d partition(s) revoked", f->queue, parts->cnt);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct feed *f = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        assigned(f, parts);
+    else
+        revoked(f, parts);
+}
+
+static void poll_feed(struct feed *f)
+{
+    for (int i = 0; i < POLL_BATCH && f->rk; i++) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(f->rk, 0);
+        if (!rkm)
+            break;
+        if (rkm->err) {
+            uint64_t now = monotonic_ms();
+            if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && now - f->last_warn_ms >= 1000) {
+                f->last_warn_ms = now;
+                log_warn("queue '%s': %s", f->queue, rd_kafka_message_errstr(rkm));
+            }
+        } else {
+            take_record(f, rkm);
+        }
+        rd_kafka_message_destroy(rkm);
+    }
+    check_flow(f);
+    feed_dispatch(f);
+}
+
+static void on_pipe(evutil_socket_t fd, short what, void *arg)
+{
+    char junk[256];
+    while (read(fd, junk, sizeof junk) > 0)
+        ;
+    poll_feed(arg);
+}
+
+/* ---- the consumer handle ---- */
+
+static bool set_prop(rd_kafka_conf_t *conf, const char *k, const char *v, struct feed *f)
+{
+    char err[256];
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof err) == RD_KAFKA_CONF_OK)
+        return true;
+    log_error("queue '%s': consumer property %s: %s", f->queue, k, err);
+    return false;
+}
+
+static void subscribe(struct feed *f)
+{
+    struct topic_set ts = queue_topics(f);
+    bool same = ts.n == f->n_topics;
+    for (size_t i = 0; same && i < ts.n; i++)
+        same = !strcmp(ts.names[i], f->topics[i]);
+    if (same) {
+        topics_free(ts.names);
+        return;
+    }
+    topics_free(f->topics);
+    f->topics = ts.names;
+    f->n_topics = ts.n;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)ts.n);
+    for (size_t i = 0; i < ts.n; i++)
+        rd_kafka_topic_partition_list_add(l, ts.names[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = ts.n ? rd_kafka_subscribe(f->rk, l) : rd_kafka_unsubscribe(f->rk);
+    if (err)
+        log_error("queue '%s': subscribe: %s", f->queue, rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static bool start(struct feed *f)
+{
+    if (f->rk)
+        return true;
+    const struct config *cfg = f->fs->cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* Offsets move only by acks; positions never reset past unread
+     * records: partitions without a committed offset start at their
+     * beginning (feeds_place put the group at the end of every topic that
+     * had records when the queue was declared). */
+    bool ok = set_prop(conf, "bootstrap.servers", cfg->bootstrap_servers, f) &&
+              set_prop(conf, "group.id", (const char *)f->group.data, f) &&
+              set_prop(conf, "enable.auto.commit", "false", f) &&
+              set_prop(conf, "enable.auto.offset.store", "false", f) &&
+              set_prop(conf, "auto.offset.reset", "earliest", f) &&
+              set_prop(conf, "partition.assignment.strategy", "cooperative-sticky", f) &&
+              set_prop(conf, "topic.metadata.refresh.interval.ms", "2000", f) &&
+              set_prop(conf, "queued.max.messages.kbytes", "4096", f) &&
+              set_prop(conf, "client.id", "hopper", f);
+    if (!ok) {
+        rd_kafka_conf_destroy(conf);
+        return false;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, f);
+    char err[512];
+    f->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!f->rk) {
+        log_error("queue '%s': consumer: %s", f->queue, err);
+        rd_kafka_conf_destroy(conf);
+        return false;
+    }
+    rd_kafka_poll_set_consumer(f->rk);
+    f->q = rd_kafka_queue_get_consumer(f->rk);
+    if (pipe2(f->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
+        log_error("queue '%s': pipe: %s", f->queue, strerror(errno));
+        goto fail;
+    }
+    rd_kafka_queue_io_event_enable(f->q, f->pipefd[1], "1", 1);
+    f->pipe_ev = event_new(f->fs->base, f->pipefd[0], EV_READ | EV_PERSIST, on_pipe, f);
+    f->commit_ev = event_new(f->fs->base, -1, EV_PERSIST, on_commit_timer, f);
+    struct timeval tv = {cfg->commit_interval_ms / 1000, (cfg->commit_interval_ms % 1000) * 1000};
+    if (!f->pipe_ev || !f->commit_ev || event_add(f->pipe_ev, NULL) ||
+        event_add(f->commit_ev, &tv)) {
+        log_error("queue '%s': cannot watch the consumer", f->queue);
+        goto fail;
+    }
+    subscribe(f);
+    log_info("queue '%s' in vhost '%s': consuming through group %s", f->queue, f->vhost,
+             (const char *)f->group.data);
+    return true;
+fail:
+    if (f->pipe_ev)
+        event_free(f->pipe_ev);
+    if (f->commit_ev)
+        event_free(f->commit_ev);
+    f->pipe_ev = f->commit_ev = NULL;
+    rd_kafka_queue_destroy(f->q);
+    rd_kafka_destroy(f->rk);
+    f->rk = NULL;
+    f->q = NULL;
+    return false;
+}
+
+/* Commit, leave the group, and forget every record. */
+static void stop(struct feed *f)
+{
+    if (!f->rk)
+        return;
+    commit(f, true);
+    event_free(f->pipe_ev);
+    event_free(f->commit_ev);
+    f->pipe_ev = f->commit_ev = NULL;
+    rd_kafka_queue_io_event_enable(f->q, -1, NULL, 0);
+    rd_kafka_queue_destroy(f->q);
+    /* close runs the last revocation through on_rebalance. */
+    rd_kafka_consumer_close(f->rk);
+    rd_kafka_destroy(f->rk);
+    f->rk = NULL;
+    f->q = NULL;
+    close(f->pipefd[0]);
+    close(f->pipefd[1]);
+    topics_free(f->topics);
+    f->topics = NULL;
+    f->n_topics = 0;
+}
+
+/* ---- consumers ---- */
+
+void feed_attach(struct feed *f, struct consumer *c)
+{
+    if (f->n_cons == f->cap_cons) {
+        f->cap_cons = f->cap_cons ? 2 * f->cap_cons : 4;
+        f->cons = xrealloc(f->cons, f->cap_cons * sizeof *f->cons);
+    }
+    f->cons[f->n_cons++] = c;
+    if (start(f))
+        feed_dispatch(f);
+}
+
+void feed_detach(struct feed *f, struct consumer *c)
+{
+    for (size_t i = 0; i < f->n_cons; i++) {
+        if (f->cons[i] == c) {
+            memmove(&f->cons[i], &f->cons[i + 1], (f->n_cons - i - 1) * sizeof *f->cons);
+            f->n_cons--;
+            break;
+        }
+    }
+    if (f->rr >= f->n_cons)
+        f->rr = 0;
+}
+
+size_t feed_consumer_count(const struct feed *f)
+{
+    return f->n_cons;
+}
+
+bool feed_has_exclusive(const struct feed *f)
+{
+    for (size_t i = 0; i < f->n_cons; i++)
+        if (consume_exclusive(f->cons[i]))
+            return true;
+    return false;
+}
+
+const char *feed_queue_name(const struct feed *f)
+{
+    return f->queue;
+}
+
+size_t feed_purge(struct feed *f)
+{
+    size_t n = 0;
+    struct feed_msg *m;
+    while ((m = ready_pop(f))) {
+        feed_done(m);
+        n++;
+    }
+    return n;
+}
+
+struct feed_msg *feed_take(struct feed *f)
+{
+    if (!start(f))
+        return NULL;
+    struct feed_msg *m = ready_pop(f);
+    if (m)
+        note_delivered(m);
+    return m;
+}
+
+/* ---- the registry ---- */
+
+struct feeds *feeds_new(struct event_base *base, const struct config *cfg, struct topology *topo,
+                        const struct router *router)
+{
+    struct feeds *fs = xcalloc(1, sizeof *fs);
+    fs->base = base;
+    fs->cfg = cfg;
+    fs->topo = topo;
+    fs->router = router;
+    fs->admin_pipe[0] = fs->admin_pipe[1] = -1;
+    return fs;
+}
+
+static void feed_free(struct feed *f)
+{
+    stop(f);
+    while (f->ready_head)
+        free(ready_pop(f));
+    struct fpart *lists[] = {f->parts, f->orphans};
+    for (size_t i = 0; i < ARRAY_LEN(lists); i++) {
+        for (struct fpart *p = lists[i], *next; p; p = next) {
+            next = p->next;
+            offsets_free(p->off);
+            free(p->topic);
+            free(p);
+        }
+    }
+    if (f->starts)
+        rd_kafka_topic_partition_list_destroy(f->starts);
+    free(f->cons);
+    free(f->vhost);
+    free(f->queue);
+    buf_free(&f->group);
+    free(f);
+}
+
+static struct feed *feed_find(struct feeds *fs, const char *vhost, const char *queue)
+{
+    for (struct feed *f = fs->list; f; f = f->next)
+        if (!strcmp(f->queue, queue) && !strcmp(f->vhost, vhost))
+            return f;
+    return NULL;
+}
+
+struct feed *feeds_get(struct feeds *fs, const char *vhost, const char *queue)
+{
+    struct feed *f = feed_find(fs, vhost, queue);
+    if (f)
+        return f;
+    f = xcalloc(1, sizeof *f);
+    f->fs = fs;
+    f->vhost = xstrdup(vhost);
+    f->queue = xstrdup(queue);
+    f->pipefd[0] = f->pipefd[1] = -1;
+    feed_group_name(fs->cfg->group_prefix, vhost, queue, &f->group);
+    f->next = fs->list;
+    fs->list = f;
+    return f;
+}
+
+void feeds_bindings_changed(struct feeds *fs, const char *vhost, const char *queue)
+{
+    struct feed *f = feed_find(fs, vhost, queue);
+    if (f && f->rk)
+        subscribe(f);
+}
+
+/* ---- placement: where a new queue starts ---- */
+
+enum place_step { PLACE_GROUP, PLACE_DESCRIBE, PLACE_ENDS, PLACE_ALTER };
+
+struct feed_place {
+    struct feeds *fs;
+    struct feed_place *next;
+    struct feed *f;
+    enum place_step step;
+    struct topic_set todo; /* topics the group has no offsets for */
+    rd_kafka_topic_partition_list_t *parts;
+    feed_placed_fn done;
+    void *arg;
+    bool cancelled;
+    struct event *later;  /* to answer from the loop, or to try again */
+    uint64_t deadline_ms; /* monotonic_ms() */
+};
+
+static void place_finish(struct feed_place *p, bool ok, const char *why)
+{
+    struct feeds *fs = p->fs;
+    if (ok)
+        p->f->placed = true;
+    if (!p->cancelled)
+        p->done(p->arg, ok, why);
+    for (struct feed_place **pp = &fs->places; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    topics_free(p->todo.names);
+    if (p->parts)
+        rd_kafka_topic_partition_list_destroy(p->parts);
+    if (p->later)
+        event_free(p->later);
+    free(p);
+}
+
+static rd_kafka_AdminOptions_t *admin_options(struct feed_place *p, rd_kafka_admin_op_t op)
+{
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(p->fs->admin, op);
+    char err[128];
+    if (rd_kafka_AdminOptions_set_request_timeout(o, FEED_SYNC_TIMEOUT_MS, err, sizeof err))
+        log_warn("admin options: %s", err);
+    rd_kafka_AdminOptions_set_opaque(o, p);
+    return o;
+}
+
+static void place_start(struct feed_place *p);
+
+static void on_place_retry(evutil_socket_t fd, short what, void *arg)
+{
+    place_start(arg);
+}
+
+/* A step failed. On a cluster just started the group coordinator takes a
+ * while (COORDINATOR_LOAD_IN_PROGRESS, timeouts): try again until the
+ * deadline, then answer with what was learnt. */
+static void place_failed(struct feed_place *p, const char *why)
+{
+    if (monotonic_ms() >= p->deadline_ms) {
+        place_finish(p, false, why);
+        return;
+    }
+    log_debug("queue '%s': placing its group: %s; trying again", p->f->queue, why);
+    static const struct timeval retry = {0, PLACE_RETRY_MS * 1000};
+    if (!p->later)
+        p->later = evtimer_new(p->fs->base, on_place_retry, p);
+    if (!p->later || evtimer_add(p->later, &retry))
+        abort(); /* as xmalloc does when memory runs out */
+}
+
+static void place_describe(struct feed_place *p)
+{
+    p->step = PLACE_DESCRIBE;
+    rd_kafka_TopicCollection_t *tc =
+        rd_kafka_TopicCollection_of_topic_names((const char **)p->todo.names, p->todo.n);
+    rd_kafka_AdminOptions_t *o = admin_options(p, RD_KAFKA_ADMIN_OP_DESCRIBETOPICS);
+    rd_kafka_DescribeTopics(p->fs->admin, tc, o, p->fs->admin_q);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_TopicCollection_destroy(tc);
+}
+
+static void place_group_listed(struct feed_place *p, rd_kafka_event_t *ev)
+{
+    const rd_kafka_ListConsumerGroupOffsets_result_t *res =
+        rd_kafka_event_ListConsumerGroupOffsets_result(ev);
+    size_t n = 0;
+    const rd_kafka_group_result_t **groups =
+        res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
+    if (rd_kafka_event_error(ev) || n != 1 || rd_kafka_group_result_error(groups[0])) {
+        const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
+        place_failed(p, ge ? rd_kafka_error_string(ge) : rd_kafka_event_error_string(ev));
+        return;
+    }
+    const rd_kafka_topic_partition_list_t *have = rd_kafka_group_result_partitions(groups[0]);
+    struct topic_set all = queue_topics(p->f);
+    for (size_t i = 0; i < all.n; i++) {
+        bool placed = false;
+        for (int j = 0; have && j < have->cnt && !placed; j++)
+            placed = have->elems[j].offset >= 0 && !strcmp(have->elems[j].topic, all.names[i]);
+        if (!placed)
+            topic_add(&p->todo, all.names[i]);
+    }
+    topics_free(all.names);
+    if (!p->todo.n) {
+        place_finish(p, true, NULL);
+        return;
+    }
+    place_describe(p);
+}
+
+static void place_described(struct feed_place *p, rd_kafka_event_t *ev)
+{
+    const rd_kafka_DescribeTopics_result_t *res = rd_kafka_event_DescribeTopics_result(ev);
+    size_t n = 0;
+    const rd_kafka_TopicDescription_t **d =
+        res ? rd_kafka_DescribeTopics_result_topics(res, &n) : NULL;
+    if (rd_kafka_event_error(ev)) {
+        place_failed(p, rd_kafka_event_error_string(ev));
+        return;
+    }
+    p->parts = rd_kafka_topic_partition_list_new(8);
+    for (size_t i = 0; i < n; i++) {
+        /* A topic that does not exist yet starts empty: the consumer reads
+         * it from its beginning, which is after the declaration. */
+        if (rd_kafka_error_code(rd_kafka_TopicDescription_error(d[i])))
+            continue;
+        size_t np = 0;
+        const rd_kafka_TopicPartitionInfo_t **pi = rd_kafka_TopicDescription_partitions(d[i], &np);
+        for (size_t j = 0; j < np; j++)
+            rd_kafka_topic_partition_list_add(p->parts, rd_kafka_TopicDescription_name(d[i]),
+                                              rd_kafka_TopicPartitionInfo_partition(pi[j]))
+                ->offset = RD_KAFKA_OFFSET_SPEC_LATEST;
+    }
+    if (!p->parts->cnt) {
+        place_finish(p, true, NULL);
+        return;
+    }
+    p->step = PLACE_ENDS;
+    rd_kafka_AdminOptions_t *o = admin_options(p, RD_KAFKA_ADMIN_OP_LISTOFFSETS);
+    rd_kafka_ListOffsets(p->fs->admin, p->parts, o, p->fs->admin_q);
+    rd_kafka_AdminOptions_destroy(o);
+}
+
+static void place_ends(struct feed_place *p, rd_kafka_event_t *ev)
+{
+    const rd_kafka_ListOffsets_result_t *res = rd_kafka_event_ListOffsets_result(ev);
+    size_t n = 0;
+    const rd_kafka_ListOffsetsResultInfo_t **infos =
+        res ? rd_kafka_ListOffsets_result_infos(res, &n) : NULL;
+    if (rd_kafka_event_error(ev)) {
+        place_failed(p, rd_kafka_event_error_string(ev));
+        return;
+    }
+    rd_kafka_topic_partition_list_t *ends = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_topic_partition_t *tp =
+            rd_kafka_ListOffsetsResultInfo_topic_partition(infos[i]);
+        if (tp->err) {
+            rd_kafka_topic_partition_list_destroy(ends);
+            place_failed(p, rd_kafka_err2str(tp->err));
+            return;
+        }
+        rd_kafka_topic_partition_list_add(ends, tp->topic, tp->partition)->offset = tp->offset;
+    }
+    rd_kafka_topic_partition_list_destroy(p->parts);
+    p->parts = ends;
+    /* Kept in memory too: if the group is already active here, the commit
+     * below is refused, and assignment starts these partitions there. */
+    feed_remember_starts(p->f, ends);
+    p->step = PLACE_ALTER;
+    rd_kafka_AlterConsumerGroupOffsets_t *a =
+        rd_kafka_AlterConsumerGroupOffsets_new((const char *)p->f->group.data, ends);
+    rd_kafka_AdminOptions_t *o = admin_options(p, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS);
+    rd_kafka_AlterConsumerGroupOffsets(p->fs->admin, &a, 1, o, p->fs->admin_q);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_AlterConsumerGroupOffsets_destroy(a);
+}
+
+static void place_altered(struct feed_place *p, rd_kafka_event_t *ev)
+{
+    const rd_kafka_AlterConsumerGroupOffsets_result_t *res =
+        rd_kafka_event_AlterConsumerGroupOffsets_result(ev);
+    size_t n = 0;
+    const rd_kafka_group_result_t **groups =
+        res ? rd_kafka_AlterConsumerGroupOffsets_result_groups(res, &n) : NULL;
+    const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
+    if (rd_kafka_event_error(ev) || ge) {
+        if (p->f->rk) {
+            /* Our own member holds the group: the remembered starts place it. */
+            place_finish(p, true, NULL);
+            return;
+        }
+        place_failed(p, ge ? rd_kafka_error_string(ge) : rd_kafka_event_error_string(ev));
+        return;
+    }
+    place_finish(p, true, NULL);
+}
+
+static void on_admin(evutil_socket_t fd, short what, void *arg)
+{
+    struct feeds *fs = arg;
+    char junk[256];
+    while (read(fd, junk, sizeof junk) > 0)
+        ;
+    rd_kafka_event_t *ev;
+    while ((ev = rd_kafka_queue_poll(fs->admin_q, 0))) {
+        struct feed_place *p = rd_kafka_event_opaque(ev);
+        if (p) {
+            switch (rd_kafka_event_type(ev)) {
+            case RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT:
+                place_group_listed(p, ev);
+                break;
+            case RD_KAFKA_EVENT_DESCRIBETOPICS_RESULT:
+                place_described(p, ev);
+                break;
+            case RD_KAFKA_EVENT_LISTOFFSETS_RESULT:
+                place_ends(p, ev);
+                break;
+            case RD_KAFKA_EVENT_ALTERCONSUMERGROUPOFFSETS_RESULT:
+                place_altered(p, ev);
+                break;
+            default:
+                break;
+            }
+        }
+        rd_kafka_event_destroy(ev);
+    }
+}
+
+static bool admin_start(struct feeds *fs)
+{
+    if (fs->admin)
+        return true;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[512];
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", fs->cfg->bootstrap_servers, err, sizeof err) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "client.id", "hopper-admin", err, sizeof err) != RD_KAFKA_CONF_OK) {
+        log_error("queue admin client: %s", err);
+        rd_kafka_conf_destroy(conf);
+        return false;
+    }
+    fs->admin = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!fs->admin) {
+        log_error("queue admin client: %s", err);
+        rd_kafka_conf_destroy(conf);
+        return false;
+    }
+    fs->admin_q = rd_kafka_queue_new(fs->admin);
+    if (pipe2(fs->admin_pipe, O_NONBLOCK | O_CLOEXEC) == -1) {
+        log_error("queue admin client: pipe: %s", strerror(errno));
+        goto fail;
+    }
+    rd_kafka_queue_io_event_enable(fs->admin_q, fs->admin_pipe[1], "1", 1);
+    fs->admin_ev = event_new(fs->base, fs->admin_pipe[0], EV_READ | EV_PERSIST, on_admin, fs);
+    if (!fs->admin_ev || event_add(fs->admin_ev, NULL)) {
+        log_error("queue admin client: cannot watch its queue");
+        goto fail;
+    }
+    return true;
+fail:
+    if (fs->admin_ev)
+        event_free(fs->admin_ev);
+    fs->admin_ev = NULL;
+    rd_kafka_queue_destroy(fs->admin_q);
+    rd_kafka_destroy(fs->admin);
+    fs->admin = NULL;
+    fs->admin_q = NULL;
+    return false;
+}
+
+static void on_place_later(evutil_socket_t fd, short what, void *arg)
+{
+    place_finish(arg, true, NULL);
+}
+
+struct feed_place *feeds_place(struct feeds *fs, const char *vhost, const char *queue,
+                               feed_placed_fn done, void *arg)
+{
+    struct feed_place *p = xcalloc(1, sizeof *p);
+    p->fs = fs;
+    p->f = feeds_get(fs, vhost, queue);
+    p->done = done;
+    p->arg = arg;
+    p->next = fs->places;
+    fs->places = p;
+    /* Declared before by this process, or no admin client to ask: answer
+     * on the next turn. Without an admin client the queue starts where its
+     * consumer first reads; say so rather than refuse the declaration. */
+    bool known = p->f->placed;
+    if (!known && !admin_start(fs)) {
+        log_warn("queue '%s': cannot place its group at the topics' ends", queue);
+        known = true;
+    }
+    if (known) {
+        static const struct timeval now = {0, 0};
+        p->later = evtimer_new(fs->base, on_place_later, p);
+        if (!p->later || evtimer_add(p->later, &now))
+            abort(); /* as xmalloc does when memory runs out */
+        return p;
+    }
+    p->deadline_ms = monotonic_ms() + PLACE_DEADLINE_MS;
+    place_start(p);
+    return p;
+}
+
+static void place_start(struct feed_place *p)
+{
+    topics_free(p->todo.names);
+    p->todo = (struct topic_set){0};
+    if (p->parts)
+        rd_kafka_topic_partition_list_destroy(p->parts);
+    p->parts = NULL;
+    p->step = PLACE_GROUP;
+    rd_kafka_ListConsumerGroupOffsets_t *l =
+        rd_kafka_ListConsumerGroupOffsets_new((const char *)p->f->group.data, NULL);
+    rd_kafka_AdminOptions_t *o = admin_options(p, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+    rd_kafka_ListConsumerGroupOffsets(p->fs->admin, &l, 1, o, p->fs->admin_q);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_ListConsumerGroupOffsets_destroy(l);
+}
+
+void feeds_place_cancel(struct feed_place *p)
+{
+    p->cancelled = true;
+}
+
+/* ---- the end ---- */
+
+void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue)
+{
+    struct feed *f = feed_find(fs, vhost, queue);
+    if (!f)
+        return;
+    while (f->n_cons)
+        consume_cancelled_by_server(f->cons[f->n_cons - 1]); /* detaches it */
+    stop(f);
+    if (admin_start(fs)) {
+        /* The group goes with the queue; a queue declared again with the
+         * same name starts afresh, as on RabbitMQ. */
+        const char *group = (const char *)f->group.data;
+        rd_kafka_DeleteGroup_t *g = rd_kafka_DeleteGroup_new(group);
+        rd_kafka_AdminOptions_t *o =
+            rd_kafka_AdminOptions_new(fs->admin, RD_KAFKA_ADMIN_OP_DELETEGROUPS);
+        rd_kafka_DeleteGroups(fs->admin, &g, 1, o, fs->admin_q);
+        rd_kafka_AdminOptions_destroy(o);
+        rd_kafka_DeleteGroup_destroy(g);
+    }
+    /* Delivered records of this queue are orphans from here: the channels
+     * holding them settle them into nothing. */
+    f->placed = false;
+    if (f->starts) {
+        rd_kafka_topic_partition_list_destroy(f->starts);
+        f->starts = NULL;
+    }
+}
+
+void feeds_free(struct feeds *fs)
+{
+    if (!fs)
+        return;
+    while (fs->places) {
+        fs->places->cancelled = true;
+        place_finish(fs->places, false, "shutting down");
+    }
+    while (fs->list) {
+        struct feed *f = fs->list;
+        fs->list = f->next;
+        feed_free(f);
+    }
+    if (fs->admin) {
+        event_free(fs->admin_ev);
+        rd_kafka_queue_io_event_enable(fs->admin_q, -1, NULL, 0);
+        rd_kafka_queue_destroy(fs->admin_q);
+        rd_kafka_destroy(fs->admin);
+        close(fs->admin_pipe[0]);
+        close(fs->admin_pipe[1]);
+    }
+    free(fs);
+}

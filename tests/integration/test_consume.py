@@ -1,0 +1,266 @@
+"""Task queues (README, "Task queues"): with --enable-rabbit, AMQP consumers
+read durable queues from Kafka through consumer groups, and an ack becomes a
+committed offset. pika against the real cluster; confluent-kafka reads what
+the group committed."""
+
+import time
+import urllib.parse
+
+import pika
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from pikautil import connect
+
+RABBIT = {"rabbit": {"enabled": True, "commit_interval": 50}}
+
+
+def group_of(queue, vhost="/"):
+    """The group hopper uses for a queue (feed.h spells it)."""
+    keep = lambda s, dot: "".join(  # noqa: E731
+        c if c.isalnum() or c in "_-" or (dot and c == ".") else "%%%02X" % ord(c) for c in s
+    )
+    return "hopper." + keep(vhost, False) + "." + keep(queue, True)
+
+
+def consume(ch, queue, n, timeout=30.0, auto_ack=False):
+    """Up to n deliveries from queue as (method, properties, body)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    for method, props, body in ch.consume(queue, auto_ack=auto_ack, inactivity_timeout=0.5):
+        if method is not None:
+            out.append((method, props, body))
+        if len(out) >= n or time.monotonic() > deadline:
+            break
+    ch.cancel()
+    return out
+
+
+def committed(bootstrap, group, topic, partitions=(0, 1, 2)):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in partitions], timeout=15)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def publish(ch, queue, bodies, **props):
+    for b in bodies:
+        ch.basic_publish("", queue, b, pika.BasicProperties(delivery_mode=2, **props))
+
+
+def test_queue_keeps_what_was_published_after_its_declaration_with_exact_properties(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    q = "tasks-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        publish(ch, q, [b"before-%d" % i for i in range(5)])  # creates the topic
+        ch.queue_declare(q, durable=True)
+        props = dict(
+            content_type="application/json",
+            headers={"n": 7, "s": "x", "nested": {"a": [1, "b"]}},
+            message_id="m-1",
+            correlation_id="c-1",
+            priority=3,
+            timestamp=1700000000,
+        )
+        publish(ch, q, [b'{"i": %d}' % i for i in range(10)], **props)
+        got = consume(ch, q, 10)
+        assert [b for _, _, b in got] == [b'{"i": %d}' % i for i in range(10)]
+        for method, p, _ in got:
+            assert method.exchange == "" and method.routing_key == q and not method.redelivered
+            assert (p.content_type, p.message_id, p.correlation_id, p.priority, p.timestamp) == (
+                "application/json",
+                "m-1",
+                "c-1",
+                3,
+                1700000000,
+            )
+            assert p.headers == {"n": 7, "s": "x", "nested": {"a": [1, "b"]}}
+            assert p.delivery_mode == 2
+        for method, _, _ in got:
+            ch.basic_ack(method.delivery_tag)
+
+
+def test_acks_commit_and_a_restart_redelivers_only_the_unacked(hopper_factory, kafka_cluster, uid):
+    q = "acks-" + uid
+    h = hopper_factory(RABBIT)
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True)
+        publish(ch, q, [b"%d" % i for i in range(10)])
+        ch.basic_qos(prefetch_count=10)
+        got = {}
+        for method, _, body in ch.consume(q, inactivity_timeout=0.5):
+            if method is not None:
+                got[body] = method.delivery_tag
+            if len(got) == 10:
+                break
+        # Holes: 3 and 7 stay unacked.
+        for b in [b"0", b"1", b"2", b"4", b"5", b"6", b"8", b"9"]:
+            ch.basic_ack(got[b])
+        time.sleep(0.5)  # a commit interval is 50 ms
+    h.stop()
+    # Everything below the first hole is committed; the rest is in metadata.
+    offs = committed(kafka_cluster, group_of(q), q)
+    assert max(offs.values()) == 3, offs
+    h2 = hopper_factory(RABBIT)
+    with connect(h2.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, durable=True)
+        again = consume(ch, q, 10, timeout=10)
+        assert sorted(b for _, _, b in again) == [b"3", b"7"], again
+        assert all(m.redelivered for m, _, _ in again)
+        for m, _, _ in again:
+            ch.basic_ack(m.delivery_tag)
+
+
+def test_nack_requeue_and_closing_the_channel_give_messages_back(hopper_factory, uid):
+    q = "requeue-" + uid
+    h = hopper_factory(RABBIT)
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True)
+        publish(ch, q, [b"a", b"b"])
+        ch.basic_qos(prefetch_count=1)
+        (m1, _, b1), = consume(ch, q, 1)
+        assert b1 == b"a" and not m1.redelivered
+        ch.basic_nack(m1.delivery_tag, requeue=True)
+        first = consume(ch, q, 1)
+        assert [(b, m.redelivered) for m, _, b in first] == [(b"a", True)]
+        ch.basic_reject(first[0][0].delivery_tag, requeue=False)  # dropped for good
+        ch2 = conn.channel()
+        (m2, _, b2), = consume(ch2, q, 1)
+        assert b2 == b"b"
+        ch2.close()  # unacked: back to the queue
+        (m3, _, b3), = consume(ch, q, 1)
+        assert (b3, m3.redelivered) == (b"b", True)
+        ch.basic_ack(m3.delivery_tag)
+        assert ch.basic_get(q)[0] is None
+
+
+def test_bindings_choose_records_by_exchange_type(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    x, q = "x-" + uid, "bound-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.exchange_declare(x, exchange_type="topic", durable=True)
+        ch.queue_declare(q, durable=True)
+        ch.queue_bind(q, x, routing_key="a.*")
+        for rk in ["a.x", "b.x", "a.y.z", "a.w"]:
+            ch.basic_publish(x, rk, rk.encode(), pika.BasicProperties(delivery_mode=2))
+        got = consume(ch, q, 2)
+        assert sorted(b for _, _, b in got) == [b"a.w", b"a.x"]
+        assert {m.exchange for m, _, _ in got} == {x}
+        for m, _, _ in got:
+            ch.basic_ack(m.delivery_tag)
+        assert consume(ch, q, 1, timeout=2) == []
+
+
+def test_basic_get_and_get_empty(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    q = "get-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True)
+        publish(ch, q, [b"one", b"two"])
+        deadline = time.monotonic() + 30
+        got = []
+        while len(got) < 2 and time.monotonic() < deadline:
+            m, _, body = ch.basic_get(q, auto_ack=False)
+            if m is None:
+                time.sleep(0.05)  # hopper fetches from Kafka after the first get
+                continue
+            got.append(body)
+            ch.basic_ack(m.delivery_tag)
+        assert got == [b"one", b"two"]
+        assert ch.basic_get(q)[0] is None
+
+
+def test_a_record_from_a_kafka_producer_is_delivered(hopper_factory, kafka_cluster, uid):
+    """A queue's topic may hold records no AMQP client wrote: the body is
+    the value and the properties come from the record."""
+    h = hopper_factory(RABBIT)
+    q = "foreign-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, durable=True)
+        p = Producer({"bootstrap.servers": kafka_cluster, "acks": "all"})
+        p.produce(q, value=b"from kafka", key=b"k1", headers=[("source", b"billing")], timestamp=1700000000123)
+        assert p.flush(30) == 0
+        (m, props, body), = consume(ch, q, 1)
+        assert body == b"from kafka"
+        assert (m.exchange, m.routing_key) == ("", q)
+        assert props.headers == {"source": b"billing"} or props.headers == {"source": "billing"}
+        assert props.timestamp == 1700000000
+        ch.basic_ack(m.delivery_tag)
+
+
+def test_consumer_errors_are_rabbitmqs(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    q = "errors-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            ch.basic_consume("missing-" + uid, lambda *a: None)
+        assert e.value.reply_code == 404
+        ch = conn.channel()
+        ch.queue_declare(q, durable=True)
+        ch.basic_consume(q, lambda *a: None, exclusive=True)
+        ch2 = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            ch2.basic_consume(q, lambda *a: None)
+        assert e.value.reply_code == 403
+        ch3 = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            ch3.basic_ack(42)
+            ch3.queue_declare(q, passive=True)  # the close arrives before this answer
+        assert e.value.reply_code == 406
+        assert "unknown delivery tag 42" in e.value.reply_text
+
+
+def test_queue_delete_cancels_consumers_and_if_unused_refuses(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    q = "del-" + uid
+    cancelled = []
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, durable=True)
+        ch.basic_consume(q, lambda *a: None)
+        ch.add_on_cancel_callback(lambda frame: cancelled.append(frame))
+        other = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            other.queue_delete(q, if_unused=True)
+        assert e.value.reply_code == 406
+        other = conn.channel()
+        other.queue_delete(q)
+        deadline = time.monotonic() + 10
+        while not cancelled and time.monotonic() < deadline:
+            conn.process_data_events(0.1)
+        assert cancelled, "no basic.cancel from hopper after queue.delete"
+
+
+def test_kombu_simple_queue_round_trip(hopper_factory, uid):
+    """kombu (Celery's transport) declares a direct exchange, a durable
+    queue and its binding, publishes with confirms and consumes with acks."""
+    from kombu import Connection
+
+    h = hopper_factory(RABBIT)
+    name = "kombu-" + uid
+    with Connection(h.url, transport_options={"confirm_publish": True}) as conn:
+        q = conn.SimpleQueue(name)
+        for i in range(20):
+            q.put({"i": i})
+        got = []
+        for _ in range(20):
+            msg = q.get(timeout=30)
+            got.append(msg.payload["i"])
+            msg.ack()
+        assert sorted(got) == list(range(20))
+        q.close()
