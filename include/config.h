@@ -39,6 +39,16 @@ struct exchange_cfg {
     int default_route; /* 1 on, 0 off, -1: inherit config.default_route */
 };
 
+/* A durable queue over existing Kafka topics (queues:). */
+struct queue_cfg {
+    char *name;
+    char *vhost;   /* default "/" */
+    char **topics; /* n_topics >= 1 */
+    size_t n_topics;
+    bool key_as_message_id;
+    int line; /* for messages */
+};
+
 struct user_cfg {
     char *name;
     char *password;
@@ -94,6 +104,8 @@ struct config {
     uint32_t max_unacked;        /* default 10000 records fetched and not acked, per queue */
     uint64_t max_unacked_bytes;  /* default 64 MiB of those records' bodies, per queue */
     uint32_t commit_interval_ms; /* default 200: acks become a commit at most this late */
+    uint32_t session_timeout_ms; /* default 10000: a crashed instance's partitions move after it */
+    char *instance_id;           /* default "": static group membership when set */
 
     /* routing */
     bool default_route; /* default true */
@@ -101,6 +113,8 @@ struct config {
     size_t n_exchanges;
     struct route_cfg *routes;
     size_t n_routes;
+    struct queue_cfg *queues;
+    size_t n_queues;
 };
 
 /* Parse and validate `path`. On success *out owns a new config (free it

@@ -32,6 +32,10 @@ char *xstrndup(const char *s, size_t n);
  * clock can step (NTP, an administrator) and would make them wrong. */
 uint64_t monotonic_ms(void);
 
+/* RabbitMQ's server-made names: prefix ("amq.gen-", "amq.ctag-") and 22
+ * random characters of URL-safe base64. out holds 256 bytes. */
+void random_name(char *out, const char *prefix);
+
 /* A growable byte buffer. `data` is owned by the buffer. */
 struct buf {
     char *data;

@@ -67,6 +67,7 @@ static const char *check_address(const char *s);
 static const char *check_not_empty(const char *s);
 static const char *check_topic_prefix(const char *s);
 static const char *check_group_prefix(const char *s);
+static const char *check_instance_id(const char *s);
 
 /* Every scalar setting. docs/config-reference.md documents each one; keep
  * the two in step. Listener and Kafka client settings need a restart: the
@@ -101,6 +102,8 @@ static const struct setting settings[] = {
     INTEGER("rabbit.max_unacked_bytes", max_unacked_bytes, INT64_C(1) << 20, INT64_C(16) << 30,
             INT64_C(64) << 20, true),
     INTEGER("rabbit.commit_interval", commit_interval_ms, 1, 60000, 200, true),
+    INTEGER("rabbit.session_timeout", session_timeout_ms, 6000, 300000, 10000, false),
+    STRING("rabbit.instance_id", instance_id, "", check_instance_id, false),
 
     BOOLEAN("default_route", default_route, true, true),
 };
@@ -350,6 +353,15 @@ static const char *check_group_prefix(const char *s)
 {
     if (strlen(s) > 100)
         return "must be at most 100 characters";
+    if (!topic_chars(s))
+        return "may only contain a-z, A-Z, 0-9, '.', '_' and '-'";
+    return NULL;
+}
+
+static const char *check_instance_id(const char *s)
+{
+    if (strlen(s) > 200)
+        return "must be at most 200 characters";
     if (!topic_chars(s))
         return "may only contain a-z, A-Z, 0-9, '.', '_' and '-'";
     return NULL;

@@ -278,20 +278,6 @@ static struct consumer *find_consumer(struct chan *ch, amqp_bytes_t tag)
     return NULL;
 }
 
-/* RabbitMQ's server-generated tags: "amq.ctag-" and 22 URL-safe base64
- * characters. */
-static void generate_tag(char out[256])
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint8_t rnd[22];
-    arc4random_buf(rnd, sizeof rnd);
-    int n = snprintf(out, 256, "amq.ctag-");
-    for (size_t i = 0; i < sizeof rnd; i++)
-        out[n++] = alphabet[rnd[i] & 63];
-    out[n] = '\0';
-}
-
 void consume_basic_consume(struct chan *ch, amqp_basic_consume_t *m)
 {
     struct conn *c = ch->conn;
@@ -328,7 +314,7 @@ void consume_basic_consume(struct chan *ch, amqp_basic_consume_t *m)
         memcpy(cons->tag, m->consumer_tag.bytes, m->consumer_tag.len);
         cons->tag[m->consumer_tag.len] = '\0';
     } else {
-        generate_tag(cons->tag);
+        random_name(cons->tag, "amq.ctag-");
     }
     cons->next = ch->consumers;
     ch->consumers = cons;

@@ -26,6 +26,8 @@
 /* Placing a queue (feeds_place) tries again this often, for this long. */
 #define PLACE_RETRY_MS 500
 #define PLACE_DEADLINE_MS 30000
+/* Deleting a deleted queue's group: tries, a second apart. */
+#define GROUP_DELETE_TRIES 30
 /* Kafka's offset.metadata.max.bytes is 4096 by default. */
 #define METADATA_CAP OFFSETS_METADATA_CAP
 /* Paused partitions resume when the records held fall below this share of
@@ -50,6 +52,7 @@ struct feed {
     struct feed *next;
     char *vhost, *queue;
     struct buf group;
+    const struct queue_cfg *qcfg; /* a queue over topics from the config, or NULL */
 
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
@@ -86,7 +89,12 @@ struct feeds {
     int admin_pipe[2];
     struct event *admin_ev;
     struct feed_place *places;
+    struct group_delete *deletes;
 };
+
+struct group_delete;
+static void delete_group(struct group_delete *d);
+static void group_deleted(struct group_delete *d, rd_kafka_event_t *ev);
 
 /* ---- names ---- */
 
@@ -154,12 +162,18 @@ static void exchange_topics(void *arg, const char *exchange)
 static struct topic_set queue_topics(struct feed *f)
 {
     struct topic_set ts = {0};
-    struct buf scratch = {0};
-    struct route_target t;
-    if (router_route(f->fs->router, f->vhost, "", 0, f->queue, strlen(f->queue), &scratch, &t) ==
-        ROUTE_OK)
-        topic_add(&ts, t.topic);
-    buf_free(&scratch);
+    if (f->qcfg) {
+        /* A queue over topics reads them, not the default exchange's. */
+        for (size_t i = 0; i < f->qcfg->n_topics; i++)
+            topic_add(&ts, f->qcfg->topics[i]);
+    } else {
+        struct buf scratch = {0};
+        struct route_target t;
+        if (router_route(f->fs->router, f->vhost, "", 0, f->queue, strlen(f->queue), &scratch,
+                         &t) == ROUTE_OK)
+            topic_add(&ts, t.topic);
+        buf_free(&scratch);
+    }
     void *ctx[2] = {f, &ts};
     topology_queue_exchanges(f->fs->topo, f->vhost, f->queue, exchange_topics, ctx);
     if (ts.n)
@@ -431,6 +445,14 @@ size_t feed_ready_count(const struct feed *f)
 
 /* ---- records in ---- */
 
+static bool queue_topic(const struct feed *f, const char *topic)
+{
+    for (size_t i = 0; f->qcfg && i < f->qcfg->n_topics; i++)
+        if (!strcmp(f->qcfg->topics[i], topic))
+            return true;
+    return false;
+}
+
 /* A record just fetched needs no delivery (acked before a restart, or no
  * binding wants it). */
 static void mark_done(struct fpart *p, int64_t off)
@@ -456,9 +478,13 @@ static void take_record(struct feed *f, const rd_kafka_message_t *rkm)
     amqp_pool_t pool;
     init_amqp_pool(&pool, 4096);
     struct record_view v;
-    struct record_decode_opts o = {.max_table_depth = f->fs->cfg->max_table_depth};
+    struct record_decode_opts o = {
+        .max_table_depth = f->fs->cfg->max_table_depth,
+        .key_as_message_id = f->qcfg && f->qcfg->key_as_message_id,
+    };
     bool wanted = record_view(rkm, &o, &pool, &v) == 0;
-    if (wanted && !v.foreign) {
+    /* Every record of a configured queue's own topics is its. */
+    if (wanted && !v.foreign && !queue_topic(f, topic)) {
         const amqp_table_t *headers =
             (v.props._flags & AMQP_BASIC_HEADERS_FLAG) ? &v.props.headers : NULL;
         wanted = topology_queue_matches(f->fs->topo, f->vhost, f->queue, v.exchange, v.exchange_len,
@@ -651,6 +677,8 @@ static bool start(struct feed *f)
         return true;
     const struct config *cfg = f->fs->cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char session[16];
+    snprintf(session, sizeof session, "%u", cfg->session_timeout_ms);
     /* Offsets move only by acks; positions never reset past unread
      * records: partitions without a committed offset start at their
      * beginning (feeds_place put the group at the end of every topic that
@@ -663,7 +691,9 @@ static bool start(struct feed *f)
               set_prop(conf, "partition.assignment.strategy", "cooperative-sticky", f) &&
               set_prop(conf, "topic.metadata.refresh.interval.ms", "2000", f) &&
               set_prop(conf, "queued.max.messages.kbytes", "4096", f) &&
-              set_prop(conf, "client.id", "hopper", f);
+              set_prop(conf, "client.id", "hopper", f) &&
+              set_prop(conf, "session.timeout.ms", session, f) &&
+              (!cfg->instance_id[0] || set_prop(conf, "group.instance.id", cfg->instance_id, f));
     if (!ok) {
         rd_kafka_conf_destroy(conf);
         return false;
@@ -799,6 +829,17 @@ struct feed_msg *feed_take(struct feed *f)
 
 /* ---- the registry ---- */
 
+static void config_queue_placed(void *arg, bool ok, const char *why)
+{
+    const struct queue_cfg *q = arg;
+    if (ok)
+        log_info("queue '%s' in vhost '%s' (config) reads %zu topic(s)", q->name, q->vhost,
+                 q->n_topics);
+    else
+        log_warn("queue '%s' in vhost '%s' (config): could not set where it starts (%s)", q->name,
+                 q->vhost, why ? why : "unknown");
+}
+
 struct feeds *feeds_new(struct event_base *base, const struct config *cfg, struct topology *topo,
                         const struct router *router)
 {
@@ -808,6 +849,11 @@ struct feeds *feeds_new(struct event_base *base, const struct config *cfg, struc
     fs->topo = topo;
     fs->router = router;
     fs->admin_pipe[0] = fs->admin_pipe[1] = -1;
+    /* A configured queue starts, like a declared one, where its topics end
+     * when hopper first has it; later starts keep its place. */
+    for (size_t i = 0; i < cfg->n_queues; i++)
+        feeds_place(fs, cfg->queues[i].vhost, cfg->queues[i].name, config_queue_placed,
+                    &cfg->queues[i]);
     return fs;
 }
 
@@ -853,6 +899,9 @@ struct feed *feeds_get(struct feeds *fs, const char *vhost, const char *queue)
     f->queue = xstrdup(queue);
     f->pipefd[0] = f->pipefd[1] = -1;
     feed_group_name(fs->cfg->group_prefix, vhost, queue, &f->group);
+    for (size_t i = 0; i < fs->cfg->n_queues; i++)
+        if (!strcmp(fs->cfg->queues[i].name, queue) && !strcmp(fs->cfg->queues[i].vhost, vhost))
+            f->qcfg = &fs->cfg->queues[i];
     f->next = fs->list;
     fs->list = f;
     return f;
@@ -1074,6 +1123,11 @@ static void on_admin(evutil_socket_t fd, short what, void *arg)
         ;
     rd_kafka_event_t *ev;
     while ((ev = rd_kafka_queue_poll(fs->admin_q, 0))) {
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DELETEGROUPS_RESULT) {
+            group_deleted(rd_kafka_event_opaque(ev), ev);
+            rd_kafka_event_destroy(ev);
+            continue;
+        }
         struct feed_place *p = rd_kafka_event_opaque(ev);
         if (p) {
             switch (rd_kafka_event_type(ev)) {
@@ -1197,6 +1251,73 @@ void feeds_place_cancel(struct feed_place *p)
 
 /* ---- the end ---- */
 
+/* Deleting a queue's group. The coordinator refuses while the member that
+ * just left is still counted (GROUP_NOT_EMPTY): try again for a while. */
+struct group_delete {
+    struct feeds *fs;
+    struct group_delete *next;
+    char *group;
+    int tries;
+    struct event *timer;
+};
+
+static void delete_group(struct group_delete *d)
+{
+    rd_kafka_DeleteGroup_t *g = rd_kafka_DeleteGroup_new(d->group);
+    rd_kafka_AdminOptions_t *o =
+        rd_kafka_AdminOptions_new(d->fs->admin, RD_KAFKA_ADMIN_OP_DELETEGROUPS);
+    rd_kafka_AdminOptions_set_opaque(o, d);
+    rd_kafka_DeleteGroups(d->fs->admin, &g, 1, o, d->fs->admin_q);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_DeleteGroup_destroy(g);
+}
+
+static void group_delete_free(struct group_delete *d)
+{
+    for (struct group_delete **pp = &d->fs->deletes; *pp; pp = &(*pp)->next) {
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    }
+    if (d->timer)
+        event_free(d->timer);
+    free(d->group);
+    free(d);
+}
+
+static void on_delete_retry(evutil_socket_t fd, short what, void *arg)
+{
+    delete_group(arg);
+}
+
+static void group_deleted(struct group_delete *d, rd_kafka_event_t *ev)
+{
+    const rd_kafka_DeleteGroups_result_t *res = rd_kafka_event_DeleteGroups_result(ev);
+    size_t n = 0;
+    const rd_kafka_group_result_t **groups =
+        res ? rd_kafka_DeleteGroups_result_groups(res, &n) : NULL;
+    const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
+    rd_kafka_resp_err_t err = ge ? rd_kafka_error_code(ge) : rd_kafka_event_error(ev);
+    if (!err || err == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
+        log_info("consumer group %s deleted with its queue", d->group);
+        group_delete_free(d);
+        return;
+    }
+    static const struct timeval retry = {1, 0};
+    if (++d->tries >= GROUP_DELETE_TRIES) {
+        log_warn("consumer group %s of a deleted queue stays: %s (a queue declared again with "
+                 "its name starts at its offsets)",
+                 d->group, rd_kafka_err2str(err));
+        group_delete_free(d);
+        return;
+    }
+    if (!d->timer)
+        d->timer = evtimer_new(d->fs->base, on_delete_retry, d);
+    if (!d->timer || evtimer_add(d->timer, &retry))
+        abort(); /* as xmalloc does when memory runs out */
+}
+
 void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue)
 {
     struct feed *f = feed_find(fs, vhost, queue);
@@ -1208,13 +1329,12 @@ void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue)
     if (admin_start(fs)) {
         /* The group goes with the queue; a queue declared again with the
          * same name starts afresh, as on RabbitMQ. */
-        const char *group = (const char *)f->group.data;
-        rd_kafka_DeleteGroup_t *g = rd_kafka_DeleteGroup_new(group);
-        rd_kafka_AdminOptions_t *o =
-            rd_kafka_AdminOptions_new(fs->admin, RD_KAFKA_ADMIN_OP_DELETEGROUPS);
-        rd_kafka_DeleteGroups(fs->admin, &g, 1, o, fs->admin_q);
-        rd_kafka_AdminOptions_destroy(o);
-        rd_kafka_DeleteGroup_destroy(g);
+        struct group_delete *d = xcalloc(1, sizeof *d);
+        d->fs = fs;
+        d->group = xstrdup((const char *)f->group.data);
+        d->next = fs->deletes;
+        fs->deletes = d;
+        delete_group(d);
     }
     /* Delivered records of this queue are orphans from here: the channels
      * holding them settle them into nothing. */
@@ -1233,6 +1353,8 @@ void feeds_free(struct feeds *fs)
         fs->places->cancelled = true;
         place_finish(fs->places, false, "shutting down");
     }
+    while (fs->deletes)
+        group_delete_free(fs->deletes);
     while (fs->list) {
         struct feed *f = fs->list;
         fs->list = f->next;

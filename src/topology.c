@@ -128,6 +128,17 @@ struct topology *topology_new(const struct config *cfg)
         if (v && !strmap_has(&v->exchanges, x->name))
             strmap_put(&v->exchanges, x->name, exchange_new(x->name, x->type, true, false));
     }
+    /* queues: from the config exist from startup, durable, as if declared. */
+    for (size_t i = 0; i < cfg->n_queues; i++) {
+        const struct queue_cfg *qc = &cfg->queues[i];
+        struct vhost *v = strmap_get(&t->vhosts, qc->vhost);
+        if (!v || strmap_has(&v->queues, qc->name))
+            continue;
+        struct queue *q = xcalloc(1, sizeof *q);
+        q->name = xstrdup(qc->name);
+        q->durable = true;
+        strmap_put(&v->queues, qc->name, q);
+    }
     return t;
 }
 
@@ -309,19 +320,6 @@ static void queue_not_found(struct topo_reply *r, const char *name, const char *
     reply(r, AMQP_NOT_FOUND, "NOT_FOUND - no queue '%s' in vhost '%s'", name, vhost_name);
 }
 
-/* "amq.gen-" and 22 characters of URL-safe base64, like RabbitMQ. */
-static void generate_queue_name(char *out)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint8_t rnd[22];
-    arc4random_buf(rnd, sizeof rnd);
-    memcpy(out, "amq.gen-", 8);
-    for (size_t i = 0; i < sizeof rnd; i++)
-        out[8 + i] = alphabet[rnd[i] & 63];
-    out[8 + sizeof rnd] = '\0';
-}
-
 void topology_declare_queue(struct topology *t, const char *vhost_name, const struct queue_decl *d,
                             char *name_out, struct topo_reply *r)
 {
@@ -332,7 +330,7 @@ void topology_declare_queue(struct topology *t, const char *vhost_name, const st
             return;
         }
         do
-            generate_queue_name(name_out);
+            random_name(name_out, "amq.gen-");
         while (strmap_has(&v->queues, name_out));
     } else {
         snprintf(name_out, 256, "%s", d->name);

@@ -1,5 +1,5 @@
-/* util.c - allocation wrappers, the monotonic clock and the growable byte
- * buffer. */
+/* util.c - allocation wrappers, the monotonic clock, server-made names
+ * and the growable byte buffer. */
 #include "util.h"
 
 #include <stdarg.h>
@@ -55,6 +55,19 @@ uint64_t monotonic_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void random_name(char *out, const char *prefix)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t rnd[22];
+    arc4random_buf(rnd, sizeof rnd);
+    size_t n = strlen(prefix);
+    memcpy(out, prefix, n);
+    for (size_t i = 0; i < sizeof rnd; i++)
+        out[n + i] = alphabet[rnd[i] & 63];
+    out[n + sizeof rnd] = '\0';
 }
 
 void buf_reserve(struct buf *b, size_t extra)
