@@ -244,6 +244,14 @@ def test_queue_delete_cancels_consumers_and_if_unused_refuses(hopper_factory, ui
         while not cancelled and time.monotonic() < deadline:
             conn.process_data_events(0.1)
         assert cancelled, "no basic.cancel from hopper after queue.delete"
+        # Its group went with it: declared again, the queue starts empty
+        # although the topic still holds what was published before.
+        other.confirm_delivery()
+        h.wait_for_log("deleted with its queue")
+        publish(other, q, [b"old-1", b"old-2"])
+        other.queue_declare(q, durable=True)
+        publish(other, q, [b"new"])
+        assert [b for _, _, b in consume(other, q, 2, timeout=5)] == [b"new"]
 
 
 def test_kombu_simple_queue_round_trip(hopper_factory, uid):
@@ -264,3 +272,152 @@ def test_kombu_simple_queue_round_trip(hopper_factory, uid):
             msg.ack()
         assert sorted(got) == list(range(20))
         q.close()
+
+
+def kill_hard(h):
+    """SIGKILL hopper: no drain, no last commit."""
+    import signal
+
+    h.signal(signal.SIGKILL)
+    h.proc.wait(10)
+    h.proc = None  # the fixture's SIGTERM check is for hoppers that should exit cleanly
+
+
+def test_hopper_killed_while_consumers_hold_unacked_messages(hopper_factory, uid):
+    """After a crash the next hopper delivers again what was not acked,
+    flagged redelivered, and nothing that was acked and committed. The
+    restart has the same rabbit.instance_id (static membership), so it gets
+    the partitions back at once instead of after the session timeout."""
+    q = "crash-" + uid
+    cfg = {"rabbit": dict(RABBIT["rabbit"], instance_id="it-" + uid)}
+    h = hopper_factory(cfg)
+    conn = pika.BlockingConnection(pika.URLParameters(h.url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare(q, durable=True)
+    publish(ch, q, [b"%d" % i for i in range(10)])
+    ch.basic_qos(prefetch_count=10)
+    tags = {}
+    for method, _, body in ch.consume(q, inactivity_timeout=0.5):
+        if method is not None:
+            tags[body] = method.delivery_tag
+        if len(tags) == 10:
+            break
+    for i in range(5):
+        ch.basic_ack(tags[b"%d" % i])
+    conn.process_data_events(0.5)  # the commit interval is 50 ms
+    kill_hard(h)  # the connection dies with it
+    h2 = hopper_factory(cfg)
+    with connect(h2.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, durable=True)
+        again = consume(ch, q, 10, timeout=15)
+        assert sorted(b for _, _, b in again) == [b"%d" % i for i in range(5, 10)]
+        assert all(m.redelivered for m, _, _ in again)
+        for m, _, _ in again:
+            ch.basic_ack(m.delivery_tag)
+
+
+CONSUMER_THAT_DIES = r"""
+import os, sys, pika
+conn = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))
+ch = conn.channel()
+ch.basic_qos(prefetch_count=3)
+n = 0
+for method, props, body in ch.consume(sys.argv[2], inactivity_timeout=30):
+    n += 1
+    if n == 3:
+        print("holding", flush=True)
+        os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_killed_consumers_unacked_messages_go_to_the_next(hopper_factory, uid, tmp_path):
+    import subprocess
+    import sys
+
+    q = "dies-" + uid
+    h = hopper_factory(RABBIT)
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True)
+        publish(ch, q, [b"a", b"b", b"c", b"d"])
+        script = tmp_path / "dies.py"
+        script.write_text(CONSUMER_THAT_DIES)
+        r = subprocess.run([sys.executable, str(script), h.url, q], capture_output=True, text=True, timeout=60)
+        assert r.returncode == -9 and "holding" in r.stdout, (r.returncode, r.stdout, r.stderr)
+        got = consume(ch, q, 4)
+        assert [(b, m.redelivered) for m, _, b in got] == [(b"a", True), (b"b", True), (b"c", True), (b"d", False)]
+        for m, _, _ in got:
+            ch.basic_ack(m.delivery_tag)
+
+
+def test_two_hoppers_share_a_queue_through_the_group(hopper_factory, uid):
+    """Consumers on two instances split the queue's partitions: every
+    message reaches exactly one of them."""
+    x, q = "shared-" + uid, "shared-q-" + uid
+    h1 = hopper_factory(RABBIT)
+    h2 = hopper_factory(RABBIT)
+    got = {1: [], 2: []}
+    conns = []
+    try:
+        for n, h in ((1, h1), (2, h2)):
+            conn = pika.BlockingConnection(pika.URLParameters(h.url))
+            conns.append(conn)
+            ch = conn.channel()
+            ch.exchange_declare(x, exchange_type="topic", durable=True)
+            ch.queue_declare(q, durable=True)
+            ch.queue_bind(q, x, routing_key="k.#")
+            ch.basic_qos(prefetch_count=50)
+
+            def on_msg(ch, method, props, body, n=n):
+                got[n].append(body)
+                ch.basic_ack(method.delivery_tag)
+
+            ch.basic_consume(q, on_msg)
+        # Both members hold partitions before anything is published, so no
+        # rebalance moves unacked messages.
+        deadline = time.monotonic() + 60
+        while not all("partition(s) assigned" in h.log_text() for h in (h1, h2)):
+            assert time.monotonic() < deadline, "both hoppers never got partitions"
+            for c in conns:
+                c.process_data_events(0.1)
+        for c in conns:
+            c.process_data_events(2)
+        pub = conns[0].channel()
+        pub.confirm_delivery()
+        bodies = [b"%d" % i for i in range(300)]
+        for i, b in enumerate(bodies):
+            pub.basic_publish(x, "k.%d" % (i % 30), b, pika.BasicProperties(delivery_mode=2))
+        deadline = time.monotonic() + 60
+        while len(got[1]) + len(got[2]) < 300 and time.monotonic() < deadline:
+            for c in conns:
+                c.process_data_events(0.05)
+        assert sorted(got[1] + got[2]) == sorted(bodies)
+        assert got[1] and got[2], "one instance got no partition: %d / %d" % (len(got[1]), len(got[2]))
+    finally:
+        for c in conns:
+            if c.is_open:
+                c.close()
+
+
+def test_a_configured_queue_serves_a_topic_that_kafka_producers_write(hopper_factory, kafka, kafka_cluster, uid):
+    """queues: in the config: legacy AMQP workers consume what Kafka
+    services produce, with the record key as message_id."""
+    topic, q = "billing-" + uid, "bill-" + uid
+    kafka.create_topic(topic)
+    h = hopper_factory(dict(RABBIT, queues=[{"name": q, "topics": [topic], "message_id": "key"}]))
+    h.wait_for_log("queue '%s' in vhost '/' (config) reads 1 topic(s)" % q, timeout=60)
+    p = Producer({"bootstrap.servers": kafka_cluster, "acks": "all"})
+    for i in range(3):
+        p.produce(topic, value=b"invoice-%d" % i, key=b"inv-%d" % i, headers=[("currency", b"EUR")])
+    assert p.flush(30) == 0
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, passive=True)
+        got = consume(ch, q, 3)
+        assert sorted((b, pr.message_id) for _, pr, b in got) == [(b"invoice-%d" % i, "inv-%d" % i) for i in range(3)]
+        assert all(m.routing_key == topic and m.exchange == "" for m, _, _ in got)
+        for m, _, _ in got:
+            ch.basic_ack(m.delivery_tag)
