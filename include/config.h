@@ -39,14 +39,15 @@ struct exchange_cfg {
     int default_route; /* 1 on, 0 off, -1: inherit config.default_route */
 };
 
-/* A durable queue over existing Kafka topics (queues:). */
+/* A durable queue over existing Kafka topics, so AMQP workers can consume
+ * what Kafka producers write. Served only with task queues on. */
 struct queue_cfg {
-    char *name;
+    char *name;    /* AMQP queue name, 1..255 bytes, not "amq." */
     char *vhost;   /* default "/" */
-    char **topics; /* n_topics >= 1 */
+    char **topics; /* n_topics >= 1, distinct, used as is (no prefix) */
     size_t n_topics;
-    bool key_as_message_id;
-    int line; /* for messages */
+    bool key_as_message_id; /* message_id: key; default (none) false */
+    int line;               /* line in the file, for messages */
 };
 
 struct user_cfg {
@@ -113,6 +114,8 @@ struct config {
     size_t n_exchanges;
     struct route_cfg *routes;
     size_t n_routes;
+
+    /* queues: (default: none) */
     struct queue_cfg *queues;
     size_t n_queues;
 };

@@ -4,10 +4,10 @@
  * the mark (line, column) that error messages quote. Scalar settings are
  * described once, in settings[] below (name, type, bounds, default,
  * validator, reload): parsing, defaults and range checks all come from that
- * table. The lists (users, vhosts, kafka.properties, exchanges, routes) have
- * small parsers of their own. Nothing outside the new struct is written, and
- * the caller sees it only once it validated whole; the first problem found
- * ends the load with one line "file:line:col: key: problem".
+ * table. The lists (users, vhosts, kafka.properties, exchanges, routes,
+ * queues) have small parsers of their own. Nothing outside the new struct is
+ * written, and the caller sees it only once it validated whole; the first
+ * problem found ends the load with one line "file:line:col: key: problem".
  *
  * Rules shared by every key: unknown and duplicate keys are errors; an empty
  * value (`key:` or `key: ~`) is the same as leaving the key out; integers
@@ -29,6 +29,7 @@
 #define MAX_FILE_SIZE (16u << 20) /* a config is a few KiB; refuse to slurp a disk image */
 #define MAX_SHORTSTR 255          /* AMQP short string: vhost, exchange, routing key, header */
 #define MAX_TOPIC 249             /* Kafka's limit on topic names */
+#define MAX_QUEUE_TOPICS 64       /* queues[].topics: a group reads a few topics, not hundreds */
 #define PATH_LEN 256              /* dotted key in messages; longer ones are cut */
 
 /* ---- the table of scalar settings ---- */
@@ -122,6 +123,7 @@ struct loader {
     size_t errlen;
     yaml_node_t *set_by[N_SETTINGS]; /* value node of each setting the file set */
     yaml_node_t **exchange_vhost;    /* per exchange: vhost node, or the item if absent */
+    yaml_node_t **queue_vhost;       /* per queue: the same */
 };
 
 static int fail_at(struct loader *ld, yaml_mark_t mark, const char *key, const char *fmt, ...)
@@ -196,6 +198,13 @@ static const char *scalar(const yaml_node_t *n)
 static bool is_plain(const yaml_node_t *n)
 {
     return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+/* Whether n is the scalar s, byte for byte ("key\0x" is not "key"). */
+static bool scalar_is(const yaml_node_t *n, const char *s)
+{
+    return n->type == YAML_SCALAR_NODE && n->data.scalar.length == strlen(s) &&
+           !memcmp(n->data.scalar.value, s, n->data.scalar.length);
 }
 
 /* YAML's null: an empty plain scalar, "~" or "null". */
@@ -934,6 +943,129 @@ static int parse_routes(struct loader *ld, yaml_node_t *seq, const char *key)
     return 0;
 }
 
+/* `topics: t` stands for `topics: [t]`. Each must be a legal Kafka topic
+ * name (the rules routes[].topic follows, router_topic_valid's), and a
+ * topic listed twice is a mistake, not a wish to read it twice. */
+static int parse_queue_topics(struct loader *ld, yaml_node_t *v, const char *key,
+                              struct queue_cfg *q)
+{
+    if (v->type == YAML_SCALAR_NODE) {
+        q->topics = xcalloc(1, sizeof *q->topics);
+        q->n_topics = 1;
+        if (get_string(ld, v, key, &q->topics[0]))
+            return -1;
+        const char *problem = check_topic(q->topics[0]);
+        return problem ? fail(ld, v, key, "%s", problem) : 0;
+    }
+    if (v->type != YAML_SEQUENCE_NODE)
+        return fail(ld, v, key, "must be a topic name or a list of them");
+    size_t n = seq_len(v);
+    if (n == 0)
+        return fail(ld, v, key, "must list at least one topic");
+    if (n > MAX_QUEUE_TOPICS)
+        return fail(ld, v, key, "must list at most %d topics", MAX_QUEUE_TOPICS);
+    q->topics = xcalloc(n, sizeof *q->topics);
+    q->n_topics = n; /* zeroed entries free cleanly if we fail half way */
+    struct name_ref refs[MAX_QUEUE_TOPICS];
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = seq_item(ld, v, i);
+        char tkey[PATH_LEN];
+        path_index(tkey, key, i);
+        if (is_null(item))
+            return fail(ld, item, tkey, "must not be empty");
+        if (get_string(ld, item, tkey, &q->topics[i]))
+            return -1;
+        const char *problem = check_topic(q->topics[i]);
+        if (problem)
+            return fail(ld, item, tkey, "%s", problem);
+        refs[i] = (struct name_ref){q->topics[i], "", i};
+    }
+    size_t first = 0, dup = find_duplicate(refs, n, &first);
+    if (dup < n) {
+        char tkey[PATH_LEN];
+        path_index(tkey, key, dup);
+        return fail(ld, seq_item(ld, v, dup), tkey, "duplicate topic (first at line %zu)",
+                    seq_item(ld, v, first)->start_mark.line + 1);
+    }
+    return 0;
+}
+
+/* *name_node and *vhost_node receive the nodes later checks point at. */
+static int parse_queue(struct loader *ld, yaml_node_t *item, const char *ikey, struct queue_cfg *q,
+                       yaml_node_t **name_node, yaml_node_t **vhost_node)
+{
+    static const char *const names[] = {"name", "vhost", "topics", "message_id"};
+    struct field_node f[ARRAY_LEN(names)];
+    char fkey[PATH_LEN];
+    if (map_fields(ld, item, ikey, names, ARRAY_LEN(names), f))
+        return -1;
+    q->line = (int)item->start_mark.line + 1;
+
+    path_field(fkey, ikey, "name");
+    if (!f[0].val)
+        return fail_required(ld, item, &f[0], fkey);
+    if (get_shortstr(ld, f[0].val, fkey, &q->name))
+        return -1;
+    if (!*q->name)
+        return fail(ld, f[0].val, fkey, "must not be empty");
+    if (!strncmp(q->name, "amq.", 4))
+        return fail(ld, f[0].val, fkey, "must not start with \"amq.\" (reserved by AMQP)");
+    *name_node = f[0].val;
+
+    path_field(fkey, ikey, "vhost");
+    *vhost_node = f[1].val ? f[1].val : item;
+    if (f[1].val) {
+        if (get_shortstr(ld, f[1].val, fkey, &q->vhost))
+            return -1;
+    } else {
+        q->vhost = xstrdup("/");
+    }
+
+    path_field(fkey, ikey, "topics");
+    if (!f[2].val)
+        return fail_required(ld, item, &f[2], fkey);
+    if (parse_queue_topics(ld, f[2].val, fkey, q))
+        return -1;
+
+    path_field(fkey, ikey, "message_id");
+    q->key_as_message_id = false;
+    if (f[3].val) {
+        bool key = scalar_is(f[3].val, "key");
+        if (!key && !scalar_is(f[3].val, "none"))
+            return fail(ld, f[3].val, fkey, "must be key or none");
+        q->key_as_message_id = key;
+    }
+    return 0;
+}
+
+static int parse_queues(struct loader *ld, yaml_node_t *seq, const char *key)
+{
+    struct config *cfg = ld->cfg;
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(ld, seq, key, "must be a list");
+    size_t n = seq_len(seq);
+    cfg->queues = xcalloc(n, sizeof *cfg->queues);
+    cfg->n_queues = n;
+    ld->queue_vhost = xcalloc(n, sizeof *ld->queue_vhost);
+    struct name_ref *refs = xcalloc(n, sizeof *refs);
+    yaml_node_t **name_nodes = xcalloc(n, sizeof *name_nodes);
+    int rc = -1;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = seq_item(ld, seq, i);
+        char ikey[PATH_LEN];
+        path_index(ikey, key, i);
+        /* the vhost is checked against vhosts once the whole file is read */
+        if (parse_queue(ld, item, ikey, &cfg->queues[i], &name_nodes[i], &ld->queue_vhost[i]))
+            goto out;
+        refs[i] = (struct name_ref){cfg->queues[i].vhost, cfg->queues[i].name, i};
+    }
+    rc = check_unique_names(ld, refs, n, name_nodes, key, "duplicate queue in its vhost");
+out:
+    free(refs);
+    free(name_nodes);
+    return rc;
+}
+
 /* ---- the document ---- */
 
 typedef int (*list_fn)(struct loader *ld, yaml_node_t *val, const char *key);
@@ -947,6 +1079,7 @@ static const struct {
     {"kafka.properties", parse_properties},
     {"exchanges", parse_exchanges},
     {"routes", parse_routes},
+    {"queues", parse_queues},
 };
 
 static list_fn find_list(const char *name)
@@ -1012,6 +1145,21 @@ static int parse_section(struct loader *ld, yaml_node_t *map, const char *key)
     return 0;
 }
 
+/* LIST[i].vhost must be one of vhosts. `node` is the vhost's value, or the
+ * item itself when the vhost was left to its default. */
+static int check_listed_vhost(struct loader *ld, const char *list, size_t i, const char *vhost,
+                              yaml_node_t *node)
+{
+    if (config_has_vhost(ld->cfg, vhost))
+        return 0;
+    char ikey[PATH_LEN], fkey[PATH_LEN];
+    path_index(ikey, list, i);
+    path_field(fkey, ikey, "vhost");
+    if (node->type == YAML_MAPPING_NODE)
+        return fail(ld, node, fkey, "the default vhost \"/\" is not listed in vhosts");
+    return fail(ld, node, fkey, "is not listed in vhosts");
+}
+
 /* Rules that span keys, checked once everything is read. */
 static int cross_check(struct loader *ld)
 {
@@ -1028,17 +1176,12 @@ static int cross_check(struct loader *ld)
                     "must be at least kafka.min_insync_replicas (%d, the default)",
                     (int)cfg->min_insync_replicas);
     }
-    for (size_t i = 0; i < cfg->n_exchanges; i++) {
-        if (config_has_vhost(cfg, cfg->exchanges[i].vhost))
-            continue;
-        char ikey[PATH_LEN], fkey[PATH_LEN];
-        path_index(ikey, "exchanges", i);
-        path_field(fkey, ikey, "vhost");
-        yaml_node_t *n = ld->exchange_vhost[i];
-        if (n->type == YAML_MAPPING_NODE)
-            return fail(ld, n, fkey, "the default vhost \"/\" is not listed in vhosts");
-        return fail(ld, n, fkey, "is not listed in vhosts");
-    }
+    for (size_t i = 0; i < cfg->n_exchanges; i++)
+        if (check_listed_vhost(ld, "exchanges", i, cfg->exchanges[i].vhost, ld->exchange_vhost[i]))
+            return -1;
+    for (size_t i = 0; i < cfg->n_queues; i++)
+        if (check_listed_vhost(ld, "queues", i, cfg->queues[i].vhost, ld->queue_vhost[i]))
+            return -1;
     return 0;
 }
 
@@ -1148,6 +1291,14 @@ void config_free(struct config *cfg)
         free(cfg->routes[i].key_header);
     }
     free(cfg->routes);
+    for (size_t i = 0; i < cfg->n_queues; i++) {
+        free(cfg->queues[i].name);
+        free(cfg->queues[i].vhost);
+        for (size_t j = 0; j < cfg->queues[i].n_topics; j++)
+            free(cfg->queues[i].topics[j]);
+        free(cfg->queues[i].topics);
+    }
+    free(cfg->queues);
     free(cfg->path);
     free(cfg);
 }
@@ -1173,6 +1324,7 @@ int config_load_string(const char *name, const char *text, size_t len, struct co
         rc = cross_check(&ld);
     yaml_document_delete(&doc);
     free(ld.exchange_vhost);
+    free(ld.queue_vhost);
     if (rc) {
         config_free(ld.cfg);
         return -1;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "router.h"
 
 static char err[512];
 
@@ -68,6 +69,8 @@ static void assert_defaults(const struct config *cfg)
     assert_true(cfg->default_route);
     assert_int_equal(cfg->n_exchanges, 0);
     assert_int_equal(cfg->n_routes, 0);
+    assert_int_equal(cfg->n_queues, 0);
+    assert_null(cfg->queues);
 }
 
 static void test_defaults(void **state)
@@ -84,7 +87,8 @@ static void test_defaults(void **state)
         "# nothing here\n\n",
         "---\n",
         "--- ~\n",
-        "listen:\nlimits:\nkafka:\n  properties:\nusers:\nvhosts: ~\nexchanges:\nroutes: null\n",
+        "listen:\nlimits:\nkafka:\n  properties:\nusers:\nvhosts: ~\nexchanges:\nroutes: null\n"
+        "queues:\n",
         "listen:\n  port:\n  address: ~\n",
     };
     for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
@@ -506,6 +510,194 @@ static void test_yaml_errors(void **state)
     check_error("vhosts: [a]\nx: \0\n", 16, "t.yaml:2:4: yaml: control characters are not allowed");
 }
 
+static const char queues_yaml[] = "vhosts: [/, prod]\n"
+                                  "queues:\n"
+                                  "  - name: billing-events\n"
+                                  "    vhost: /\n"
+                                  "    topics: [billing.events]\n"
+                                  "    message_id: key\n"
+                                  "  - name: billing-events\n" /* same name, other vhost */
+                                  "    vhost: prod\n"
+                                  "    topics:\n"
+                                  "      - billing.events\n" /* a topic may feed several queues */
+                                  "      - billing.refunds\n"
+                                  "    message_id: none\n"
+                                  "  - {name: audit, topics: audit.log}\n"
+                                  "  - name: \"legacy/worker \u00e9\"\n"
+                                  "    topics: [a, b, c]\n"
+                                  "    message_id:\n";
+
+static void test_queues(void **state)
+{
+    struct config *cfg = load_ok(queues_yaml);
+    assert_int_equal(cfg->n_queues, 4);
+
+    const struct queue_cfg *q = &cfg->queues[0];
+    assert_string_equal(q->name, "billing-events");
+    assert_string_equal(q->vhost, "/");
+    assert_int_equal(q->n_topics, 1);
+    assert_string_equal(q->topics[0], "billing.events");
+    assert_true(q->key_as_message_id);
+    assert_int_equal(q->line, 3);
+
+    q = &cfg->queues[1];
+    assert_string_equal(q->name, "billing-events");
+    assert_string_equal(q->vhost, "prod");
+    assert_int_equal(q->n_topics, 2);
+    assert_string_equal(q->topics[0], "billing.events");
+    assert_string_equal(q->topics[1], "billing.refunds");
+    assert_false(q->key_as_message_id);
+    assert_int_equal(q->line, 7);
+
+    /* defaults; a single string is a list of one topic */
+    q = &cfg->queues[2];
+    assert_string_equal(q->name, "audit");
+    assert_string_equal(q->vhost, "/");
+    assert_int_equal(q->n_topics, 1);
+    assert_string_equal(q->topics[0], "audit.log");
+    assert_false(q->key_as_message_id);
+    assert_int_equal(q->line, 13);
+
+    /* AMQP queue names are any bytes but NUL; an empty message_id is none */
+    q = &cfg->queues[3];
+    assert_string_equal(q->name, "legacy/worker \xc3\xa9");
+    assert_int_equal(q->n_topics, 3);
+    assert_string_equal(q->topics[2], "c");
+    assert_false(q->key_as_message_id);
+    config_free(cfg);
+
+    /* vhosts may come after the queues that use them; queues: [] is none */
+    cfg = load_ok("queues:\n  - {name: q, vhost: prod, topics: t}\nvhosts: [prod]\n");
+    assert_string_equal(cfg->queues[0].vhost, "prod");
+    config_free(cfg);
+    cfg = load_ok("queues: []\n");
+    assert_int_equal(cfg->n_queues, 0);
+    config_free(cfg);
+
+    /* the limits themselves are fine */
+    char text[1200];
+    int n = snprintf(text, sizeof text, "queues:\n  - name: %0255d\n    topics: [t0", 7);
+    for (int i = 1; i < 64; i++)
+        n += snprintf(text + n, sizeof text - (size_t)n, ", t%d", i);
+    snprintf(text + n, sizeof text - (size_t)n, "]\n");
+    cfg = load_ok(text);
+    assert_int_equal(strlen(cfg->queues[0].name), 255);
+    assert_int_equal(cfg->queues[0].n_topics, 64);
+    assert_string_equal(cfg->queues[0].topics[63], "t63");
+    config_free(cfg);
+}
+
+static void test_queue_errors(void **state)
+{
+    expect_error("queues: {name: a}\n", "t.yaml:1:9: queues: must be a list");
+    expect_error("queues:\n  - a\n", "t.yaml:2:5: queues[0]: must be a mapping");
+    expect_error("queues:\n  - name: a\n    topics: t\n    group: g\n",
+                 "t.yaml:4:5: queues[0].group: unknown key");
+    expect_error("queues:\n  - name: a\n    topics: t\n    topics: u\n",
+                 "t.yaml:4:5: queues[0].topics: duplicate key (first at line 3)");
+
+    /* name */
+    expect_error("queues:\n  - topics: t\n", "t.yaml:2:5: queues[0].name: is required");
+    expect_error("queues:\n  - name:\n    topics: t\n", "t.yaml:2:5: queues[0].name: is required");
+    expect_error("queues:\n  - {name: \"\", topics: t}\n",
+                 "t.yaml:2:12: queues[0].name: must not be empty");
+    expect_error("queues:\n  - name: amq.gen-1\n    topics: t\n",
+                 "t.yaml:2:11: queues[0].name: must not start with \"amq.\" (reserved by AMQP)");
+    expect_error("queues:\n  - name: \"a\\0b\"\n    topics: t\n",
+                 "t.yaml:2:11: queues[0].name: must not contain NUL characters");
+    expect_error("queues:\n  - name: [a]\n    topics: t\n",
+                 "t.yaml:2:11: queues[0].name: must be a string");
+    char long_name[400];
+    snprintf(long_name, sizeof long_name, "queues:\n  - name: %0256d\n    topics: t\n", 7);
+    expect_error(long_name, "t.yaml:2:11: queues[0].name: must be at most 255 bytes");
+
+    /* vhost */
+    expect_error("queues:\n  - name: a\n    vhost: prod\n    topics: t\n",
+                 "t.yaml:3:12: queues[0].vhost: is not listed in vhosts");
+    expect_error("vhosts: [prod]\nqueues:\n  - name: a\n    topics: t\n",
+                 "t.yaml:3:5: queues[0].vhost: the default vhost \"/\" is not listed in vhosts");
+    expect_error("queues:\n  - name: a\n    vhost: \"/\\0\"\n    topics: t\n",
+                 "t.yaml:3:12: queues[0].vhost: must not contain NUL characters");
+
+    /* duplicate (vhost, name), reported at the second */
+    expect_error("queues:\n  - {name: a, topics: t}\n  - {name: b, topics: t}\n"
+                 "  - name: a\n    vhost: /\n    topics: u\n",
+                 "t.yaml:4:11: queues[2].name: duplicate queue in its vhost (first at line 2)");
+
+    /* topics, the list and the single-string form */
+    expect_error("queues:\n  - name: a\n", "t.yaml:2:5: queues[0].topics: is required");
+    expect_error("queues:\n  - name: a\n    topics:\n",
+                 "t.yaml:3:5: queues[0].topics: is required");
+    expect_error("queues:\n  - name: a\n    topics: []\n",
+                 "t.yaml:3:13: queues[0].topics: must list at least one topic");
+    expect_error("queues:\n  - name: a\n    topics: {a: 1}\n",
+                 "t.yaml:3:13: queues[0].topics: must be a topic name or a list of them");
+    expect_error("queues:\n  - name: a\n    topics: \"a b\"\n",
+                 "t.yaml:3:13: queues[0].topics: may only contain a-z, A-Z, 0-9, '.', '_' and '-' "
+                 "(Kafka topic name)");
+    expect_error("queues:\n  - name: a\n    topics: \"\"\n",
+                 "t.yaml:3:13: queues[0].topics: must not be empty");
+    expect_error("queues:\n  - name: a\n    topics: \"a\\0b\"\n",
+                 "t.yaml:3:13: queues[0].topics: must not contain NUL characters");
+    expect_error("queues:\n  - name: a\n    topics: [ok, \"a/b\"]\n",
+                 "t.yaml:3:18: queues[0].topics[1]: may only contain a-z, A-Z, 0-9, '.', '_' and "
+                 "'-' (Kafka topic name)");
+    expect_error("queues:\n  - name: a\n    topics: [ok, ..]\n",
+                 "t.yaml:3:18: queues[0].topics[1]: must not be \".\" or \"..\"");
+    expect_error("queues:\n  - name: a\n    topics: [\"a\\0b\"]\n",
+                 "t.yaml:3:14: queues[0].topics[0]: must not contain NUL characters");
+    expect_error("queues:\n  - name: a\n    topics: [[a]]\n",
+                 "t.yaml:3:14: queues[0].topics[0]: must be a string");
+    expect_error("queues:\n  - name: a\n    topics:\n      - a\n      -\n",
+                 "t.yaml:5:8: queues[0].topics[1]: must not be empty");
+    char long_topic[400];
+    snprintf(long_topic, sizeof long_topic, "queues:\n  - name: a\n    topics: [%0250d]\n", 7);
+    expect_error(long_topic, "t.yaml:3:14: queues[0].topics[0]: must be at most 249 characters "
+                             "(Kafka's limit)");
+    char many[1200];
+    int n = snprintf(many, sizeof many, "queues:\n  - name: a\n    topics: [t0");
+    for (int i = 1; i < 65; i++)
+        n += snprintf(many + n, sizeof many - (size_t)n, ", t%d", i);
+    snprintf(many + n, sizeof many - (size_t)n, "]\n");
+    expect_error(many, "t.yaml:3:13: queues[0].topics: must list at most 64 topics");
+    expect_error("queues:\n  - name: a\n    topics:\n      - a\n      - b\n      - a\n",
+                 "t.yaml:6:9: queues[0].topics[2]: duplicate topic (first at line 4)");
+    expect_error("queues:\n  - name: a\n    topics: [a, b, a]\n",
+                 "t.yaml:3:20: queues[0].topics[2]: duplicate topic (first at line 3)");
+
+    /* message_id */
+    expect_error("queues:\n  - name: a\n    topics: t\n    message_id: id\n",
+                 "t.yaml:4:17: queues[0].message_id: must be key or none");
+    expect_error("queues:\n  - name: a\n    topics: t\n    message_id: Key\n",
+                 "t.yaml:4:17: queues[0].message_id: must be key or none");
+    expect_error("queues:\n  - name: a\n    topics: t\n    message_id: \"key\\0\"\n",
+                 "t.yaml:4:17: queues[0].message_id: must be key or none");
+    expect_error("queues:\n  - name: a\n    topics: t\n    message_id: [key]\n",
+                 "t.yaml:4:17: queues[0].message_id: must be key or none");
+}
+
+/* queues[].topics takes exactly the names the router calls legal. */
+static void test_queue_topics_as_router(void **state)
+{
+    char t249[250], t250[251];
+    memset(t249, 'x', sizeof t249 - 1);
+    t249[sizeof t249 - 1] = '\0';
+    memset(t250, 'y', sizeof t250 - 1);
+    t250[sizeof t250 - 1] = '\0';
+    const char *names[] = {"orders", "a.b_c-D9", "...", "-",   "_",   ".x",          t249, t250,
+                           ".",      "..",       "a b", "a/b", "a:b", "caf\xc3\xa9", "a*", "A#"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char text[400];
+        struct config *cfg = NULL;
+        snprintf(text, sizeof text, "queues:\n  - name: q\n    topics: \"%s\"\n", names[i]);
+        int rc = config_load_string("t.yaml", text, strlen(text), &cfg, err, sizeof err);
+        if ((rc == 0) != router_topic_valid(names[i], strlen(names[i])))
+            fail_msg("topic \"%s\": config says %s, router says the opposite", names[i],
+                     rc == 0 ? "legal" : err);
+        config_free(cfg);
+    }
+}
+
 /* Anchors and aliases are plain YAML and work; merge keys are not YAML 1.2. */
 static void test_aliases(void **state)
 {
@@ -518,14 +710,25 @@ static void test_aliases(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_full),
-        cmocka_unit_test(test_shipped),        cmocka_unit_test(test_load_file_errors),
-        cmocka_unit_test(test_unknown_keys),   cmocka_unit_test(test_wrong_types),
-        cmocka_unit_test(test_bounds),         cmocka_unit_test(test_duplicates),
-        cmocka_unit_test(test_routes),         cmocka_unit_test(test_exchanges),
-        cmocka_unit_test(test_users_vhosts),   cmocka_unit_test(test_kafka),
-        cmocka_unit_test(test_listen_address), cmocka_unit_test(test_booleans),
-        cmocka_unit_test(test_yaml_errors),    cmocka_unit_test(test_aliases),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_shipped),
+        cmocka_unit_test(test_load_file_errors),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_exchanges),
+        cmocka_unit_test(test_users_vhosts),
+        cmocka_unit_test(test_kafka),
+        cmocka_unit_test(test_listen_address),
+        cmocka_unit_test(test_booleans),
+        cmocka_unit_test(test_yaml_errors),
+        cmocka_unit_test(test_aliases),
+        cmocka_unit_test(test_queues),
+        cmocka_unit_test(test_queue_errors),
+        cmocka_unit_test(test_queue_topics_as_router),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
