@@ -40,6 +40,7 @@ struct fpart {
     int32_t partition;
     struct offsets *off; /* NULL until the first fetch when nothing was committed */
     bool gone;           /* revoked: records that name it settle into nothing */
+    bool recommit;       /* the last commit failed (Kafka away): send it again */
     /* Records at or below this offset may have been delivered by an
      * earlier owner (committed metadata says how far it got): they are
      * delivered with redelivered = true. */
@@ -278,8 +279,9 @@ static rd_kafka_topic_partition_list_t *commit_list(struct feed *f, bool all)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
     for (struct fpart *p = f->parts; p; p = p->next) {
         /* No tracker: nothing fetched yet, the committed offset stands. */
-        if (!p->off || (!all && !offsets_dirty(p->off)))
+        if (!p->off || (!all && !offsets_dirty(p->off) && !p->recommit))
             continue;
+        p->recommit = false;
         int64_t at = offsets_commit_point(p->off);
         rd_kafka_topic_partition_t *tp =
             rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
@@ -304,6 +306,28 @@ static void commit(struct feed *f, bool sync)
             log_warn("queue '%s': offset commit: %s", f->queue, rd_kafka_err2str(err));
     }
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* An asynchronous commit's answer (from consumer_poll, on the loop). A
+ * failed one is sent again on the next tick, so acks made while Kafka was
+ * away are committed once it is back. */
+static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct feed *f = opaque;
+    for (int i = 0; parts && i < parts->cnt; i++) {
+        rd_kafka_resp_err_t e = err ? err : parts->elems[i].err;
+        if (!e)
+            continue;
+        struct fpart *p = part_find(f, parts->elems[i].topic, parts->elems[i].partition);
+        if (p)
+            p->recommit = true;
+        uint64_t now = monotonic_ms();
+        if (now - f->last_warn_ms >= 1000) {
+            f->last_warn_ms = now;
+            log_warn("queue '%s': offset commit: %s (trying again)", f->queue, rd_kafka_err2str(e));
+        }
+    }
 }
 
 static void on_commit_timer(evutil_socket_t fd, short what, void *arg)
@@ -699,6 +723,7 @@ static bool start(struct feed *f)
         return false;
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_committed);
     rd_kafka_conf_set_opaque(conf, f);
     char err[512];
     f->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);

@@ -421,3 +421,58 @@ def test_a_configured_queue_serves_a_topic_that_kafka_producers_write(hopper_fac
         assert all(m.routing_key == topic and m.exchange == "" for m, _, _ in got)
         for m, _, _ in got:
             ch.basic_ack(m.delivery_tag)
+
+
+@pytest.mark.slow
+@pytest.mark.deadline(420)
+def test_acks_made_while_kafka_is_down_are_committed_when_it_is_back(hopper_factory, uid):
+    """Kafka away: consumers keep their deliveries and acks are accepted;
+    the commits go through once Kafka is back, so a restart redelivers
+    nothing that was acked. (An outage longer than rabbit.session_timeout
+    gives the partitions away and all that was delivered comes again: the
+    session here outlasts the cluster's restart.)"""
+    from hopperproc import ensure_cluster
+    from test_outage import stop_cluster
+
+    q = "outage-q-" + uid
+    h = hopper_factory({"rabbit": dict(RABBIT["rabbit"], session_timeout=120000)})
+    with connect(h.url, heartbeat=600) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True)
+        publish(ch, q, [b"%d" % i for i in range(6)])
+        ch.basic_qos(prefetch_count=10)
+        got = {}
+        for method, _, body in ch.consume(q, inactivity_timeout=0.5):
+            if method is not None:
+                got[body] = method.delivery_tag
+            if len(got) == 6:
+                break
+        stop_cluster()
+        try:
+            for i in range(4):
+                ch.basic_ack(got[b"%d" % i])
+            conn.process_data_events(3)  # commits fail meanwhile
+        finally:
+            ensure_cluster()
+        h.wait_for_log("consuming through group", timeout=5)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            conn.process_data_events(1)
+            if committed_max(h, q) == 4:
+                break
+        assert committed_max(h, q) == 4
+    h.stop()
+    h2 = hopper_factory(RABBIT)
+    with connect(h2.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, durable=True)
+        again = consume(ch, q, 6, timeout=30)
+        assert sorted(b for _, _, b in again) == [b"4", b"5"]
+        for m, _, _ in again:
+            ch.basic_ack(m.delivery_tag)
+
+
+def committed_max(h, q):
+    offs = committed(h.config["kafka"]["bootstrap_servers"], group_of(q), q)
+    return max(offs.values())
