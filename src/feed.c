@@ -1182,14 +1182,27 @@ static bool admin_start(struct feeds *fs)
         return true;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[512];
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", fs->cfg->bootstrap_servers, err, sizeof err) !=
-            RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "client.id", "hopper-admin", err, sizeof err) != RD_KAFKA_CONF_OK) {
+    /* A consumer handle with a group of its own, never joined: librdkafka
+     * 2.8.0 answers an admin OffsetFetch's NOT_COORDINATOR (a cluster whose
+     * coordinator is still loading) by poking the handle's consumer group,
+     * and crashed on a producer handle, which has none (librdkafka issue
+     * 5040). "<prefix>admin" cannot be a queue's group: those have a dot
+     * between vhost and queue after the prefix. */
+    struct buf group = {0};
+    buf_append(&group, fs->cfg->group_prefix, strlen(fs->cfg->group_prefix));
+    buf_append(&group, "admin", 6);
+    bool ok =
+        rd_kafka_conf_set(conf, "bootstrap.servers", fs->cfg->bootstrap_servers, err, sizeof err) ==
+            RD_KAFKA_CONF_OK &&
+        rd_kafka_conf_set(conf, "client.id", "hopper-admin", err, sizeof err) == RD_KAFKA_CONF_OK &&
+        rd_kafka_conf_set(conf, "group.id", group.data, err, sizeof err) == RD_KAFKA_CONF_OK;
+    buf_free(&group);
+    if (!ok) {
         log_error("queue admin client: %s", err);
         rd_kafka_conf_destroy(conf);
         return false;
     }
-    fs->admin = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    fs->admin = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!fs->admin) {
         log_error("queue admin client: %s", err);
         rd_kafka_conf_destroy(conf);
