@@ -57,12 +57,12 @@ static const char *reply_error(amqp_rpc_reply_t r)
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
             amqp_connection_close_t *m = r.reply.decoded;
-            snprintf(buf, sizeof buf, "connection.close %u %.*s", m->reply_code, (int)m->reply_text.len,
-                     (char *)m->reply_text.bytes);
+            snprintf(buf, sizeof buf, "connection.close %u %.*s", m->reply_code,
+                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
         } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
             amqp_channel_close_t *m = r.reply.decoded;
-            snprintf(buf, sizeof buf, "channel.close %u %.*s", m->reply_code, (int)m->reply_text.len,
-                     (char *)m->reply_text.bytes);
+            snprintf(buf, sizeof buf, "channel.close %u %.*s", m->reply_code,
+                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
         } else {
             snprintf(buf, sizeof buf, "server method 0x%08x", r.reply.id);
         }
@@ -138,8 +138,8 @@ static const char *await_confirms(void)
             amqp_basic_return_t *m = f.payload.method.decoded;
             ch[c].returns++;
             ch[c].last_return_code = m->reply_code;
-            snprintf(ch[c].last_return_text, sizeof ch[c].last_return_text, "%.*s", (int)m->reply_text.len,
-                     (char *)m->reply_text.bytes);
+            snprintf(ch[c].last_return_text, sizeof ch[c].last_return_text, "%.*s",
+                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
             amqp_message_t msg;
             amqp_rpc_reply_t r = amqp_read_message(conn, f.channel, &msg, 0);
             if (r.reply_type != AMQP_RESPONSE_NORMAL)
@@ -158,12 +158,12 @@ static const char *await_confirms(void)
     return NULL;
 }
 
-static int publish(int c, const char *exchange, const char *key, int mandatory, const amqp_basic_properties_t *p,
-                   amqp_bytes_t body)
+static int publish(int c, const char *exchange, const char *key, int mandatory,
+                   const amqp_basic_properties_t *p, amqp_bytes_t body)
 {
     published(c);
-    return amqp_basic_publish(conn, (amqp_channel_t)c, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key),
-                              mandatory, 0, p, body);
+    return amqp_basic_publish(conn, (amqp_channel_t)c, amqp_cstring_bytes(exchange),
+                              amqp_cstring_bytes(key), mandatory, 0, p, body);
 }
 
 static amqp_field_value_t str_value(const char *s)
@@ -195,13 +195,15 @@ int main(void)
     conn = amqp_new_connection();
     amqp_socket_t *sock = amqp_tcp_socket_new(conn);
     struct timeval tv = {timeout_s, 0};
-    if (!sock || amqp_socket_open_noblock(sock, getenv("COMPAT_HOST"), atoi(getenv("COMPAT_PORT")), &tv) != AMQP_STATUS_OK) {
+    if (!sock || amqp_socket_open_noblock(sock, getenv("COMPAT_HOST"), atoi(getenv("COMPAT_PORT")),
+                                          &tv) != AMQP_STATUS_OK) {
         step("connect", 0, "error=\"socket open failed\"");
         return 1;
     }
     amqp_set_handshake_timeout(conn, &tv);
     amqp_set_rpc_timeout(conn, &tv);
-    const char *err = reply_error(amqp_login(conn, "/", 0, 131072, 60, AMQP_SASL_METHOD_PLAIN, "guest", "guest"));
+    const char *err =
+        reply_error(amqp_login(conn, "/", 0, 131072, 60, AMQP_SASL_METHOD_PLAIN, "guest", "guest"));
     if (err) {
         step("connect", 0, "error=\"%s\"", err);
         return 1;
@@ -218,8 +220,8 @@ int main(void)
         }
     }
     if (!err) {
-        amqp_exchange_declare(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes("topic"), 0, 0, 0, 0,
-                              amqp_empty_table);
+        amqp_exchange_declare(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes("topic"), 0,
+                              0, 0, 0, amqp_empty_table);
         err = reply_error(amqp_get_rpc_reply(conn));
     }
     if (!err) {
@@ -227,13 +229,13 @@ int main(void)
         err = reply_error(amqp_get_rpc_reply(conn));
     }
     if (!err) {
-        amqp_queue_bind(conn, 1, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange), amqp_cstring_bytes("k.#"),
-                        amqp_empty_table);
+        amqp_queue_bind(conn, 1, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+                        amqp_cstring_bytes("k.#"), amqp_empty_table);
         err = reply_error(amqp_get_rpc_reply(conn));
     }
     if (!err) {
-        amqp_exchange_declare(conn, 1, amqp_cstring_bytes("compat-noroute"), amqp_cstring_bytes("topic"), 0, 1, 0, 0,
-                              amqp_empty_table);
+        amqp_exchange_declare(conn, 1, amqp_cstring_bytes("compat-noroute"),
+                              amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
         err = reply_error(amqp_get_rpc_reply(conn));
     }
     if (err) {
@@ -248,15 +250,17 @@ int main(void)
     for (int i = 0; i < COUNT; i++) {
         snprintf(key, sizeof key, "k.%d", i % 10);
         snprintf(body, sizeof body, "%s:%d", run, i);
-        if (publish(i % 2 == 0 ? 1 : 2, exchange, key, 0, NULL, amqp_cstring_bytes(body)) != AMQP_STATUS_OK) {
+        if (publish(i % 2 == 0 ? 1 : 2, exchange, key, 0, NULL, amqp_cstring_bytes(body)) !=
+            AMQP_STATUS_OK) {
             step("publish", 0, "error=\"basic.publish failed\"");
             return 1;
         }
     }
     err = await_confirms();
     int acks = ch[1].acks + ch[2].acks, nacks = ch[1].nacks + ch[2].nacks;
-    step("publish", !err && acks == COUNT && nacks == 0, "acks=%d nacks=%d returns=%d _max_in_flight=%d _ms=%d%s%s%s",
-         acks, nacks, ch[1].returns + ch[2].returns, COUNT, (int)((now() - t0) * 1000), err ? " error=\"" : "",
+    step("publish", !err && acks == COUNT && nacks == 0,
+         "acks=%d nacks=%d returns=%d _max_in_flight=%d _ms=%d%s%s%s", acks, nacks,
+         ch[1].returns + ch[2].returns, COUNT, (int)((now() - t0) * 1000), err ? " error=\"" : "",
          err ? err : "", err ? "\"" : "");
     if (err)
         return 1;
@@ -267,10 +271,12 @@ int main(void)
     err = await_confirms();
     int acked = !err && ch[1].acks == before + 1;
     if (ch[1].returns)
-        step("mandatory", acked && ch[1].last_return_code == 312, "acked=%s returned=%d reply_code=%d reply_text=%s",
-             acked ? "true" : "false", ch[1].returns, ch[1].last_return_code, ch[1].last_return_text);
+        step("mandatory", acked && ch[1].last_return_code == 312,
+             "acked=%s returned=%d reply_code=%d reply_text=%s", acked ? "true" : "false",
+             ch[1].returns, ch[1].last_return_code, ch[1].last_return_text);
     else
-        step("mandatory", 0, "acked=%s returned=0 reply_code=- reply_text=-", acked ? "true" : "false");
+        step("mandatory", 0, "acked=%s returned=0 reply_code=- reply_text=-",
+             acked ? "true" : "false");
     if (err)
         return 1;
 
@@ -295,11 +301,12 @@ int main(void)
     amqp_field_value_t list[2] = {int_value(1), str_value("two")};
     amqp_field_value_t boolean = {.kind = AMQP_FIELD_KIND_BOOLEAN};
     boolean.value.boolean = 1;
-    amqp_table_entry_t headers[5] = {{amqp_cstring_bytes("x-str"), str_value("text")},
-                                     {amqp_cstring_bytes("x-int"), int_value(42)},
-                                     {amqp_cstring_bytes("x-bool"), boolean},
-                                     {amqp_cstring_bytes("x-list"), {.kind = AMQP_FIELD_KIND_ARRAY}},
-                                     {amqp_cstring_bytes("x-nested"), {.kind = AMQP_FIELD_KIND_TABLE}}};
+    amqp_table_entry_t headers[5] = {
+        {amqp_cstring_bytes("x-str"), str_value("text")},
+        {amqp_cstring_bytes("x-int"), int_value(42)},
+        {amqp_cstring_bytes("x-bool"), boolean},
+        {amqp_cstring_bytes("x-list"), {.kind = AMQP_FIELD_KIND_ARRAY}},
+        {amqp_cstring_bytes("x-nested"), {.kind = AMQP_FIELD_KIND_TABLE}}};
     headers[3].value.value.array = (amqp_array_t){2, list};
     headers[4].value.value.table = (amqp_table_t){2, nested};
     char corr[64], reply_to[64], msgid[64], app[64];
@@ -308,10 +315,12 @@ int main(void)
     snprintf(msgid, sizeof msgid, "mid-%s", run);
     snprintf(app, sizeof app, "compat-%s", client);
     amqp_basic_properties_t p = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG | AMQP_BASIC_HEADERS_FLAG |
-                  AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG |
-                  AMQP_BASIC_REPLY_TO_FLAG | AMQP_BASIC_EXPIRATION_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
-                  AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_USER_ID_FLAG | AMQP_BASIC_APP_ID_FLAG,
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
+                  AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                  AMQP_BASIC_PRIORITY_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG |
+                  AMQP_BASIC_REPLY_TO_FLAG | AMQP_BASIC_EXPIRATION_FLAG |
+                  AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_TYPE_FLAG |
+                  AMQP_BASIC_USER_ID_FLAG | AMQP_BASIC_APP_ID_FLAG,
         .content_type = amqp_cstring_bytes("application/json"),
         .content_encoding = amqp_cstring_bytes("utf-8"),
         .headers = {5, headers},
