@@ -1,7 +1,7 @@
 """run.py - the compat runner behind `make compat` (see README.md here).
 
 Starts (or reuses) the local 3-node Kafka cluster, one hopper on a free port
-with a generated config, and a real RabbitMQ (Debian's rabbitmq-server) on
+with a generated config and task queues on (--enable-rabbit), and a real RabbitMQ (Debian's rabbitmq-server) on
 its own ports and data folder; installs each client library at its pinned
 version into .cache/compat; runs every client's scenario program against
 both servers; reads back from Kafka what hopper wrote and checks it against
@@ -38,7 +38,7 @@ import amqpprops  # noqa: E402
 import clients as clientlib  # noqa: E402
 import matrix  # noqa: E402
 import suites as suitelib  # noqa: E402
-from hopperproc import DEFAULT_BOOTSTRAP, Hopper, cluster, free_port  # noqa: E402
+from hopperproc import Hopper, cluster, free_port  # noqa: E402
 
 SPEC = json.loads(clientlib.SPEC.read_text())
 PROGRAM_TIMEOUT = 180  # one scenario program, whole run
@@ -537,8 +537,13 @@ def main():
     r = cluster("start")
     if r.returncode != 0:
         sys.exit("compat: cluster.sh start failed:\n" + r.stdout[-3000:])
+    # cluster.sh says where the cluster listens (KAFKA_BROKER_PORTS, KAFKA_HOST):
+    # never guess the default ports, another run's cluster may be there.
     r = cluster("bootstrap", timeout=30)
-    bootstrap = r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else DEFAULT_BOOTSTRAP
+    if r.returncode != 0 or not r.stdout.strip():
+        sys.exit("compat: cluster.sh bootstrap failed:\n" + r.stdout[-3000:])
+    bootstrap = r.stdout.strip().splitlines()[-1]
+    log("Kafka bootstrap: %s" % bootstrap)
     reader = KafkaReader(bootstrap)
 
     installs = {}
@@ -553,7 +558,7 @@ def main():
             log("install of %s failed: %s" % (c.name, e))
 
     hopper = Hopper(
-        cache / "hopper", bootstrap,
+        cache / "hopper", bootstrap, args=["--enable-rabbit"],
         config_overrides={"exchanges": [
             {"name": "events", "type": "topic", "vhost": "/"},
             # The unroutable step: a mandatory publish here has no route.

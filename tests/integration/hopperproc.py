@@ -190,8 +190,9 @@ class HopperFailed(AssertionError):
 class Hopper:
     """One running hopper: port, url, log path, config path, process."""
 
-    def __init__(self, workdir, bootstrap, config_overrides=None, env=None, name="hopper"):
+    def __init__(self, workdir, bootstrap, config_overrides=None, env=None, name="hopper", args=()):
         self.workdir = Path(workdir)
+        self.args = list(args)  # extra command-line arguments, e.g. ["--enable-rabbit"]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.config = deep_merge(base_config(self.port, bootstrap), config_overrides or {})
@@ -211,7 +212,7 @@ class Hopper:
         timeout = scaled(timeout)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            hopper_wrapper() + [hopper_bin(), "-c", str(self.config_path)],
+            hopper_wrapper() + [hopper_bin(), "-c", str(self.config_path)] + self.args,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
