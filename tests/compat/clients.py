@@ -123,7 +123,7 @@ class Client:
     library = ""  # what is installed
     version = ""
     mechanism = "PLAIN"  # the client's default
-    steps = ("connect", "declare", "publish", "mandatory", "big", "props", "close")
+    steps = ("connect", "declare", "publish", "mandatory", "big", "props", "close", "consume")
 
     def install(self, ctx):
         raise NotImplementedError

@@ -25,10 +25,14 @@ NOTES = [
     "is stored nowhere (the runner checks that topic `compat-noroute` gains no record).",
     "**A confirm means Kafka persisted the record** on min.insync.replicas (2) brokers; on RabbitMQ it means "
     "the queue took it. Same frames, stronger promise; confirms take longer (the `_ms` timings in the logs).",
-    "**Consuming is not implemented yet** (basic.consume/basic.get close the connection with 540): client "
-    "suite tests that consume fail on hopper and are classified needs-consuming below.",
+    "**A durable queue is a Kafka consumer group** (task queues, `--enable-rabbit`; README: Task queues). The "
+    "consume step reads the scenario's queue from the group `hopper.%2F.<queue>`, which starts at the queue's "
+    "declaration; an ack becomes a committed offset within `rabbit.commit_interval` (200 ms), so on hopper the "
+    "step waits 1 s before its closing basic.get, and the runner checks that the group committed the end of "
+    "every partition. Transient queues (exclusive, auto-delete, non-durable, server-named) are not served yet: "
+    "basic.consume or basic.get on one closes the connection with 540; client-suite tests that use them are "
+    "classified transient-queues below.",
 ]
-
 
 def _relative(path):
     import os
@@ -42,13 +46,13 @@ def esc(s):
 
 
 class Report:
-    def __init__(self, clients, installs, results, kafka, rabbit_side, suites, rabbit_version, hopper_exit,
+    def __init__(self, clients, installs, results, kafka, consumed, suites, rabbit_version, hopper_exit,
                  elapsed, logdir, hopper_log):
         self.clients = clients
         self.installs = installs
         self.results = results
         self.kafka = kafka
-        self.rabbit_side = rabbit_side
+        self.consumed = consumed  # client -> target -> run.consumed()
         self.suites = suites
         self.rabbit_version = rabbit_version
         self.hopper_exit = hopper_exit
@@ -104,9 +108,9 @@ class Report:
             for name, chk in self.kafka.get(c.name, {}).items():
                 if not chk.ok:
                     p.append("%s: Kafka %s: %s" % (c.name, name, chk.cell()))
-            rs = self.rabbit_side.get(c.name)
-            if rs and (rs.get("error") or rs.get("props_equal") is False or rs.get("props") is None):
-                p.append("%s: RabbitMQ side: %s" % (c.name, self.rabbit_cell(rs)))
+            for target, cb in sorted(self.consumed.get(c.name, {}).items()):
+                if cb.get("props_equal") is False:
+                    p.append("%s: props message as %s delivered it: %s" % (c.name, target, self.consumed_cell(cb)))
         for d in self.differences():
             if d[4] is None:
                 p.append("%s: step %s differs from RabbitMQ: hopper %s, RabbitMQ %s" % d[:4])
@@ -130,19 +134,27 @@ class Report:
     # ---- rendering -------------------------------------------------------------------
 
     @staticmethod
-    def rabbit_cell(rs):
-        if rs.get("error"):
-            return "error: %s" % rs["error"][:200]
-        parts = ["%d messages queued" % rs["count"], "bodies %s" % ("ok" if rs["bodies_ok"] else "WRONG"),
-                 "1 MiB %s" % ("ok" if rs["big_ok"] else "WRONG")]
-        if rs.get("props") is None:
+    def consumed_cell(cb, committed=None):
+        """What the consume step saw on one server; `committed`: hopper's
+        group check (a Check), if any."""
+        if cb is None:
+            return ""
+        d = cb.get("step")
+        if d is None:
+            return "not consumed: %s" % cb.get("error", "")[:200]
+        parts = ["%s of 1002 consumed" % d.get("count", "?"), "bodies %s" % d.get("bodies", "?"),
+                 "1 MiB %s" % d.get("big", "?"), "redelivered %s" % d.get("redelivered", "?"),
+                 "basic.get after: %s" % d.get("get", "?")]
+        if cb.get("props") is None:
             parts.append("props message MISSING")
-        elif rs.get("props_equal"):
+        elif cb.get("props_equal"):
             parts.append("props = Kafka's")
-        elif rs.get("props_equal") is None:
-            parts.append("props message queued (no Kafka record to compare)")
+        elif cb.get("props_equal") is None:
+            parts.append("props message delivered (no Kafka record to compare)")
         else:
-            parts.append("props DIFFER from Kafka's: %s" % rs.get("props_diff"))
+            parts.append("props DIFFER from Kafka's: %s" % cb.get("props_diff"))
+        if committed is not None:
+            parts.append(committed.cell())
         return ", ".join(parts)
 
     def hopper_version(self):
@@ -168,12 +180,15 @@ class Report:
         a("## Scenario")
         a("")
         a("Each cell is **hopper / RabbitMQ**. Steps (tests/compat/README.md): connect with the client's default "
-          "mechanism; declare a topic exchange, a queue and a binding; publish 1000 messages over two channels "
-          "with confirms (in flight together where the client allows); a mandatory message no route matches "
-          "(basic.return 312 then ack); a 1 MiB message; a message with nested headers and every basic property; "
-          "close. Celery publishes tasks with `delay()` and `apply_async()` instead (no declare/mandatory/big/props).")
+          "mechanism; declare a topic exchange, a durable queue and a binding; publish 1000 messages over two "
+          "channels with confirms (in flight together where the client allows); a mandatory message no route "
+          "matches (basic.return 312 then ack); a 1 MiB message; a message with nested headers and every basic "
+          "property; close; then consume the queue on a new connection (manual acks, prefetch 100) until all 1002 "
+          "came, nack `<run>:0` with requeue and see it again redelivered, ack the rest, and after a reconnect "
+          "basic.get finds the queue empty. Celery publishes tasks with `delay()` and `apply_async()` instead (no "
+          "declare/mandatory/big/props/consume).")
         a("")
-        steps = ["connect", "declare", "publish", "mandatory", "big", "props", "close"]
+        steps = ["connect", "declare", "publish", "mandatory", "big", "props", "close", "consume"]
         a("| client | version | mechanism | " + " | ".join(steps) + " |")
         a("|---|---|---|" + "---|" * len(steps))
         for c in self.clients:
@@ -197,29 +212,38 @@ class Report:
             "%s %s/%s" % (c.name, self._detail(c, "hopper", "publish", "_ms"), self._detail(c, "rabbitmq", "publish", "_ms"))
             for c in self.clients if "publish" in c.steps and "declare" in c.steps) + ".")
         a("")
-        a("## What hopper wrote to Kafka, and what RabbitMQ queued")
+        a("Timings (hopper / RabbitMQ, consume step until all 1002 acked, ms; hopper's include joining the group): "
+          + ", ".join("%s %s/%s" % (c.name, self._detail(c, "hopper", "consume", "_ms"),
+                                    self._detail(c, "rabbitmq", "consume", "_ms"))
+                      for c in self.clients if "consume" in c.steps) + ".")
+        a("")
+        a("## What hopper wrote to Kafka, and what each server delivered")
         a("")
         a("Checked against README.md's record-format contract: value bytes, key (the routing key), every header "
           "in order (`amqp.exchange`, `amqp.routing_key`, one `amqp.<property>` per property set, application "
           "headers as text/JSON, `amqp.properties` last) computed from the record's own `amqp.properties` by an "
           "independent decoder (tests/compat/amqpprops.py); the props message's decoded properties must equal "
-          "what the scenario set. The RabbitMQ column consumes the client's queue there and compares the props "
-          "message's properties as RabbitMQ delivers them with the ones hopper archived.")
+          "what the scenario set. The last two columns are what the client's consume step got from each server: "
+          "the props message's properties as the client decoded them are compared with the ones hopper archived "
+          "(so with what the scenario set); on hopper, the queue's consumer group must have committed the end of "
+          "every partition of the client's topic.")
         a("")
-        a("| client | 1000 messages | 1 MiB | props + nested headers | unroutable (stored nowhere) | client's default properties | RabbitMQ queue |")
-        a("|---|---|---|---|---|---|---|")
+        a("| client | 1000 messages | 1 MiB | props + nested headers | unroutable (stored nowhere) | client's default properties | consumed from hopper | consumed from RabbitMQ |")
+        a("|---|---|---|---|---|---|---|---|")
         for c in self.clients:
             k = self.kafka.get(c.name)
             if not k:
                 continue
             if "tasks" in k:
-                a("| %s | %s | n/a | n/a | n/a | | n/a |" % (c.name, esc(k["tasks"].cell())))
+                a("| %s | %s | n/a | n/a | n/a | | n/a | n/a |" % (c.name, esc(k["tasks"].cell())))
                 continue
             dp = getattr(k["publish"], "default_props", [])
-            rs = self.rabbit_side.get(c.name)
-            a("| %s | %s | %s | %s | %s | %s | %s |" % (
+            cb = self.consumed.get(c.name, {})
+            a("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 c.name, esc(k["publish"].cell()), esc(k["big"].cell()), esc(k["props"].cell()),
-                esc(k["unroutable"].cell()), esc("; ".join(dp)), esc(self.rabbit_cell(rs)) if rs else ""))
+                esc(k["unroutable"].cell()), esc("; ".join(dp)),
+                esc(self.consumed_cell(cb.get("hopper"), k.get("committed"))),
+                esc(self.consumed_cell(cb.get("rabbitmq")))))
         a("")
         a("## Client test suites against hopper")
         a("")

@@ -1,13 +1,15 @@
 """run.py - the compat runner behind `make compat` (see README.md here).
 
 Starts (or reuses) the local 3-node Kafka cluster, one hopper on a free port
-with a generated config and task queues on (--enable-rabbit), and a real RabbitMQ (Debian's rabbitmq-server) on
-its own ports and data folder; installs each client library at its pinned
-version into .cache/compat; runs every client's scenario program against
-both servers; reads back from Kafka what hopper wrote and checks it against
-README.md's record-format contract; reads the same messages back from
-RabbitMQ's queue; runs the client test suites (suites.py); writes
-MATRIX.md. Every wait has a deadline. Exit status 0 only if every client
+with a generated config and task queues on (--enable-rabbit), and a real
+RabbitMQ (Debian's rabbitmq-server) on its own ports and data folder;
+installs each client library at its pinned version into .cache/compat; runs
+every client's scenario program against both servers (the program consumes
+its queue on each); reads back from Kafka what hopper wrote and checks it
+against README.md's record-format contract, and that the queue's consumer
+group committed every record; compares the props message as each server
+delivered it with what hopper archived; runs the client test suites
+(suites.py); writes MATRIX.md. Every wait has a deadline. Exit status 0 only if every client
 passed every step on hopper, every record was right and every failure of a
 client suite is classified.
 
@@ -138,6 +140,9 @@ class RabbitMQ:
 
 
 STEP_RE = re.compile(r"^STEP (\S+) (ok|FAIL)\s?(.*)$")
+# The consume step's props message, its properties as the client decoded
+# them, as JSON (tests/compat/README.md).
+DELIVERED_RE = re.compile(r"^DELIVERED (\{.*\})$")
 
 
 def parse_detail(text):
@@ -155,6 +160,7 @@ class Result:
     def __init__(self, client, target):
         self.client, self.target = client, target
         self.steps = {}  # name -> (ok, detail text, detail dict)
+        self.delivered = None  # the props message's properties as consumed (DELIVERED line)
         self.exit_code = None
         self.error = None  # install failure, timeout
         self.log_path = None
@@ -197,6 +203,12 @@ def run_program(ctx, client, target, url, port, run_id, logdir):
         m = STEP_RE.match(line.strip())
         if m:
             res.steps[m.group(1)] = (m.group(2) == "ok", m.group(3), parse_detail(m.group(3)))
+        m = DELIVERED_RE.match(line.strip())
+        if m:
+            try:
+                res.delivered = json.loads(m.group(1))
+            except ValueError as e:
+                res.delivered = {"__undecodable__": "%s: %s" % (e, m.group(1)[:200])}
     if res.error is None and res.exit_code != 0 and not any(not s[0] for s in res.steps.values()):
         res.error = "exit code %d: %s" % (res.exit_code, out.strip().splitlines()[-1][:300] if out.strip() else "")
     return res
@@ -422,59 +434,65 @@ def check_celery_kafka(reader, client, result, start_offsets):
     return {"tasks": c}
 
 
-# ---- RabbitMQ: what it queued -------------------------------------------------------------
+# ---- what each server delivered to the consume step ------------------------------------
 
 
-def drain_rabbit(url, client, run_id, timeout=60):
-    """Consume the client's queue on RabbitMQ: count, bodies, the props
-    message's properties. Uses Debian's pika (python3-pika)."""
-    import pika
+def group_of(queue, vhost="/"):
+    """The consumer group hopper reads a durable queue through (README: Task
+    queues): vhost keeps [A-Za-z0-9_-], the queue also '.', others %XX."""
+    keep = lambda s, extra: "".join(  # noqa: E731
+        c if (c.isascii() and c.isalnum()) or c in "_-" + extra else "%%%02X" % ord(c) for c in s
+    )
+    return "hopper." + keep(vhost, "") + "." + keep(queue, ".")
+
+
+def committed_check(reader, bootstrap, client, run_id):
+    """Every record of the client's topic is committed by its queue's group:
+    the consume step acked them all, and hopper commits acks (README: Ack ->
+    commit). Committed offset per partition == the partition's end."""
+    from confluent_kafka import Consumer, TopicPartition
 
     name = client.name.replace("-", "")
-    queue = "compat.%s.%s.q" % (name, run_id)
-    out = {"count": 0, "bodies_ok": False, "big_ok": False, "props": None, "error": None}
+    topic = "compat.%s.%s" % (name, run_id)
+    group = group_of(topic + ".q")
+    c = Check("committed")
     try:
-        conn = pika.BlockingConnection(pika.URLParameters(url + "?blocked_connection_timeout=30&socket_timeout=10"))
-        ch = conn.channel()
-        ch.basic_qos(prefetch_count=500)
-        seen = set()
-        deadline = time.monotonic() + timeout
-        for method, props, body in ch.consume(queue, auto_ack=True, inactivity_timeout=3):
-            if method is None or time.monotonic() > deadline:
-                break
-            out["count"] += 1
-            if method.routing_key == SPEC["big_key"]:
-                out["big_ok"] = body == big_body()
-            elif method.routing_key == SPEC["props_key"]:
-                out["props"] = props
-            else:
-                seen.add(body.decode(errors="replace"))
-        ch.cancel()
-        conn.close()
-        out["bodies_ok"] = seen == {SPEC["body"] % (run_id, i) for i in range(SPEC["count"])}
+        ends = reader.end_offsets(topic)
+        cons = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+        try:
+            got = {tp.partition: tp.offset for tp in cons.committed(
+                [TopicPartition(topic, p) for p in sorted(ends)], timeout=KAFKA_TIMEOUT)}
+        finally:
+            cons.close()
+        behind = {p: (got.get(p), end) for p, end in ends.items() if end > 0 and got.get(p) != end}
+        if not ends:
+            c.fail("topic %s not found" % topic)
+        elif behind:
+            c.fail("group %s: committed/end %s" % (group, ", ".join(
+                "p%d %s/%d" % (p, o, e) for p, (o, e) in sorted(behind.items()))))
+        c.note = "all %d partitions committed to the end" % len(ends)
     except Exception as e:  # noqa: BLE001
-        out["error"] = repr(e)
+        c.fail("reading %s's offsets: %s" % (group, e))
+    return c
+
+
+def consumed(res, kprops):
+    """What the consume step on one server saw, and whether the props message
+    as that server delivered it equals what hopper archived in Kafka."""
+    out = {"step": None, "props": res.delivered, "props_equal": None}
+    if "consume" not in res.steps:
+        out["error"] = res.error or "no consume step"
+        return out
+    ok, _, d = res.steps["consume"]
+    out["step"] = d
+    if res.delivered is not None and kprops:
+        out["props_equal"] = res.delivered == kprops
+        if not out["props_equal"]:
+            out["props_diff"] = {
+                k: (res.delivered.get(k), kprops.get(k))
+                for k in sorted(set(kprops) | set(res.delivered)) if res.delivered.get(k) != kprops.get(k)
+            }
     return out
-
-
-def pika_props_plain(props):
-    out = {}
-    for k in ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
-              "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id"):
-        v = getattr(props, k, None)
-        if v is not None:
-            out[k] = _plain(v)
-    return out
-
-
-def _plain(v):
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    return v
 
 
 def wait_kafka(bootstrap, timeout=180):
@@ -530,7 +548,7 @@ def main():
     if not os.access(args.hopper, os.X_OK):
         sys.exit("compat: %s is missing: run make first" % args.hopper)
     log("installing what is missing (Debian rabbitmq-server, client libraries)")
-    clientlib.ensure_debian(ctx, ["rabbitmq-server", "python3-confluent-kafka", "python3-pika"])
+    clientlib.ensure_debian(ctx, ["rabbitmq-server", "python3-confluent-kafka"])
     from kafkaread import KafkaReader
 
     log("Kafka cluster: contrib/kafka/cluster.sh start")
@@ -568,7 +586,7 @@ def main():
     rabbit = RabbitMQ(cache / "rabbitmq")
     results = {}
     kafka_checks = {}
-    rabbit_side = {}
+    consumed_by = {}  # client -> target -> consumed()
     suite_results = []
     try:
         log("starting hopper (%s) and RabbitMQ %s" % (args.hopper, rabbit.version()))
@@ -593,20 +611,9 @@ def main():
             if isinstance(c, clientlib.Celery):
                 kafka_checks[c.name] = check_celery_kafka(reader, c, results[(c.name, "hopper")], celery_start)
             else:
-                # RabbitMQ first: the props message expires there after 60 s.
-                rs = drain_rabbit(rabbit.url, c, run_id)
                 kafka_checks[c.name], kprops = check_kafka(reader, c, run_id, noroute_before)
-                if rs["props"] is not None and not kprops:
-                    rs["props_equal"] = None  # nothing archived to compare with (see the Kafka checks)
-                elif rs["props"] is not None:
-                    rs["props_equal"] = pika_props_plain(rs["props"]) == kprops
-                    if not rs["props_equal"]:
-                        rs["props_diff"] = {
-                            k: (pika_props_plain(rs["props"]).get(k), kprops.get(k))
-                            for k in set(kprops) | set(pika_props_plain(rs["props"]))
-                            if pika_props_plain(rs["props"]).get(k) != kprops.get(k)
-                        }
-                rabbit_side[c.name] = rs
+                kafka_checks[c.name]["committed"] = committed_check(reader, bootstrap, c, run_id)
+                consumed_by[c.name] = {t: consumed(results[(c.name, t)], kprops) for t in ("hopper", "rabbitmq")}
             log("%s Kafka: %s" % (c.name, " ".join("%s=%s" % (k, "ok" if v.ok else "FAIL") for k, v in kafka_checks[c.name].items())))
         if not args.no_suites:
             wanted_suites = [s for s in (args.suites or "").split(",") if s]
@@ -629,7 +636,7 @@ def main():
             shutil.copy(rabbit.log_path, logdir / "rabbitmq.log")
 
     report = matrix.Report(
-        clients=chosen, installs=installs, results=results, kafka=kafka_checks, rabbit_side=rabbit_side,
+        clients=chosen, installs=installs, results=results, kafka=kafka_checks, consumed=consumed_by,
         suites=suite_results, rabbit_version=rabbit.version(), hopper_exit=code, elapsed=time.monotonic() - T0,
         logdir=logdir, hopper_log=(logdir / "hopper.log").read_text(errors="replace"),
     )

@@ -1,16 +1,23 @@
 """The compat scenario for kombu over py-amqp, with `confirm_publish` (each
 publish waits for its confirm: kombu keeps one in flight per channel). See
-tests/compat/README.md for the steps and the output contract."""
+tests/compat/README.md for the steps and the output contract. py-amqp has
+no basic.nack: the consume step requeues with basic.reject (kombu's
+Message.requeue)."""
 
 import os
+import socket
 import sys
 import time
 
 import amqp
 import kombu
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from scenario_common import CLIENT, EXCHANGE, QUEUE, RUN, SPEC, TIMEOUT, close_step, step
+from scenario_common import (CLIENT, COMMIT_WAIT, EXCHANGE, QUEUE, RUN, SPEC, TIMEOUT, Tally, close_step, plain,
+                             step)
+
+# The scenario's queue, as declared (again) by the consume step.
+SCENARIO_QUEUE = Queue(QUEUE, Exchange(EXCHANGE, "topic", durable=False), routing_key=SPEC["binding"], durable=True)
 
 
 def main():
@@ -37,9 +44,8 @@ def main():
     # ---- declare
     try:
         ch1, ch2 = conn.channel(), conn.channel()
-        x = Exchange(EXCHANGE, "topic", durable=False)
-        q = Queue(QUEUE, x, routing_key=SPEC["binding"], durable=False)
-        bound = q(ch1)
+        x = SCENARIO_QUEUE.exchange
+        bound = SCENARIO_QUEUE(ch1)
         bound.declare()
         _, messages, _ = bound.queue_declare(passive=True)
         noroute = Exchange(SPEC["noroute_exchange"], "topic", durable=True)
@@ -133,5 +139,50 @@ def main():
     return close_step(close)
 
 
+def delivered_properties(message):
+    """py-amqp's properties, with application_headers named headers."""
+    out = {}
+    for k, v in message.properties.items():
+        out["headers" if k == "application_headers" else k] = plain(v)
+    return out
+
+
+def consume_step():
+    """Consume the queue with manual acks and prefetch 100 until all 1002
+    came, the requeued one again; then, on a new connection, basic.get."""
+    tally = Tally()
+    t0 = time.monotonic()
+    get_empty = None
+
+    def on_message(message):
+        info = message.delivery_info
+        if tally.saw(info["routing_key"], message.body, info["redelivered"],
+                     lambda: delivered_properties(message)) == "nack":
+            message.requeue()
+        else:
+            message.ack()
+
+    try:
+        with Connection(os.environ["COMPAT_URL"], connect_timeout=TIMEOUT) as conn:
+            consumer = Consumer(conn.channel(), queues=[SCENARIO_QUEUE], on_message=on_message, no_ack=False)
+            consumer.qos(prefetch_count=100)
+            consumer.consume()
+            deadline = time.monotonic() + TIMEOUT
+            while not tally.done() and time.monotonic() < deadline:
+                try:
+                    conn.drain_events(timeout=0.5)
+                except socket.timeout:
+                    pass
+            consumer.cancel()
+        ms = (time.monotonic() - t0) * 1000
+        if tally.done():
+            time.sleep(COMMIT_WAIT)
+            with Connection(os.environ["COMPAT_URL"], connect_timeout=TIMEOUT) as conn:
+                get_empty = SCENARIO_QUEUE(conn.channel()).get(no_ack=False) is None
+    except Exception as e:  # noqa: BLE001
+        return tally.report((time.monotonic() - t0) * 1000, get_empty, e)
+    return tally.report(ms, get_empty)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main() or consume_step())

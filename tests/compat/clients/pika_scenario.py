@@ -1,6 +1,7 @@
 """The compat scenario for pika (asynchronous adapter, so that many publishes
-are in flight at once). See tests/compat/README.md for the steps and the
-output contract; the values come from scenario.json."""
+are in flight at once; the consume step uses the blocking adapter, the one
+whose basic_get reports get-empty). See tests/compat/README.md for the steps
+and the output contract; the values come from scenario.json."""
 
 import asyncio
 import os
@@ -10,11 +11,8 @@ import time
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from scenario_common import CLIENT, EXCHANGE, QUEUE, RUN, SPEC, TIMEOUT, step
-
-
-def big_body():
-    return bytes(i % 251 for i in range(SPEC["big_size"]))
+from scenario_common import (CLIENT, COMMIT_WAIT, EXCHANGE, PROPERTY_NAMES, QUEUE, RUN, SPEC, TIMEOUT, Tally,
+                             big_body, plain, step)
 
 
 def props_message():
@@ -135,7 +133,7 @@ async def main():
         ch1, conf1, ret1 = await open_channel()
         ch2, conf2, ret2 = await open_channel()
         await rpc(ch1.exchange_declare, exchange=EXCHANGE, exchange_type="topic")
-        q = await rpc(ch1.queue_declare, queue=QUEUE)
+        q = await rpc(ch1.queue_declare, queue=QUEUE, durable=True)
         await rpc(ch1.queue_bind, queue=QUEUE, exchange=EXCHANGE, routing_key=SPEC["binding"])
         await rpc(ch1.exchange_declare, exchange=SPEC["noroute_exchange"], exchange_type="topic", durable=True)
         step("declare", True, "queue_messages=%d" % q.method.message_count)
@@ -217,5 +215,43 @@ async def main():
     return 0
 
 
+def consume_step():
+    """Consume the queue with manual acks and prefetch 100 until all 1002
+    came, the nacked one again; then, on a new connection, basic.get."""
+    tally = Tally()
+    t0 = time.monotonic()
+    get_empty = None
+    params = pika.URLParameters(os.environ["COMPAT_URL"])
+    try:
+        conn = pika.BlockingConnection(params)
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=100)
+        deadline = time.monotonic() + TIMEOUT
+        for method, props, body in ch.consume(QUEUE, auto_ack=False, inactivity_timeout=0.5):
+            if method is not None:
+                what = tally.saw(method.routing_key, body, method.redelivered,
+                                 lambda: {k: plain(getattr(props, k)) for k in PROPERTY_NAMES
+                                          if getattr(props, k, None) is not None})
+                if what == "nack":
+                    ch.basic_nack(method.delivery_tag, requeue=True)
+                else:
+                    ch.basic_ack(method.delivery_tag)
+            if tally.done() or time.monotonic() > deadline:
+                break
+        ch.cancel()
+        ms = (time.monotonic() - t0) * 1000
+        conn.close()
+        if tally.done():
+            time.sleep(COMMIT_WAIT)
+            conn = pika.BlockingConnection(params)
+            method, _, _ = conn.channel().basic_get(QUEUE, auto_ack=False)
+            get_empty = method is None
+            conn.close()
+    except Exception as e:  # noqa: BLE001
+        return tally.report((time.monotonic() - t0) * 1000, get_empty, e)
+    return tally.report(ms, get_empty)
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    rc = asyncio.run(main())
+    sys.exit(rc or consume_step())

@@ -5,12 +5,14 @@
  * drift shows up as a failed check. */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #define COUNT 1000
 #define BIG_SIZE 1048576
@@ -180,6 +182,302 @@ static amqp_field_value_t int_value(int32_t i)
     return v;
 }
 
+/* ---- the consume step ---- */
+
+/* A new connection with channel 1 open, or NULL (why in *err). */
+static amqp_connection_state_t open_again(const char **err)
+{
+    amqp_connection_state_t c = amqp_new_connection();
+    amqp_socket_t *sock = amqp_tcp_socket_new(c);
+    struct timeval tv = {timeout_s, 0};
+    if (!sock || amqp_socket_open_noblock(sock, getenv("COMPAT_HOST"), atoi(getenv("COMPAT_PORT")),
+                                          &tv) != AMQP_STATUS_OK) {
+        *err = "socket open failed";
+        amqp_destroy_connection(c);
+        return NULL;
+    }
+    amqp_set_handshake_timeout(c, &tv);
+    amqp_set_rpc_timeout(c, &tv);
+    *err = reply_error(amqp_login(c, "/", 0, 131072, 60, AMQP_SASL_METHOD_PLAIN, "guest", "guest"));
+    if (!*err) {
+        amqp_channel_open(c, 1);
+        *err = reply_error(amqp_get_rpc_reply(c));
+    }
+    if (*err) {
+        amqp_destroy_connection(c);
+        return NULL;
+    }
+    return c;
+}
+
+static const char *close_again(amqp_connection_state_t c)
+{
+    const char *err = reply_error(amqp_connection_close(c, AMQP_REPLY_SUCCESS));
+    int rc = amqp_destroy_connection(c);
+    return err ? err : rc != AMQP_STATUS_OK ? amqp_error_string2(rc) : NULL;
+}
+
+/* The delivered properties as JSON, the way the runner compares them. */
+static void json_bytes(amqp_bytes_t b)
+{
+    putchar('"');
+    for (size_t i = 0; i < b.len; i++) {
+        unsigned char c = ((unsigned char *)b.bytes)[i];
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void json_table(const amqp_table_t *t);
+
+static void json_value(const amqp_field_value_t *v)
+{
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        printf(v->value.boolean ? "true" : "false");
+        break;
+    case AMQP_FIELD_KIND_I8:
+        printf("%d", v->value.i8);
+        break;
+    case AMQP_FIELD_KIND_U8:
+        printf("%u", v->value.u8);
+        break;
+    case AMQP_FIELD_KIND_I16:
+        printf("%d", v->value.i16);
+        break;
+    case AMQP_FIELD_KIND_U16:
+        printf("%u", v->value.u16);
+        break;
+    case AMQP_FIELD_KIND_I32:
+        printf("%" PRId32, v->value.i32);
+        break;
+    case AMQP_FIELD_KIND_U32:
+        printf("%" PRIu32, v->value.u32);
+        break;
+    case AMQP_FIELD_KIND_I64:
+        printf("%" PRId64, v->value.i64);
+        break;
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        printf("%" PRIu64, v->value.u64);
+        break;
+    case AMQP_FIELD_KIND_F32:
+        printf("%.9g", v->value.f32);
+        break;
+    case AMQP_FIELD_KIND_F64:
+        printf("%.17g", v->value.f64);
+        break;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        json_bytes(v->value.bytes);
+        break;
+    case AMQP_FIELD_KIND_ARRAY:
+        putchar('[');
+        for (int i = 0; i < v->value.array.num_entries; i++) {
+            printf(i ? ", " : "");
+            json_value(&v->value.array.entries[i]);
+        }
+        putchar(']');
+        break;
+    case AMQP_FIELD_KIND_TABLE:
+        json_table(&v->value.table);
+        break;
+    default: /* void, decimal: not in the scenario */
+        printf("null");
+    }
+}
+
+static void json_table(const amqp_table_t *t)
+{
+    putchar('{');
+    for (int i = 0; i < t->num_entries; i++) {
+        printf(i ? ", " : "");
+        json_bytes(t->entries[i].key);
+        printf(": ");
+        json_value(&t->entries[i].value);
+    }
+    putchar('}');
+}
+
+/* Starts `"name": ` when the property is present. */
+static int key(const amqp_basic_properties_t *p, amqp_flags_t flag, const char *name,
+               const char **sep)
+{
+    if (!(p->_flags & flag))
+        return 0;
+    printf("%s\"%s\": ", *sep, name);
+    *sep = ", ";
+    return 1;
+}
+
+static void print_delivered(const amqp_basic_properties_t *p)
+{
+    const char *sep = "";
+    printf("DELIVERED {");
+    if (key(p, AMQP_BASIC_CONTENT_TYPE_FLAG, "content_type", &sep))
+        json_bytes(p->content_type);
+    if (key(p, AMQP_BASIC_CONTENT_ENCODING_FLAG, "content_encoding", &sep))
+        json_bytes(p->content_encoding);
+    if (key(p, AMQP_BASIC_HEADERS_FLAG, "headers", &sep))
+        json_table(&p->headers);
+    if (key(p, AMQP_BASIC_DELIVERY_MODE_FLAG, "delivery_mode", &sep))
+        printf("%u", p->delivery_mode);
+    if (key(p, AMQP_BASIC_PRIORITY_FLAG, "priority", &sep))
+        printf("%u", p->priority);
+    if (key(p, AMQP_BASIC_CORRELATION_ID_FLAG, "correlation_id", &sep))
+        json_bytes(p->correlation_id);
+    if (key(p, AMQP_BASIC_REPLY_TO_FLAG, "reply_to", &sep))
+        json_bytes(p->reply_to);
+    if (key(p, AMQP_BASIC_EXPIRATION_FLAG, "expiration", &sep))
+        json_bytes(p->expiration);
+    if (key(p, AMQP_BASIC_MESSAGE_ID_FLAG, "message_id", &sep))
+        json_bytes(p->message_id);
+    if (key(p, AMQP_BASIC_TIMESTAMP_FLAG, "timestamp", &sep))
+        printf("%" PRIu64, p->timestamp);
+    if (key(p, AMQP_BASIC_TYPE_FLAG, "type", &sep))
+        json_bytes(p->type);
+    if (key(p, AMQP_BASIC_USER_ID_FLAG, "user_id", &sep))
+        json_bytes(p->user_id);
+    if (key(p, AMQP_BASIC_APP_ID_FLAG, "app_id", &sep))
+        json_bytes(p->app_id);
+    if (key(p, AMQP_BASIC_CLUSTER_ID_FLAG, "cluster_id", &sep))
+        json_bytes(p->cluster_id);
+    printf("}\n");
+}
+
+static int bytes_is(amqp_bytes_t b, const char *s)
+{
+    return b.len == strlen(s) && !memcmp(b.bytes, s, b.len);
+}
+
+/* Consume with manual acks and prefetch 100 until all 1002 came, the nacked
+ * one (body <run>:0) again; then, on a new connection, basic.get. */
+static int consume_step(const char *queue, const unsigned char *big)
+{
+    static unsigned char small[COUNT];
+    int deliveries = 0, redelivered = 0, bad = 0, n_small = 0, big_seen = 0, big_ok = 0, props = 0;
+    int nacked = 0, back = 0;
+    const char *get = "not-run", *err = NULL;
+    char first[64];
+    snprintf(first, sizeof first, "%s:0", run);
+    double t0 = now(), ms = 0;
+
+    amqp_connection_state_t c = open_again(&err);
+    if (c) {
+        amqp_basic_qos(c, 1, 0, 100, 0);
+        err = reply_error(amqp_get_rpc_reply(c));
+    }
+    if (c && !err) {
+        amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0,
+                           amqp_empty_table);
+        err = reply_error(amqp_get_rpc_reply(c));
+    }
+    double deadline = now() + timeout_s;
+    while (c && !err && !(n_small + big_seen + props == COUNT + 2 && back)) {
+        double left = deadline - now();
+        if (left <= 0) {
+            err = "timeout waiting for deliveries";
+            break;
+        }
+        struct timeval tv = {(long)left, (long)((left - (long)left) * 1e6)};
+        amqp_envelope_t env;
+        amqp_maybe_release_buffers(c);
+        amqp_rpc_reply_t r = amqp_consume_message(c, &env, &tv, 0);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            err = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+                          r.library_error == AMQP_STATUS_TIMEOUT
+                      ? "timeout waiting for deliveries"
+                      : reply_error(r);
+            break;
+        }
+        deliveries++;
+        redelivered += !!env.redelivered;
+        int nack = 0;
+        amqp_bytes_t body = env.message.body;
+        if (bytes_is(env.routing_key, "k.big")) {
+            big_seen = 1;
+            big_ok = body.len == BIG_SIZE && !memcmp(body.bytes, big, BIG_SIZE);
+        } else if (bytes_is(env.routing_key, "k.props")) {
+            props = 1;
+            print_delivered(&env.message.properties);
+        } else {
+            char text[64] = "";
+            int i = -1, end = 0;
+            if (body.len < sizeof text)
+                memcpy(text, body.bytes, body.len);
+            const char *colon = strrchr(text, ':');
+            if (colon && (size_t)(colon - text) == strlen(run) &&
+                !strncmp(text, run, strlen(run)) && sscanf(colon + 1, "%d%n", &i, &end) == 1 &&
+                colon[1 + end] == '\0' && i >= 0 && i < COUNT) {
+                n_small += !small[i];
+                small[i] = 1;
+            } else {
+                bad++;
+            }
+            if (!strcmp(text, first)) {
+                if (!nacked)
+                    nack = nacked = 1;
+                else if (env.redelivered)
+                    back = 1;
+            }
+        }
+        int rc = nack ? amqp_basic_nack(c, 1, env.delivery_tag, 0, 1)
+                      : amqp_basic_ack(c, 1, env.delivery_tag, 0);
+        amqp_destroy_envelope(&env);
+        if (rc != AMQP_STATUS_OK)
+            err = amqp_error_string2(rc);
+    }
+    ms = (now() - t0) * 1000;
+    char why[256]; /* reply_error's buffer is reused by the close */
+    if (err) {
+        snprintf(why, sizeof why, "%s", err);
+        err = why;
+    }
+    if (c) {
+        const char *e = close_again(c);
+        err = err ? err : e;
+    }
+    int done = n_small + big_seen + props == COUNT + 2 && back;
+    if (done && !err) {
+        if (!strcmp(getenv("COMPAT_TARGET") ? getenv("COMPAT_TARGET") : "", "hopper"))
+            sleep(1); /* a commit interval is 200 ms */
+        c = open_again(&err);
+        if (c) {
+            amqp_basic_get(c, 1, amqp_cstring_bytes(queue), 0);
+            amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+            err = reply_error(r);
+            if (!err && r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD) {
+                get = "empty";
+            } else if (!err) {
+                amqp_message_t msg;
+                get = "message";
+                if (amqp_read_message(c, 1, &msg, 0).reply_type == AMQP_RESPONSE_NORMAL)
+                    amqp_destroy_message(&msg);
+            }
+            const char *e = close_again(c);
+            err = err ? err : e;
+        }
+    }
+    int ok = done && redelivered == 1 && deliveries == COUNT + 3 && n_small == COUNT && !bad &&
+             big_ok && !strcmp(get, "empty") && !err;
+    step("consume", ok,
+         "count=%d redelivered=%d deliveries=%d back=%s bodies=%s big=%s props=%s get=%s "
+         "_ms=%d%s%s%s",
+         n_small + big_seen + props, redelivered, deliveries, back ? "true" : "false",
+         n_small == COUNT && !bad ? "ok" : "WRONG",
+         !big_seen ? "missing"
+         : big_ok  ? "ok"
+                   : "WRONG",
+         props ? "yes" : "missing", get, (int)ms, err ? " error=\"" : "", err ? err : "",
+         err ? "\"" : "");
+    return ok ? 0 : 1;
+}
+
 int main(void)
 {
     client = getenv("COMPAT_CLIENT");
@@ -225,7 +523,7 @@ int main(void)
         err = reply_error(amqp_get_rpc_reply(conn));
     }
     if (!err) {
-        qok = amqp_queue_declare(conn, 1, amqp_cstring_bytes(queue), 0, 0, 0, 0, amqp_empty_table);
+        qok = amqp_queue_declare(conn, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, amqp_empty_table);
         err = reply_error(amqp_get_rpc_reply(conn));
     }
     if (!err) {
@@ -353,6 +651,7 @@ int main(void)
         return 1;
     }
     step("close", 1, "reply_code=200");
+    rc = consume_step(queue, big);
     free(big);
-    return 0;
+    return rc;
 }

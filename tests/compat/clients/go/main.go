@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -144,7 +145,7 @@ func scenario() int {
 		if err := c1.ch.ExchangeDeclare(exchange, "topic", false, false, false, false, nil); err != nil {
 			return err
 		}
-		if q, err = c1.ch.QueueDeclare(queue, false, false, false, false, nil); err != nil {
+		if q, err = c1.ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
 			return err
 		}
 		if err := c1.ch.QueueBind(queue, sp.Binding, exchange, false, nil); err != nil {
@@ -279,5 +280,200 @@ func scenario() int {
 		return 1
 	}
 	step("close", true, "reply_code=200")
+	return consume(sp, queue, big)
+}
+
+// tally is the consume step's bookkeeping: which of the 1002 messages came,
+// how often, redelivered or not.
+type tally struct {
+	deliveries, redelivered, bad int
+	small                        map[int]bool
+	big                          []byte
+	props                        map[string]interface{}
+	nacked, back                 bool
+}
+
+func (t *tally) count() int {
+	n := len(t.small)
+	if t.big != nil {
+		n++
+	}
+	if t.props != nil {
+		n++
+	}
+	return n
+}
+
+func (t *tally) done(sp *spec) bool { return t.count() == sp.Count+2 && t.back }
+
+// plain turns decoded AMQP values into what encoding/json writes as the
+// runner expects: byte arrays as text, timestamps as seconds.
+func plain(v interface{}) interface{} {
+	switch x := v.(type) {
+	case amqp.Table:
+		out := map[string]interface{}{}
+		for k, e := range x {
+			out[k] = plain(e)
+		}
+		return out
+	case []interface{}:
+		out := make([]interface{}, len(x))
+		for i, e := range x {
+			out[i] = plain(e)
+		}
+		return out
+	case []byte:
+		return string(x)
+	case time.Time:
+		return x.Unix()
+	}
+	return v
+}
+
+func delivered(d amqp.Delivery) map[string]interface{} {
+	out := map[string]interface{}{}
+	set := func(k string, v interface{}, present bool) {
+		if present {
+			out[k] = plain(v)
+		}
+	}
+	set("content_type", d.ContentType, d.ContentType != "")
+	set("content_encoding", d.ContentEncoding, d.ContentEncoding != "")
+	set("headers", d.Headers, d.Headers != nil)
+	set("delivery_mode", d.DeliveryMode, d.DeliveryMode != 0)
+	set("priority", d.Priority, d.Priority != 0)
+	set("correlation_id", d.CorrelationId, d.CorrelationId != "")
+	set("reply_to", d.ReplyTo, d.ReplyTo != "")
+	set("expiration", d.Expiration, d.Expiration != "")
+	set("message_id", d.MessageId, d.MessageId != "")
+	set("timestamp", d.Timestamp, !d.Timestamp.IsZero())
+	set("type", d.Type, d.Type != "")
+	set("user_id", d.UserId, d.UserId != "")
+	set("app_id", d.AppId, d.AppId != "")
+	return out
+}
+
+// consume reads the queue with manual acks and prefetch 100 until all 1002
+// came, the nacked one (body <run>:0) again; then, on a new connection,
+// basic.get.
+func consume(sp spec, queue string, big []byte) int {
+	t := &tally{small: map[int]bool{}}
+	first := fmt.Sprintf(sp.Body, run, 0)
+	t0 := time.Now()
+	get := "not-run"
+	err := func() error {
+		conn, err := amqp.DialConfig(os.Getenv("COMPAT_URL"), amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US"})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		if err := ch.Qos(100, 0, false); err != nil {
+			return err
+		}
+		deliveries, err := ch.Consume(queue, "", false, false, false, false, nil)
+		if err != nil {
+			return err
+		}
+		deadline := time.After(timeout)
+		for !t.done(&sp) {
+			var d amqp.Delivery
+			var ok bool
+			select {
+			case d, ok = <-deliveries:
+				if !ok {
+					return fmt.Errorf("deliveries closed: %v", conn.IsClosed())
+				}
+			case <-deadline:
+				return fmt.Errorf("%d of %d messages within %s", t.count(), sp.Count+2, timeout)
+			}
+			t.deliveries++
+			if d.Redelivered {
+				t.redelivered++
+			}
+			nack := false
+			switch d.RoutingKey {
+			case sp.BigKey:
+				t.big = d.Body
+			case sp.PropsKey:
+				t.props = delivered(d)
+			default:
+				body := string(d.Body)
+				var i int
+				if n, _ := fmt.Sscanf(strings.TrimPrefix(body, run+":"), "%d", &i); n == 1 && body == fmt.Sprintf(sp.Body, run, i) && i >= 0 && i < sp.Count {
+					t.small[i] = true
+				} else {
+					t.bad++
+				}
+				if body == first {
+					if !t.nacked {
+						nack, t.nacked = true, true
+					} else if d.Redelivered {
+						t.back = true
+					}
+				}
+			}
+			if nack {
+				err = d.Nack(false, true)
+			} else {
+				err = d.Ack(false)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return conn.Close()
+	}()
+	ms := time.Since(t0).Milliseconds()
+	if err == nil {
+		err = func() error {
+			if os.Getenv("COMPAT_TARGET") == "hopper" {
+				time.Sleep(time.Second) // a commit interval is 200 ms
+			}
+			conn, err := amqp.DialConfig(os.Getenv("COMPAT_URL"), amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US"})
+			if err != nil {
+				return err
+			}
+			ch, err := conn.Channel()
+			if err != nil {
+				conn.Close()
+				return err
+			}
+			_, ok, err := ch.Get(queue, false)
+			if err != nil {
+				conn.Close()
+				return err
+			}
+			get = map[bool]string{true: "message", false: "empty"}[ok]
+			return conn.Close()
+		}()
+	}
+	if t.props != nil {
+		js, _ := json.Marshal(t.props)
+		fmt.Printf("DELIVERED %s\n", js)
+	}
+	bodies, bigOk, propsSeen := "WRONG", "missing", "missing"
+	if len(t.small) == sp.Count && t.bad == 0 {
+		bodies = "ok"
+	}
+	if t.big != nil {
+		bigOk = map[bool]string{true: "ok", false: "WRONG"}[bytes.Equal(t.big, big)]
+	}
+	if t.props != nil {
+		propsSeen = "yes"
+	}
+	ok := t.done(&sp) && t.redelivered == 1 && t.deliveries == sp.Count+3 && bodies == "ok" && bigOk == "ok" && get == "empty" && err == nil
+	detail := fmt.Sprintf("count=%d redelivered=%d deliveries=%d back=%t bodies=%s big=%s props=%s get=%s _ms=%d",
+		t.count(), t.redelivered, t.deliveries, t.back, bodies, bigOk, propsSeen, get, ms)
+	if err != nil {
+		detail += fmt.Sprintf(" error=%q", err.Error())
+	}
+	step("consume", ok, "%s", detail)
+	if !ok {
+		return 1
+	}
 	return 0
 }

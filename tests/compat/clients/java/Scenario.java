@@ -6,15 +6,20 @@ import com.rabbitmq.client.AMQP;
 import com.rabbitmq.client.Channel;
 import com.rabbitmq.client.Connection;
 import com.rabbitmq.client.ConnectionFactory;
+import com.rabbitmq.client.GetResponse;
+import com.rabbitmq.client.LongString;
 import com.rabbitmq.client.ShutdownSignalException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Paths;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Date;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentSkipListSet;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -115,7 +120,7 @@ public class Scenario {
             c1 = new Tracked(conn.createChannel());
             c2 = new Tracked(conn.createChannel());
             c1.ch.exchangeDeclare(exchange, "topic", false);
-            AMQP.Queue.DeclareOk ok = c1.ch.queueDeclare(queue, false, false, false, null);
+            AMQP.Queue.DeclareOk ok = c1.ch.queueDeclare(queue, true, false, false, null);
             c1.ch.queueBind(queue, exchange, (String) spec.get("binding"));
             c1.ch.exchangeDeclare((String) spec.get("noroute_exchange"), "topic", true);
             step("declare", true, "queue_messages=" + ok.getMessageCount());
@@ -216,11 +221,185 @@ public class Scenario {
             ShutdownSignalException why = conn.getCloseReason();
             boolean clean = why != null && why.isInitiatedByApplication();
             step("close", clean, "reply_code=" + (clean ? 200 : String.valueOf(why)));
-            return clean ? 0 : 1;
+            if (!clean) return 1;
         } catch (Exception e) {
             step("close", false, "error=" + q(e.toString()));
             return 1;
         }
+        return consume(f, queue, spec);
+    }
+
+    /** The consume step's bookkeeping: which of the 1002 messages came, how often, redelivered or not. */
+    static final class Tally {
+        final Map<String, Object> spec;
+        final int count;
+        final String first;
+        int deliveries, settled, redelivered, bad;
+        final Set<Integer> small = new HashSet<>();
+        byte[] big;
+        Map<String, Object> props;
+        boolean nacked, back;
+
+        Tally(Map<String, Object> spec) {
+            this.spec = spec;
+            this.count = ((Number) spec.get("count")).intValue();
+            this.first = String.format((String) spec.get("body"), RUN, 0);
+        }
+
+        /** One delivery; true if it is to be nacked with requeue (the first delivery of body run:0). */
+        synchronized boolean saw(String key, byte[] body, boolean redeliver, AMQP.BasicProperties p) {
+            deliveries++;
+            if (redeliver) redelivered++;
+            boolean nack = false;
+            if (key.equals(spec.get("big_key"))) {
+                big = body;
+            } else if (key.equals(spec.get("props_key"))) {
+                props = delivered(p);
+            } else {
+                String text = new String(body, StandardCharsets.UTF_8);
+                int colon = text.lastIndexOf(':');
+                try {
+                    int i = Integer.parseInt(text.substring(colon + 1));
+                    if (colon < 0 || !text.substring(0, colon).equals(RUN) || i < 0 || i >= count) throw new NumberFormatException(text);
+                    small.add(i);
+                } catch (NumberFormatException e) {
+                    bad++;
+                }
+                if (text.equals(first)) {
+                    if (!nacked) nack = nacked = true;
+                    else if (redeliver) back = true;
+                }
+            }
+            return nack;
+        }
+
+        /** The delivery's ack or nack was sent: only then may the step close the connection. */
+        synchronized void settled() {
+            settled++;
+            notifyAll();
+        }
+
+        synchronized int got() {
+            return small.size() + (big != null ? 1 : 0) + (props != null ? 1 : 0);
+        }
+
+        synchronized boolean done() {
+            return got() == count + 2 && back && settled == deliveries;
+        }
+
+        synchronized boolean await(long deadline) throws InterruptedException {
+            while (!done()) {
+                long left = deadline - System.currentTimeMillis();
+                if (left <= 0) return false;
+                wait(Math.min(left, 100));
+            }
+            return true;
+        }
+    }
+
+    /** Consume with manual acks and prefetch 100 until all 1002 came, the nacked one again; then, on a new
+     *  connection, basic.get. */
+    static int consume(ConnectionFactory f, String queue, Map<String, Object> spec) {
+        Tally t = new Tally(spec);
+        long t0 = System.currentTimeMillis(), ms = 0;
+        Boolean getEmpty = null;
+        String error = null;
+        try {
+            Connection conn = f.newConnection("compat-" + CLIENT + "-consume");
+            Channel ch = conn.createChannel();
+            ch.basicQos(100);
+            ch.basicConsume(queue, false, (tag, d) -> {
+                long dt = d.getEnvelope().getDeliveryTag();
+                if (t.saw(d.getEnvelope().getRoutingKey(), d.getBody(), d.getEnvelope().isRedeliver(), d.getProperties())) {
+                    ch.basicNack(dt, false, true);
+                } else {
+                    ch.basicAck(dt, false);
+                }
+                t.settled();
+            }, tag -> {});
+            boolean done = t.await(t0 + timeoutMs);
+            ms = System.currentTimeMillis() - t0;
+            conn.close((int) timeoutMs);
+            if (done) {
+                if ("hopper".equals(System.getenv("COMPAT_TARGET"))) Thread.sleep(1000); // a commit interval is 200 ms
+                Connection again = f.newConnection("compat-" + CLIENT + "-get");
+                GetResponse r = again.createChannel().basicGet(queue, false);
+                getEmpty = r == null;
+                again.close((int) timeoutMs);
+            }
+        } catch (Exception e) {
+            error = e.toString();
+            ms = System.currentTimeMillis() - t0;
+        }
+        synchronized (t) {
+            if (t.props != null) System.out.println("DELIVERED " + json(t.props));
+            int size = ((Number) spec.get("big_size")).intValue();
+            byte[] want = new byte[size];
+            for (int i = 0; i < size; i++) want[i] = (byte) (i % 251);
+            String bodies = t.small.size() == t.count && t.bad == 0 ? "ok" : "WRONG";
+            String big = t.big == null ? "missing" : Arrays.equals(t.big, want) ? "ok" : "WRONG";
+            boolean ok = t.done() && t.redelivered == 1 && t.deliveries == t.count + 3 && bodies.equals("ok")
+                    && big.equals("ok") && Boolean.TRUE.equals(getEmpty) && error == null;
+            step("consume", ok, "count=" + t.got() + " redelivered=" + t.redelivered + " deliveries=" + t.deliveries
+                    + " back=" + t.back + " bodies=" + bodies + " big=" + big + " props=" + (t.props != null ? "yes" : "missing")
+                    + " get=" + (getEmpty == null ? "not-run" : getEmpty ? "empty" : "message") + " _ms=" + ms
+                    + (error != null ? " error=" + q(error) : ""));
+            return ok ? 0 : 1;
+        }
+    }
+
+    /** The delivered properties by their AMQP names, those that are set. */
+    static Map<String, Object> delivered(AMQP.BasicProperties p) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("content_type", p.getContentType());
+        m.put("content_encoding", p.getContentEncoding());
+        m.put("headers", p.getHeaders());
+        m.put("delivery_mode", p.getDeliveryMode());
+        m.put("priority", p.getPriority());
+        m.put("correlation_id", p.getCorrelationId());
+        m.put("reply_to", p.getReplyTo());
+        m.put("expiration", p.getExpiration());
+        m.put("message_id", p.getMessageId());
+        m.put("timestamp", p.getTimestamp() == null ? null : p.getTimestamp().getTime() / 1000);
+        m.put("type", p.getType());
+        m.put("user_id", p.getUserId());
+        m.put("app_id", p.getAppId());
+        m.put("cluster_id", p.getClusterId());
+        m.values().removeIf(v -> v == null);
+        return m;
+    }
+
+    /** A decoded AMQP value as JSON: long strings as text, dates as seconds. */
+    @SuppressWarnings("unchecked")
+    static String json(Object v) {
+        if (v == null) return "null";
+        if (v instanceof Boolean || v instanceof Number) return v.toString();
+        if (v instanceof Date) return Long.toString(((Date) v).getTime() / 1000);
+        if (v instanceof byte[]) return json(new String((byte[]) v, StandardCharsets.UTF_8));
+        if (v instanceof Map) {
+            StringBuilder b = new StringBuilder("{");
+            for (Map.Entry<String, Object> e : ((Map<String, Object>) v).entrySet()) {
+                if (b.length() > 1) b.append(", ");
+                b.append(json(e.getKey())).append(": ").append(json(e.getValue()));
+            }
+            return b.append('}').toString();
+        }
+        if (v instanceof List) {
+            StringBuilder b = new StringBuilder("[");
+            for (Object e : (List<Object>) v) {
+                if (b.length() > 1) b.append(", ");
+                b.append(json(e));
+            }
+            return b.append(']').toString();
+        }
+        String s = v instanceof LongString ? v.toString() : String.valueOf(v);
+        StringBuilder b = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            if (c == '"' || c == '\\') b.append('\\').append(c);
+            else if (c < 0x20) b.append(String.format("\\u%04x", (int) c));
+            else b.append(c);
+        }
+        return b.append('"').toString();
     }
 
     static String q(String s) {

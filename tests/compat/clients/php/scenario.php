@@ -6,6 +6,7 @@
 require_once '/usr/share/php/PhpAmqpLib/autoload.php';
 
 use PhpAmqpLib\Connection\AMQPStreamConnection;
+use PhpAmqpLib\Exception\AMQPTimeoutException;
 use PhpAmqpLib\Message\AMQPMessage;
 use PhpAmqpLib\Wire\AMQPTable;
 
@@ -54,7 +55,7 @@ try {
     $ch1 = $open();
     $ch2 = $open();
     $ch1->exchange_declare($exchange, 'topic', false, false, false);
-    [, $messages,] = $ch1->queue_declare($queue, false, false, false, false);
+    [, $messages,] = $ch1->queue_declare($queue, false, true, false, false);
     $ch1->queue_bind($queue, $exchange, $spec['binding']);
     $ch1->exchange_declare($spec['noroute_exchange'], 'topic', false, true, false);
     step('declare', true, "queue_messages=$messages");
@@ -148,4 +149,108 @@ try {
     step('close', false, err($e));
     exit(1);
 }
-exit(0);
+
+// ---- consume with manual acks and prefetch 100 until all 1002 came, the
+// nacked one (body <run>:0) again; then, on a new connection, basic.get.
+function connect_again()
+{
+    global $timeout;
+    return new AMQPStreamConnection(getenv('COMPAT_HOST'), (int)getenv('COMPAT_PORT'), 'guest', 'guest', '/',
+        false, 'AMQPLAIN', null, 'en_US', $timeout, $timeout);
+}
+
+function delivered_properties($msg)
+{
+    $out = [];
+    foreach ($msg->get_properties() as $k => $v) {
+        if ($k === 'application_headers') {
+            $out['headers'] = $v->getNativeData();
+        } else {
+            $out[$k] = $v;
+        }
+    }
+    return $out;
+}
+
+$t = ['deliveries' => 0, 'redelivered' => 0, 'small' => [], 'bad' => 0, 'big' => null, 'props' => null,
+      'nacked' => false, 'back' => false];
+$first = sprintf($spec['body'], $run, 0);
+$count = function () use (&$t) {
+    return count($t['small']) + ($t['big'] !== null) + ($t['props'] !== null);
+};
+$done = function () use (&$t, $count, $spec) {
+    return $count() == $spec['count'] + 2 && $t['back'];
+};
+$t0 = microtime(true);
+$get = 'not-run';
+$error = null;
+try {
+    $cconn = connect_again();
+    $cch = $cconn->channel();
+    $cch->basic_qos(0, 100, false);
+    $cch->basic_consume($queue, '', false, false, false, false, function ($msg) use (&$t, $first, $spec, $run) {
+        $t['deliveries']++;
+        $redelivered = (bool)$msg->isRedelivered();
+        $t['redelivered'] += $redelivered ? 1 : 0;
+        $key = $msg->getRoutingKey();
+        $body = $msg->getBody();
+        $nack = false;
+        if ($key === $spec['big_key']) {
+            $t['big'] = $body;
+        } elseif ($key === $spec['props_key']) {
+            $t['props'] = delivered_properties($msg);
+        } else {
+            $pos = strrpos($body, ':');
+            $i = $pos === false ? '' : substr($body, $pos + 1);
+            if ($pos !== false && substr($body, 0, $pos) === $run && ctype_digit($i) && (int)$i < $spec['count']) {
+                $t['small'][(int)$i] = true;
+            } else {
+                $t['bad']++;
+            }
+            if ($body === $first) {
+                if (!$t['nacked']) {
+                    $nack = $t['nacked'] = true;
+                } elseif ($redelivered) {
+                    $t['back'] = true;
+                }
+            }
+        }
+        if ($nack) {
+            $msg->nack(true);
+        } else {
+            $msg->ack();
+        }
+    });
+    $deadline = $t0 + $timeout;
+    while (!$done() && microtime(true) < $deadline) {
+        try {
+            $cch->wait(null, false, min(1.0, max(0.01, $deadline - microtime(true))));
+        } catch (AMQPTimeoutException $e) {
+        }
+    }
+    $ms = (microtime(true) - $t0) * 1000;
+    $cconn->close();
+    if ($done()) {
+        if (getenv('COMPAT_TARGET') === 'hopper') {
+            usleep(1000000); // a commit interval is 200 ms
+        }
+        $gconn = connect_again();
+        $get = $gconn->channel()->basic_get($queue) === null ? 'empty' : 'message';
+        $gconn->close();
+    }
+} catch (Throwable $e) {
+    $error = $e;
+    $ms = (microtime(true) - $t0) * 1000;
+}
+if ($t['props'] !== null) {
+    echo 'DELIVERED ' . json_encode($t['props']) . "\n";
+}
+$bodies = count($t['small']) == $spec['count'] && $t['bad'] == 0 ? 'ok' : 'WRONG';
+$big = $t['big'] === null ? 'missing' : ($t['big'] === substr(str_repeat(implode('', array_map('chr', range(0, 250))),
+    intdiv($spec['big_size'], 251) + 1), 0, $spec['big_size']) ? 'ok' : 'WRONG');
+$ok = $done() && $t['redelivered'] == 1 && $t['deliveries'] == $spec['count'] + 3 && $bodies === 'ok' && $big === 'ok'
+    && $get === 'empty' && $error === null;
+step('consume', $ok, sprintf('count=%d redelivered=%d deliveries=%d back=%s bodies=%s big=%s props=%s get=%s _ms=%d%s',
+    $count(), $t['redelivered'], $t['deliveries'], $t['back'] ? 'true' : 'false', $bodies, $big,
+    $t['props'] !== null ? 'yes' : 'missing', $get, $ms, $error === null ? '' : ' ' . err($error)));
+exit($ok ? 0 : 1);

@@ -41,7 +41,7 @@ begin
   [ch1, ch2].each(&:confirm_select)
   x1 = ch1.topic(EXCHANGE, durable: false)
   x2 = ch2.topic(EXCHANGE, durable: false)
-  q = ch1.queue(QUEUE, durable: false)
+  q = ch1.queue(QUEUE, durable: true)
   q.bind(x1, routing_key: SPEC['binding'])
   noroute = ch1.topic(SPEC['noroute_exchange'], durable: true)
   [x1, x2, noroute].each { |x| x.on_return { |info, _props, _body| returns << info } }
@@ -126,4 +126,102 @@ rescue StandardError => e
   step('close', false, err(e))
   exit 1
 end
-exit 0
+
+# ---- consume with manual acks and prefetch 100 until all 1002 came, the
+# nacked one (body <run>:0) again; then, on a new connection, basic.get.
+def connect_again
+  c = Bunny.new(ENV.fetch('COMPAT_URL'), connection_timeout: TIMEOUT, read_timeout: TIMEOUT,
+                                         continuation_timeout: (TIMEOUT * 1000).to_i, logger: Logger.new(nil))
+  c.start
+  c
+end
+
+def plain(v)
+  case v
+  when Hash then v.to_h { |k, x| [k.to_s, plain(x)] }
+  when Array then v.map { |x| plain(x) }
+  when Time then v.to_i
+  else v
+  end
+end
+
+# Bunny's property names are the AMQP ones; the timestamp is a Time.
+def delivered(props)
+  props.to_hash.each_with_object({}) { |(k, v), out| out[k.to_s] = plain(v) unless v.nil? }
+end
+
+tally = { deliveries: 0, settled: 0, redelivered: 0, small: {}, bad: 0, big: nil, props: nil, nacked: false,
+          back: false }
+lock = Mutex.new
+all_came = ConditionVariable.new
+first = format(SPEC['body'], RUN, 0)
+count = -> { tally[:small].size + (tally[:big] ? 1 : 0) + (tally[:props] ? 1 : 0) }
+# Done once the last ack went out: closing before it would requeue that message.
+done = -> { count.call == SPEC['count'] + 2 && tally[:back] && tally[:settled] == tally[:deliveries] }
+t0 = Time.now
+get = 'not-run'
+error = nil
+begin
+  cconn = connect_again
+  cch = cconn.create_channel
+  cch.prefetch(100)
+  cch.queue(QUEUE, durable: true).subscribe(manual_ack: true) do |info, props, body|
+    nack = false
+    lock.synchronize do
+      tally[:deliveries] += 1
+      tally[:redelivered] += 1 if info.redelivered?
+      case info.routing_key
+      when SPEC['big_key'] then tally[:big] = body
+      when SPEC['props_key'] then tally[:props] = delivered(props)
+      else
+        rid, _, i = body.rpartition(':')
+        if rid == RUN && i.match?(/\A\d+\z/) && i.to_i < SPEC['count']
+          tally[:small][i.to_i] = true
+        else
+          tally[:bad] += 1
+        end
+        if body == first
+          if !tally[:nacked]
+            nack = tally[:nacked] = true
+          elsif info.redelivered?
+            tally[:back] = true
+          end
+        end
+      end
+    end
+    nack ? cch.nack(info.delivery_tag, false, true) : cch.ack(info.delivery_tag)
+    lock.synchronize do
+      tally[:settled] += 1
+      all_came.signal if done.call
+    end
+  end
+  deadline = t0 + TIMEOUT
+  lock.synchronize do
+    all_came.wait(lock, [deadline - Time.now, 0.01].max) while !done.call && Time.now < deadline
+  end
+  ms = (Time.now - t0) * 1000
+  cconn.close
+  if lock.synchronize { done.call }
+    sleep 1 if ENV['COMPAT_TARGET'] == 'hopper' # a commit interval is 200 ms
+    gconn = connect_again
+    info, = gconn.create_channel.basic_get(QUEUE, manual_ack: true)
+    get = info.nil? ? 'empty' : 'message'
+    gconn.close
+  end
+rescue StandardError, Timeout::Error => e
+  error = e
+  ms = (Time.now - t0) * 1000
+end
+lock.synchronize do
+  puts "DELIVERED #{tally[:props].to_json}" if tally[:props]
+  bodies = tally[:small].size == SPEC['count'] && tally[:bad].zero? ? 'ok' : 'WRONG'
+  want = (0...SPEC['big_size']).map { |i| i % 251 }.pack('C*')
+  big = if tally[:big].nil? then 'missing' elsif tally[:big].b == want then 'ok' else 'WRONG' end
+  ok = done.call && tally[:redelivered] == 1 && tally[:deliveries] == SPEC['count'] + 3 && bodies == 'ok' &&
+       big == 'ok' && get == 'empty' && error.nil?
+  step('consume', ok,
+       format('count=%d redelivered=%d deliveries=%d back=%s bodies=%s big=%s props=%s get=%s _ms=%d%s', count.call,
+              tally[:redelivered], tally[:deliveries], tally[:back], bodies, big, tally[:props] ? 'yes' : 'missing',
+              get, ms, error ? " #{err(error)}" : ''))
+  exit(ok ? 0 : 1)
+end
