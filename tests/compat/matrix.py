@@ -34,6 +34,21 @@ NOTES = [
     "classified transient-queues below.",
 ]
 
+# hopper bugs the compat run found that the scenario no longer meets
+# (the runner steps around them until they are fixed); listed in MATRIX.md.
+HOPPER_BUGS = [
+    "**SIGSEGV on the first queue.declare against a new Kafka cluster.** With task queues on, queue.declare "
+    "places the queue's group (`feeds_place`, src/feed.c) with librdkafka's admin `ListConsumerGroupOffsets`. "
+    "While the group coordinator is still loading (a new cluster: the first group request creates "
+    "`__consumer_offsets`) the broker answers NOT_COORDINATOR and librdkafka 2.8.0 crashes in "
+    "`rd_kafka_handle_OffsetFetch` -> `rd_kafka_cgrp_op(rkcg=NULL, COORD_QUERY)` (an admin handle has no "
+    "consumer group; librdkafka issue 5040, open). Found on a fresh cluster: pika's queue.declare got no answer "
+    "(client timeout after 30 s), hopper's log ends at the connection's open, its core dump shows that stack, "
+    "exit -11. Reproduced twice. The runner now waits until a group coordinator answers before each client "
+    "(run.py `wait_kafka`), so the scenario above does not meet it.",
+]
+
+
 def _relative(path):
     import os
 
@@ -292,6 +307,12 @@ class Report:
             a("|---|---|---|---|")
             for s, t in suite_fail:
                 a("| %s | `%s` | %s | %s |" % (s.name, esc(t.name), t.classification, esc(t.reason)))
+            a("")
+        if HOPPER_BUGS:
+            a("## Known hopper bugs the scenario steps around")
+            a("")
+            for b in HOPPER_BUGS:
+                a("- " + b)
             a("")
         probs = self.problems()
         a("## Problems")

@@ -496,8 +496,15 @@ def consumed(res, kprops):
 
 
 def wait_kafka(bootstrap, timeout=180):
-    """Wait (bounded) until every broker of the cluster answers metadata: the
-    cluster is shared, and another run may be restarting it."""
+    """Wait (bounded) until every broker of the cluster answers metadata and
+    a group coordinator answers an offset fetch: the cluster may be shared,
+    another run may be restarting it, and on a new cluster the first group
+    request creates __consumer_offsets. (hopper places a queue's group with
+    librdkafka's ListConsumerGroupOffsets, which crashes on the
+    NOT_COORDINATOR answer of a coordinator still loading: matrix.py
+    HOPPER_BUGS. Until that is fixed the scenario starts on a cluster whose
+    coordinators are up.)"""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
     from confluent_kafka.admin import AdminClient
 
     want = len(bootstrap.split(","))
@@ -506,9 +513,19 @@ def wait_kafka(bootstrap, timeout=180):
     while time.monotonic() < deadline:
         try:
             md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=5)
-            if len(md.brokers) >= want:
-                return True
-            last = "%d of %d brokers" % (len(md.brokers), want)
+            if len(md.brokers) < want:
+                last = "%d of %d brokers" % (len(md.brokers), want)
+            else:
+                # The consumer's own group path (FindCoordinator, then
+                # OffsetFetch), which retries NOT_COORDINATOR safely.
+                c = Consumer({"bootstrap.servers": bootstrap, "group.id": "hopper-compat-warmup", "log_level": 0})
+                try:
+                    c.committed([TopicPartition("hopper-compat-warmup", 0)], timeout=10)
+                    return True
+                except KafkaException as e:
+                    last = "group coordinator: %s" % e
+                finally:
+                    c.close()
         except Exception as e:  # noqa: BLE001
             last = e
         time.sleep(2)
