@@ -64,8 +64,10 @@ class SuiteResult:
 
 # ---- classification --------------------------------------------------------------------
 
-# Reviewed failures, by (suite, test name prefix): class and why. A test not
-# listed is classified by the heuristics in classify().
+# Reviewed failures, by (suite, test name): class and why. The name matches
+# the whole test name or its start up to "::" or a blank (pytest's
+# Class::test, mocha's "suite test"). A test not listed is classified by the
+# heuristics in classify().
 GO = "amqp091-go integration"
 CONFIRM_TIMING = ("intended", "the test allows 200 ms for a confirm; hopper confirms once Kafka has the record on 2 "
                   "replicas (acks=all), and the first publish to a topic also creates it")
@@ -74,8 +76,20 @@ NOT_RABBITMQ = ("intended", "server product is 'hopper', so the test skips its R
 PIKA = "pika acceptance (blocking adapter)"
 UNBOUND_ROUTED = ("intended", "mandatory publish to an exchange without bindings: hopper routes it to the exchange's "
                   "topic (default route), so no basic.return; RabbitMQ returns it")
-QUEUE_COUNT = ("needs-consuming", "counts messages in a queue (queue.declare message_count, always 0 on hopper: "
-               "messages live in Kafka) or consumes them")
+TRANSIENT_COUNT = ("transient-queues", "waits until queue.declare counts the messages published to an exclusive "
+                   "queue; hopper does not serve transient queues, so it counts 0 and the test times out (a durable "
+                   "queue counts only the records its group has fetched: a lower bound, README: Task queues)")
+# With task queues on, hopper serves durable queues from Kafka: a delivery
+# goes through Kafka and the queue's consumer group.
+DELIVERY_LATENCY = ("intended", "expects each delivery within 200 ms of its publish; on hopper the message goes "
+                    "through Kafka, and the queue's group reads a topic this very test created only after its next "
+                    "metadata refresh and rebalance (about 2 s here). The queue is durable and auto-delete, which "
+                    "hopper serves from Kafka although auto-delete queues are listed as not served yet (MATRIX.md: "
+                    "known hopper bugs)")
+GET_LATENCY = ("intended", "basic.get right after the publish (GetEmpty: expects the message GetOk left): hopper "
+               "answers basic.get from what the queue's group has fetched, get-empty until the group has joined "
+               "and fetched (the first get starts it; records still in Kafka are not counted, README: Task queues). "
+               "The queue is durable and auto-delete (MATRIX.md: known hopper bugs)")
 REVIEWED = {
     (GO, "TestIntegrationConfirm"): CONFIRM_TIMING,
     (GO, "TestIntegrationQueuePurge"): CONFIRM_TIMING,
@@ -85,47 +99,49 @@ REVIEWED = {
     (GO, "TestIntegrationRecoverNotImplemented"): NOT_RABBITMQ,
     (GO, "TestRabbitMQQueueTTLGet"): NOT_RABBITMQ,
     (GO, "TestRabbitMQQueueNackMultipleRequeue"): NOT_RABBITMQ,
+    (GO, "TestIntegrationPublishConsume"): DELIVERY_LATENCY,
+    (GO, "TestIntegrationConsumeFlow"): DELIVERY_LATENCY,
+    (GO, "TestQuickPublishConsumeBigBody"): DELIVERY_LATENCY,
+    (GO, "TestCorruptedMessageIssue7"): DELIVERY_LATENCY,
+    (GO, "TestIntegrationGetOk"): GET_LATENCY,
+    (GO, "TestIntegrationGetEmpty"): GET_LATENCY,
     ("amqplib channel/callback/connect tests", "updateSecret"): (
         "not-implemented", "connection.update-secret (RabbitMQ's extension for refreshing credentials): hopper "
         "answers 540 'unknown method'"),
     ("amqplib channel/callback/connect tests", "sending messages send to and get from queue"): (
-        "needs-consuming", "waits until queue.declare reports a message in the queue (always 0 on hopper: "
-        "messages live in Kafka), then basic.get"),
+        "transient-queues", "waits until queue.declare counts a message in a server-named exclusive queue, then "
+        "basic.get; hopper does not serve transient queues, so it counts 0 and the test times out"),
     # pika acceptance (only with COMPAT_PIKA_SRC): reviewed by hand on 1.4.4.
-    (PIKA, "TestConnectionProperties"): ("intended", "asserts consumer_cancel_notify and exchange_exchange_bindings "
-                                         "capabilities, which hopper does not advertise (no consuming, no exchange.bind)"),
+    (PIKA, "TestConnectionProperties"): ("not-implemented", "asserts the exchange_exchange_bindings capability, "
+                                         "which hopper does not advertise (no exchange.bind)"),
     (PIKA, "TestExchangeBindAndUnbind"): ("not-implemented", "exchange.bind"),
     (PIKA, "TestPublishAndBasicPublishWithPubacksUnroutable"): UNBOUND_ROUTED,
     (PIKA, "TestUnroutableMessageReturnedInPubackMode"): UNBOUND_ROUTED,
     (PIKA, "TestUnroutableMessagesReturnedInNonPubackMode"): UNBOUND_ROUTED,
     (PIKA, "TestConfirmDeliveryAfterUnroutableMessage"): UNBOUND_ROUTED,
-    (PIKA, "TestBasicPublishDeliveredWhenPendingUnroutable"): QUEUE_COUNT,
-    (PIKA, "TestQueueBindAndUnbindAndPurge"): QUEUE_COUNT,
-    (PIKA, "TestPublishAndConsumeWithPubacksAndQosOfOne"): QUEUE_COUNT,
-    (PIKA, "TestBasicPublishWithoutPubacks"): QUEUE_COUNT,
-    (PIKA, "TestBasicCancelWith"): QUEUE_COUNT,
-    (PIKA, "TestBasicConsumeWithAckFromAnotherThread"): ("needs-consuming", "basic.consume"),
-    (PIKA, "TestConsumeGeneratorWithAckFromAnotherThread"): ("needs-consuming", "basic.consume"),
-    (PIKA, "TestTwoBasicConsumersOnSameChannel"): ("needs-consuming", "basic.consume"),
-    (PIKA, "TestConsumeGenerator"): ("needs-consuming", "consumer cancelled by the broker (basic.cancel from the server)"),
+    (PIKA, "TestBasicPublishDeliveredWhenPendingUnroutable"): TRANSIENT_COUNT,
+    (PIKA, "TestQueueBindAndUnbindAndPurge"): TRANSIENT_COUNT,
+    (PIKA, "TestPublishAndConsumeWithPubacksAndQosOfOne"): TRANSIENT_COUNT,
+    (PIKA, "TestBasicPublishWithoutPubacks"): TRANSIENT_COUNT,
+    (PIKA, "TestBasicCancelWithNonAckableConsumer"): TRANSIENT_COUNT,
+    (PIKA, "TestBasicCancelWithAckableConsumer"): TRANSIENT_COUNT,
     (GO, "TestChannelExceptionWithCloseIssue43"): (
         "hopper bug", "crossing channel.close: hopper frees the channel when the client's close arrives while its "
         "own close (404) is outstanding, then takes the client's close-ok for that channel as a frame on an unopened "
         "channel and closes the whole connection with 504 (RabbitMQ stays closing until the close-ok)"),
 }
 
-CONSUME_WORDS = re.compile(
-    r"basic\.(consume|get|recover|reject|ack|nack|qos|cancel)|Consume|consume|Get\(|delivery|Deliver|"
-    r"deliveries|get_message|basic_get|prefetch|sendToQueue",
-    re.I,
-)
+# hopper's 540 reply texts (src/chan.c, src/consume.c, src/conn.c), as the
+# client reports them or as hopper logs "closing connection: ...".
+NOT_IMPL_TEXT = re.compile(r"NOT_IMPLEMENTED - [^\n]*")
+TRANSIENT = re.compile(r"NOT_IMPLEMENTED - queue '([^']*)' in vhost '[^']*' is not durable")
 NOT_IMPL = re.compile(r"\b540\b|NOT_IMPLEMENTED|not implemented", re.I)
 
 
 def classify(suite, test, rabbit_outcome):
     """Set test.classification and test.reason for a failure on hopper."""
     for (s, prefix), (cls, why) in REVIEWED.items():
-        if s == suite and test.name.startswith(prefix):
+        if s == suite and (test.name == prefix or test.name.startswith((prefix + "::", prefix + " "))):
             test.classification, test.reason = cls, why
             return
     msg = test.message or ""
@@ -135,14 +151,26 @@ def classify(suite, test, rabbit_outcome):
     if rabbit_outcome in ("skipped", None):
         test.classification, test.reason = "env", "skipped or absent on RabbitMQ: " + first_line(msg)
         return
-    method = not_implemented_method(msg) or not_implemented_method(getattr(test, "hopper_log", ""))
-    if method:
-        cls = "needs-consuming" if method.split(".")[0] == "basic" and method != "basic.publish" else "not-implemented"
-        test.classification, test.reason = cls, "hopper answers %s with 540 NOT_IMPLEMENTED" % method
-        return
+    for text in (msg, getattr(test, "hopper_log", "")):
+        m = TRANSIENT.search(text or "")
+        if m:
+            test.classification = "transient-queues"
+            test.reason = ("hopper answers 540 NOT_IMPLEMENTED: queue '%s' is not durable (transient queues: "
+                           "exclusive, auto-delete, non-durable, server-named; not served yet, issue 11)" % m.group(1))
+            return
+        method = not_implemented_method(text)
+        if method:
+            needs = method.split(".")[0] == "basic" and "needs task queues" in text
+            test.classification = "needs-consuming" if needs else "not-implemented"
+            test.reason = "hopper answers %s with 540 NOT_IMPLEMENTED%s" % (
+                method, " (task queues off)" if needs else "")
+            return
+        m = NOT_IMPL_TEXT.search(text or "")
+        if m:
+            test.classification, test.reason = "not-implemented", "hopper answers 540: " + first_line(m.group(0), 160)
+            return
     if NOT_IMPL.search(msg):
-        cls = "needs-consuming" if CONSUME_WORDS.search(msg + " " + test.name) else "not-implemented"
-        test.classification, test.reason = cls, "connection closed with 540: " + first_line(msg)
+        test.classification, test.reason = "not-implemented", "connection closed with 540: " + first_line(msg)
         return
     test.classification, test.reason = "unclassified", first_line(msg) or "(no message)"
 
@@ -417,5 +445,15 @@ def run_suite(suite, ctx, hopper, rabbit, logdir, log):
     rabbit_outcome = {r.name: r.outcome for r in res.runs.get("rabbitmq", [])}
     for t in res.failures():
         classify(res.name, t, rabbit_outcome.get(t.name))
+    # pytest reports a failed teardown as a second result of the same test:
+    # the cleanup ran on the connection the test's failure had closed.
+    first = {}
+    for t in res.failures():
+        if not (t.message or "").startswith("failed on teardown"):
+            first.setdefault(t.name, t)
+    for t in res.failures():
+        f = first.get(t.name)
+        if f is not None and f is not t and t.classification == "unclassified":
+            t.classification, t.reason = f.classification, "teardown after the failure above: " + f.reason
     res.seconds = time.monotonic() - t0
     return res
