@@ -86,6 +86,11 @@ void topology_unbind(struct topology *t, const char *vhost, const char *queue, c
                      const char *routing_key, amqp_bytes_t args, uint64_t conn_id,
                      struct topo_reply *r);
 
+/* Whether task queues serve q from Kafka: durable, and neither exclusive,
+ * auto-delete nor server-named (amq.gen-), which live and die with
+ * connections and consumers (transient queues, not served yet). */
+bool topology_queue_in_kafka(const struct queue *q);
+
 /* The queue, or NULL. */
 const struct queue *topology_queue(const struct topology *t, const char *vhost, const char *name);
 

@@ -194,7 +194,7 @@ static void declare_ok(struct chan *ch, const char *queue)
     struct conn *c = ch->conn;
     amqp_queue_declare_ok_t ok = {amqp_cstring_bytes(queue), 0, 0};
     const struct queue *q = topology_queue(c->srv->topo, c->vhost, queue);
-    if (c->srv->feeds && q && q->durable) {
+    if (c->srv->feeds && topology_queue_in_kafka(q)) {
         struct feed *f = feeds_get(c->srv->feeds, c->vhost, queue);
         ok.message_count = (uint32_t)feed_ready_count(f);
         ok.consumer_count = (uint32_t)feed_consumer_count(f);
@@ -230,7 +230,7 @@ static bool wait_for_place(struct chan *ch, const char *queue, amqp_method_numbe
 {
     struct conn *c = ch->conn;
     const struct queue *q = topology_queue(c->srv->topo, c->vhost, queue);
-    if (!c->srv->feeds || !q || !q->durable)
+    if (!c->srv->feeds || !topology_queue_in_kafka(q))
         return false;
     struct route_target t;
     if (id == AMQP_QUEUE_DECLARE_METHOD &&
@@ -304,7 +304,7 @@ static void queue_purge(struct chan *ch, amqp_queue_purge_t *m)
         return;
     uint32_t purged = 0;
     const struct queue *queue = topology_queue(c->srv->topo, c->vhost, q);
-    if (c->srv->feeds && queue->durable)
+    if (c->srv->feeds && topology_queue_in_kafka(queue))
         purged = (uint32_t)feed_purge(feeds_get(c->srv->feeds, c->vhost, q));
     if (m->nowait)
         return;
@@ -320,8 +320,9 @@ static void queue_delete(struct chan *ch, amqp_queue_delete_t *m)
     struct topo_reply r;
     struct conn *c = ch->conn;
     const struct queue *queue = topology_queue(c->srv->topo, c->vhost, q);
-    struct feed *f =
-        c->srv->feeds && queue && queue->durable ? feeds_get(c->srv->feeds, c->vhost, q) : NULL;
+    struct feed *f = c->srv->feeds && topology_queue_in_kafka(queue)
+                         ? feeds_get(c->srv->feeds, c->vhost, q)
+                         : NULL;
     uint32_t count = f ? (uint32_t)feed_ready_count(f) : 0;
     if (f && m->if_unused && feed_consumer_count(f)) {
         char text[600];

@@ -256,11 +256,12 @@ static struct feed *queue_feed(struct chan *ch, amqp_bytes_t name, amqp_method_n
         return NULL;
     }
     const struct queue *queue = topology_queue(c->srv->topo, c->vhost, q);
-    if (!queue->durable) {
-        char text[400];
+    if (!topology_queue_in_kafka(queue)) {
+        char text[700];
         snprintf(text, sizeof text,
-                 "NOT_IMPLEMENTED - queue '%s' in vhost '%s' is not durable: hopper serves "
-                 "durable queues from Kafka, and transient queues not yet",
+                 "NOT_IMPLEMENTED - queue '%s' in vhost '%s' is transient (not durable, "
+                 "exclusive, auto-delete or server-named): hopper serves durable queues from "
+                 "Kafka, transient ones not yet",
                  q, c->vhost);
         conn_close(c, AMQP_NOT_IMPLEMENTED, text, id);
         return NULL;

@@ -31,8 +31,9 @@
 /* Kafka's offset.metadata.max.bytes is 4096 by default. */
 #define METADATA_CAP OFFSETS_METADATA_CAP
 /* Paused partitions resume when the records held fall below this share of
- * the bound. */
-#define RESUME_PERCENT 90
+ * the bound. Pausing drops what librdkafka had fetched and resuming fetches
+ * it again: half the bound keeps that round trip rare. */
+#define RESUME_PERCENT 50
 
 struct fpart {
     struct fpart *next;
@@ -330,9 +331,16 @@ static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+static void poll_feed(struct feed *f);
+
+/* Commits, and a poll: librdkafka counts a consumer that has not polled
+ * for max.poll.interval.ms (5 min) as gone and leaves its group, and a
+ * quiet queue (or a paused one, while an ETA task waits for hours)
+ * signals nothing. */
 static void on_commit_timer(evutil_socket_t fd, short what, void *arg)
 {
     commit(arg, false);
+    poll_feed(arg);
 }
 
 /* ---- flow ---- */
@@ -635,7 +643,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void poll_feed(struct feed *f)
 {
-    for (int i = 0; i < POLL_BATCH && f->rk; i++) {
+    int i;
+    for (i = 0; i < POLL_BATCH && f->rk; i++) {
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(f->rk, 0);
         if (!rkm)
             break;
@@ -650,8 +659,14 @@ static void poll_feed(struct feed *f)
         }
         rd_kafka_message_destroy(rkm);
     }
+    /* Past the bound the partitions pause after this batch: the records
+     * librdkafka had fetched (queued.max.messages.kbytes, 1 MiB) are taken
+     * whole, since pausing would drop them only to fetch them again. */
     check_flow(f);
     feed_dispatch(f);
+    /* The queue signals only when it turns non-empty: poll on next turn. */
+    if (i == POLL_BATCH && f->pipe_ev)
+        event_active(f->pipe_ev, EV_READ, 0);
 }
 
 static void on_pipe(evutil_socket_t fd, short what, void *arg)
@@ -714,7 +729,7 @@ static bool start(struct feed *f)
               set_prop(conf, "auto.offset.reset", "earliest", f) &&
               set_prop(conf, "partition.assignment.strategy", "cooperative-sticky", f) &&
               set_prop(conf, "topic.metadata.refresh.interval.ms", "2000", f) &&
-              set_prop(conf, "queued.max.messages.kbytes", "4096", f) &&
+              set_prop(conf, "queued.max.messages.kbytes", "1024", f) &&
               set_prop(conf, "client.id", "hopper", f) &&
               set_prop(conf, "session.timeout.ms", session, f) &&
               (!cfg->instance_id[0] || set_prop(conf, "group.instance.id", cfg->instance_id, f));

@@ -569,3 +569,8 @@ bool topology_queue_matches(const struct topology *t, const char *vhost_name, co
     }
     return false;
 }
+
+bool topology_queue_in_kafka(const struct queue *q)
+{
+    return q && q->durable && !q->exclusive && !q->auto_delete && strncmp(q->name, "amq.gen-", 8);
+}

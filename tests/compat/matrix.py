@@ -36,25 +36,7 @@ NOTES = [
 
 # hopper bugs the compat run found that the scenario no longer meets
 # (the runner steps around them until they are fixed); listed in MATRIX.md.
-HOPPER_BUGS = [
-    "**SIGSEGV on the first queue.declare against a new Kafka cluster.** With task queues on, queue.declare "
-    "places the queue's group (`feeds_place`, src/feed.c) with librdkafka's admin `ListConsumerGroupOffsets`. "
-    "While the group coordinator is still loading (a new cluster: the first group request creates "
-    "`__consumer_offsets`) the broker answers NOT_COORDINATOR and librdkafka 2.8.0 crashes in "
-    "`rd_kafka_handle_OffsetFetch` -> `rd_kafka_cgrp_op(rkcg=NULL, COORD_QUERY)` (an admin handle has no "
-    "consumer group; librdkafka issue 5040, open). Found on a fresh cluster: pika's queue.declare got no answer "
-    "(client timeout after 30 s), hopper's log ends at the connection's open, its core dump shows that stack, "
-    "exit -11. Reproduced twice. The runner now waits until a group coordinator answers before each client "
-    "(run.py `wait_kafka`), so the scenario above does not meet it.",
-    "**Durable auto-delete (and exclusive, and server-named) queues are served from Kafka**, although the "
-    "contract lists auto-delete and exclusive queues among the transient queues not served yet (README: Task "
-    "queues, 540 on consume). `queue_feed` in src/consume.c checks only the durable flag, so amqp091-go's "
-    "`QueueDeclare(name, durable=true, autoDelete=true, ...)` queues get a consumer group (hopper's log: `queue "
-    "'test.integration.publish.consume' in vhost '/': consuming through group "
-    "hopper.%2F.test.integration.publish.consume`), which outlives the queue's last consumer and keeps its "
-    "offsets, where RabbitMQ would delete the queue. The scenario's queue is durable only, so it does not meet "
-    "this; the client-suite tests that do fail on their 200 ms delivery deadlines and are classified by that.",
-]
+HOPPER_BUGS = []  # both found so far are fixed: feed.c (admin handle), topology_queue_in_kafka
 
 
 def _relative(path):

@@ -134,7 +134,7 @@ REVIEWED = {
 # hopper's 540 reply texts (src/chan.c, src/consume.c, src/conn.c), as the
 # client reports them or as hopper logs "closing connection: ...".
 NOT_IMPL_TEXT = re.compile(r"NOT_IMPLEMENTED - [^\n]*")
-TRANSIENT = re.compile(r"NOT_IMPLEMENTED - queue '([^']*)' in vhost '[^']*' is not durable")
+TRANSIENT = re.compile(r"NOT_IMPLEMENTED - queue '([^']*)' in vhost '[^']*' is transient")
 NOT_IMPL = re.compile(r"\b540\b|NOT_IMPLEMENTED|not implemented", re.I)
 
 
@@ -155,7 +155,7 @@ def classify(suite, test, rabbit_outcome):
         m = TRANSIENT.search(text or "")
         if m:
             test.classification = "transient-queues"
-            test.reason = ("hopper answers 540 NOT_IMPLEMENTED: queue '%s' is not durable (transient queues: "
+            test.reason = ("hopper answers 540 NOT_IMPLEMENTED: queue '%s' is transient (transient queues: "
                            "exclusive, auto-delete, non-durable, server-named; not served yet, issue 11)" % m.group(1))
             return
         method = not_implemented_method(text)

@@ -476,3 +476,33 @@ def test_acks_made_while_kafka_is_down_are_committed_when_it_is_back(hopper_fact
 def committed_max(h, q):
     offs = committed(h.config["kafka"]["bootstrap_servers"], group_of(q), q)
     return max(offs.values())
+
+
+def test_a_queue_holds_at_most_max_unacked_then_pauses(hopper_factory, uid):
+    """Past rabbit.max_unacked hopper pauses the queue's partitions: a
+    consumer without a prefetch limit that never acks gets the bound plus
+    what librdkafka had fetched already (at most 1 MiB), not the queue; as
+    it acks, the rest comes, none lost."""
+    q = "bound-" + uid
+    h = hopper_factory({"rabbit": dict(RABBIT["rabbit"], max_unacked=100)})
+    n, body = 3000, b"x" * 1024
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, durable=True)
+        pub = conn.channel()  # no confirms: the queue fills while the consumer waits
+        for i in range(n):
+            pub.basic_publish("", q, b"%06d" % i + body, pika.BasicProperties(delivery_mode=2))
+        held = []
+        ch.basic_consume(q, lambda c, m, p, b: held.append(m.delivery_tag))
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            conn.process_data_events(0.2)
+        assert 100 <= len(held) <= 100 + 1100, len(held)  # 1 MiB of 1 KiB records
+        acked = 0
+        deadline = time.monotonic() + 90
+        while acked < n and time.monotonic() < deadline:
+            if held and held[-1] > acked:
+                acked = held[-1]
+                ch.basic_ack(acked, multiple=True)
+            conn.process_data_events(0.05)
+        assert len(held) == n and acked == n, (len(held), acked)
