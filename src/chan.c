@@ -226,17 +226,27 @@ static void placed(void *arg, bool ok, const char *why)
  * topics (feed.h), and the connection's later frames wait with it. Returns
  * true when the reply will come from there (none for nowait; the frames
  * after still wait for the placement). */
-static bool wait_for_place(struct chan *ch, const char *queue, amqp_method_number_t id, bool nowait)
+static void ensure_topic(void *sink, const char *topic)
+{
+    sink_ensure_topic(sink, topic);
+}
+
+static bool wait_for_place(struct chan *ch, const char *queue, const char *exchange,
+                           amqp_method_number_t id, bool nowait)
 {
     struct conn *c = ch->conn;
     const struct queue *q = topology_queue(c->srv->topo, c->vhost, queue);
     if (!c->srv->feeds || !topology_queue_in_kafka(q))
         return false;
+    /* The topics a durable queue reads exist from its declaration and its
+     * bindings on, so that its group sees them at once. */
     struct route_target t;
     if (id == AMQP_QUEUE_DECLARE_METHOD &&
         router_route(c->srv->router, c->vhost, "", 0, queue, strlen(queue), &c->srv->scratch, &t) ==
             ROUTE_OK)
         sink_ensure_topic(c->srv->sink, t.topic);
+    if (exchange)
+        router_exchange_topics(c->srv->router, c->vhost, exchange, ensure_topic, c->srv->sink);
     snprintf(ch->placing_queue, sizeof ch->placing_queue, "%s", queue);
     ch->placing_method = id;
     ch->placing_reply = !nowait;
@@ -259,7 +269,7 @@ static void queue_declare(struct chan *ch, amqp_queue_declare_t *m)
     if (reply_failed(ch, &r, AMQP_QUEUE_DECLARE_METHOD))
         return;
     memcpy(ch->last_queue, actual, sizeof actual);
-    if (wait_for_place(ch, actual, AMQP_QUEUE_DECLARE_METHOD, m->nowait))
+    if (wait_for_place(ch, actual, NULL, AMQP_QUEUE_DECLARE_METHOD, m->nowait))
         return;
     if (!m->nowait)
         declare_ok(ch, actual);
@@ -281,7 +291,7 @@ static void queue_bind(struct chan *ch, amqp_method_number_t id, amqp_bytes_t qu
         topology_unbind(c->srv->topo, c->vhost, q, x, rk, encode_args(ch, args), c->id, &r);
     if (reply_failed(ch, &r, id))
         return;
-    if (id == AMQP_QUEUE_BIND_METHOD && wait_for_place(ch, q, id, nowait))
+    if (id == AMQP_QUEUE_BIND_METHOD && wait_for_place(ch, q, x, id, nowait))
         return;
     if (c->srv->feeds)
         feeds_bindings_changed(c->srv->feeds, c->vhost, q);

@@ -611,7 +611,8 @@ static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
     }
     if (f->paused)
         rd_kafka_pause_partitions(f->rk, parts);
-    log_info("queue '%s': %d partition(s) assigned", f->queue, parts->cnt);
+    if (parts->cnt) /* a cooperative rebalance's first round may give none */
+        log_info("queue '%s': %d partition(s) assigned", f->queue, parts->cnt);
 }
 
 static void revoked(struct feed *f, rd_kafka_topic_partition_list_t *parts)
@@ -628,7 +629,8 @@ static void revoked(struct feed *f, rd_kafka_topic_partition_list_t *parts)
         log_error("queue '%s': unassign: %s", f->queue, rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
-    log_info("queue '%s': %d partition(s) revoked", f->queue, parts->cnt);
+    if (parts->cnt)
+        log_info("queue '%s': %d partition(s) revoked", f->queue, parts->cnt);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,

@@ -353,22 +353,23 @@ def test_a_killed_consumers_unacked_messages_go_to_the_next(hopper_factory, uid,
             ch.basic_ack(m.delivery_tag)
 
 
-def test_two_hoppers_share_a_queue_through_the_group(hopper_factory, uid):
+def test_two_hoppers_share_a_queue_through_the_group(hopper_factory, kafka, kafka_cluster, uid):
     """Consumers on two instances split the queue's partitions: every
-    message reaches exactly one of them."""
-    x, q = "shared-" + uid, "shared-q-" + uid
-    h1 = hopper_factory(RABBIT)
-    h2 = hopper_factory(RABBIT)
+    message reaches one of them. The queue is one topic of three partitions
+    (a configured queue), so the group has exactly those to share."""
+    topic, q = "shared-" + uid, "shared-q-" + uid
+    kafka.create_topic(topic)
+    cfg = dict(RABBIT, queues=[{"name": q, "topics": [topic]}])
+    h1 = hopper_factory(cfg)
+    h2 = hopper_factory(cfg)
     got = {1: [], 2: []}
     conns = []
     try:
         for n, h in ((1, h1), (2, h2)):
+            h.wait_for_log("(config) reads 1 topic(s)", timeout=60)
             conn = pika.BlockingConnection(pika.URLParameters(h.url))
             conns.append(conn)
             ch = conn.channel()
-            ch.exchange_declare(x, exchange_type="topic", durable=True)
-            ch.queue_declare(q, durable=True)
-            ch.queue_bind(q, x, routing_key="k.#")
             ch.basic_qos(prefetch_count=50)
 
             def on_msg(ch, method, props, body, n=n):
@@ -376,7 +377,7 @@ def test_two_hoppers_share_a_queue_through_the_group(hopper_factory, uid):
                 ch.basic_ack(method.delivery_tag)
 
             ch.basic_consume(q, on_msg)
-        # Both members hold partitions before anything is published, so no
+        # Both members hold partitions before anything is produced, so no
         # rebalance moves unacked messages.
         deadline = time.monotonic() + 60
         while not all("partition(s) assigned" in h.log_text() for h in (h1, h2)):
@@ -384,18 +385,22 @@ def test_two_hoppers_share_a_queue_through_the_group(hopper_factory, uid):
             for c in conns:
                 c.process_data_events(0.1)
         for c in conns:
-            c.process_data_events(2)
-        pub = conns[0].channel()
-        pub.confirm_delivery()
+            c.process_data_events(1)
+        p = Producer({"bootstrap.servers": kafka_cluster, "acks": "all"})
         bodies = [b"%d" % i for i in range(300)]
         for i, b in enumerate(bodies):
-            pub.basic_publish(x, "k.%d" % (i % 30), b, pika.BasicProperties(delivery_mode=2))
+            p.produce(topic, value=b, key=b"k.%d" % (i % 30))
+        assert p.flush(30) == 0
         deadline = time.monotonic() + 60
-        while len(got[1]) + len(got[2]) < 300 and time.monotonic() < deadline:
+        while set(got[1] + got[2]) != set(bodies) and time.monotonic() < deadline:
             for c in conns:
                 c.process_data_events(0.05)
-        assert sorted(got[1] + got[2]) == sorted(bodies)
+        for c in conns:
+            c.process_data_events(0.5)  # anything delivered twice shows now
+        assert set(got[1] + got[2]) == set(bodies)
         assert got[1] and got[2], "one instance got no partition: %d / %d" % (len(got[1]), len(got[2]))
+        # Nothing moved between the members: nothing came twice.
+        assert len(got[1]) + len(got[2]) == len(bodies)
     finally:
         for c in conns:
             if c.is_open:
