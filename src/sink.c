@@ -189,6 +189,11 @@ struct sink {
     size_t in_flight;
     size_t held;
     uint64_t bytes_in_flight;
+    /* Messages sent unpartitioned whose topic librdkafka lost before hopper
+     * knew its partition count: resent unpartitioned, in order, from the
+     * timer (limbo_retry). Linked through slot.next. */
+    uint32_t limbo_head, limbo_tail;
+    size_t n_limbo;
 
     struct strmap topics;       /* created (or being created) this run */
     struct strmap handles;      /* topic name -> struct sink_topic of the current producers */
@@ -344,13 +349,13 @@ static int32_t spread_pick(struct sink_topic *t)
     return best;
 }
 
-/* The partition for a message, or RD_KAFKA_PARTITION_UA to let librdkafka
- * place it (and learn the count). */
-static int32_t pick_partition(struct sink *s, struct sink_topic *t, const void *key, size_t key_len)
+/* Take the partition count librdkafka's partitioner last saw. Returns
+ * false while none is known. */
+static bool learn_count(struct sink_topic *t)
 {
     int32_t learned = __atomic_load_n(&t->learned_cnt, __ATOMIC_ACQUIRE);
     if (learned <= 0)
-        return RD_KAFKA_PARTITION_UA;
+        return false;
     if (learned > t->n_parts) {
         t->parts = xrealloc(t->parts, (size_t)learned * sizeof *t->parts);
         for (int32_t p = t->n_parts; p < learned; p++)
@@ -362,6 +367,15 @@ static int32_t pick_partition(struct sink *s, struct sink_topic *t, const void *
             log_info("kafka: topic %s now has %" PRId32 " partitions", t->name, learned);
         t->cnt = learned;
     }
+    return true;
+}
+
+/* The partition for a message, or RD_KAFKA_PARTITION_UA to let librdkafka
+ * place it (and learn the count). */
+static int32_t pick_partition(struct sink *s, struct sink_topic *t, const void *key, size_t key_len)
+{
+    if (!learn_count(t))
+        return RD_KAFKA_PARTITION_UA;
     if (!t->held && !t->unpartitioned) {
         int64_t now = mono_ms();
         if (now >= t->learn_due_ms) {
@@ -458,7 +472,9 @@ static bool lost_partition(rd_kafka_resp_err_t err)
  * never seen, whose messages are nacked). */
 static int32_t requeue_partition(struct sink_topic *t, int32_t p, const rd_kafka_message_t *m)
 {
-    if (p != RD_KAFKA_PARTITION_UA || t->cnt <= 0)
+    /* A topic's first message goes over before hopper has the count that
+     * librdkafka's partitioner saw for it: take it now. */
+    if (p != RD_KAFKA_PARTITION_UA || (t->cnt <= 0 && !learn_count(t)))
         return p;
     if (partition_spreads(t->partitioner, m->key, m->key_len))
         return spread_pick(t);
@@ -468,15 +484,15 @@ static int32_t requeue_partition(struct sink_topic *t, int32_t p, const rd_kafka
 /* Put slot i's message, which librdkafka reported with a lost partition,
  * back into its partition's queue: after the ones of the same release put
  * back before it, before everything that waited behind the release. */
-static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
+/* Take slot i's message back from its report, to hand it over again:
+ * librdkafka frees its payload and key with the report; the headers can be
+ * taken back. */
+static void take_back(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 {
     struct slot *sl = &s->slots[i];
-    struct part *pt = &sl->topic->parts[sl->partition];
     sl->state = SLOT_HELD;
     sl->held_since_ms = mono_ms();
     sl->requeues++;
-    /* librdkafka frees its payload and key with the report; the headers
-     * can be taken back. */
     sl->body = xmalloc(m->len ? m->len : 1);
     memcpy(sl->body, m->payload, m->len);
     sl->body_len = m->len;
@@ -488,6 +504,28 @@ static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
     rd_kafka_headers_t *headers = NULL;
     rd_kafka_message_detach_headers((rd_kafka_message_t *)m, &headers);
     sl->headers = headers;
+    s->stats.requeued++;
+}
+
+/* Slot i's message went unpartitioned and its topic was lost before its
+ * partition count was known: it waits in the limbo list. */
+static void limbo_add(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
+{
+    take_back(s, i, m);
+    s->slots[i].next = NO_SLOT;
+    if (s->limbo_tail == NO_SLOT)
+        s->limbo_head = i;
+    else
+        s->slots[s->limbo_tail].next = i;
+    s->limbo_tail = i;
+    s->n_limbo++;
+}
+
+static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
+{
+    struct slot *sl = &s->slots[i];
+    struct part *pt = &sl->topic->parts[sl->partition];
+    take_back(s, i, m);
     uint32_t after = pt->requeued_tail;
     sl->next = after == NO_SLOT ? pt->head : s->slots[after].next;
     if (after == NO_SLOT)
@@ -499,7 +537,6 @@ static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
     pt->requeued_tail = i;
     sl->topic->held++;
     s->held++;
-    s->stats.requeued++;
 }
 
 /* The producer for a partition's next release: the prompt one when at most
@@ -572,13 +609,45 @@ static void nack_held(struct sink *s, struct sink_topic *t, int32_t p, int64_t o
 /* Nack held messages whose wait passed message.timeout.ms (librdkafka's
  * own deadline starts again when a message is handed over), or all of
  * them; retry releases refused for a full queue. */
+/* Hand the limbo's messages over again, in order, while librdkafka takes
+ * them; nack those that waited past the deadline (all of them when
+ * older_than is INT64_MAX). */
+static void limbo_retry(struct sink *s, int64_t older_than, rd_kafka_resp_err_t why)
+{
+    while (s->limbo_head != NO_SLOT) {
+        uint32_t i = s->limbo_head;
+        struct slot *sl = &s->slots[i];
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        bool late = older_than == INT64_MAX || sl->held_since_ms < older_than;
+        if (!late && s->producers[LANE_PROMPT].rk) {
+            err = hand_over(s, i, unpartitioned_lane(sl->topic, sl->key, sl->key_len), sl->body,
+                            sl->body_len, sl->key, sl->key_len, sl->headers);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || lost_partition(err))
+                return; /* still lost: the next tick tries again */
+        }
+        s->limbo_head = sl->next;
+        if (s->limbo_head == NO_SLOT)
+            s->limbo_tail = NO_SLOT;
+        s->n_limbo--;
+        FREE_AND_NULL(sl->key); /* librdkafka copied it, or it is refused */
+        if (!late && !err) {
+            sl->body = NULL; /* librdkafka owns body and headers now */
+            sl->headers = NULL;
+            continue;
+        }
+        refused(s, i, late ? why : err);
+    }
+}
+
 static void sweep_held(struct sink *s, bool nack_all)
 {
-    if (!s->held)
-        return;
     int64_t older_than = nack_all ? INT64_MAX : mono_ms() - s->msg_timeout_ms;
     rd_kafka_resp_err_t why =
         nack_all ? RD_KAFKA_RESP_ERR__PURGE_QUEUE : RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+    if (s->n_limbo)
+        limbo_retry(s, older_than, why);
+    if (!s->held)
+        return;
     struct sink_topic *t;
     FOR_EACH_TOPIC(s, t)
     {
@@ -611,9 +680,11 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
             if (q != RD_KAFKA_PARTITION_UA) {
                 s->slots[i].partition = q;
                 requeue(s, i, m);
-                gate_reported(s, t, p);
-                continue;
+            } else {
+                limbo_add(s, i, m);
             }
+            gate_reported(s, t, p);
+            continue;
         }
         if (!ok)
             log_nack(s, rd_kafka_topic_name(m->rkt), m->partition, m->err);
@@ -943,6 +1014,7 @@ struct sink *sink_new(struct event_base *base, const struct config *cfg,
     s->cfg = cfg;
     s->cb = *cb;
     s->free_head = NO_SLOT;
+    s->limbo_head = s->limbo_tail = NO_SLOT;
     s->partitioner = partition_default();
     for (size_t i = 0; i < cfg->n_kafka_props; i++) {
         const struct kv *p = &cfg->kafka_props[i];
