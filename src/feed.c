@@ -23,8 +23,10 @@
 #define POLL_BATCH 1000
 /* The blocking calls (feed.h): one coordinator round trip. */
 #define FEED_SYNC_TIMEOUT_MS 5000
-/* Placing a queue (feeds_place) tries again this often, for this long. */
-#define PLACE_RETRY_MS 500
+/* Placing a queue (feeds_place) tries again this often, for this long: its
+ * new topic appears within a few tens of milliseconds, a cluster just
+ * started loads its coordinators within seconds. */
+#define PLACE_RETRY_MS 100
 #define PLACE_DEADLINE_MS 30000
 /* Deleting a deleted queue's group: tries, a second apart. */
 #define GROUP_DELETE_TRIES 30
@@ -1079,12 +1081,25 @@ static void place_described(struct feed_place *p, rd_kafka_event_t *ev)
         place_failed(p, rd_kafka_event_error_string(ev));
         return;
     }
+    /* The queue's topics were asked for at its declaration and bindings
+     * (sink_ensure_topic), and the cluster creates them a moment later:
+     * wait until they exist. A group whose coordinator does not know a
+     * topic yet is assigned none of its partitions, and librdkafka 2.8.0
+     * does not notice once the topic appears (its leader compares later
+     * metadata with what it saw at join time, not with what its assignor
+     * saw), so its records would stay unread. */
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_error_t *te = rd_kafka_TopicDescription_error(d[i]);
+        if (rd_kafka_error_code(te)) {
+            char why[512];
+            snprintf(why, sizeof why, "topic %s: %s", rd_kafka_TopicDescription_name(d[i]),
+                     rd_kafka_error_string(te));
+            place_failed(p, why);
+            return;
+        }
+    }
     p->parts = rd_kafka_topic_partition_list_new(8);
     for (size_t i = 0; i < n; i++) {
-        /* A topic that does not exist yet starts empty: the consumer reads
-         * it from its beginning, which is after the declaration. */
-        if (rd_kafka_error_code(rd_kafka_TopicDescription_error(d[i])))
-            continue;
         size_t np = 0;
         const rd_kafka_TopicPartitionInfo_t **pi = rd_kafka_TopicDescription_partitions(d[i], &np);
         for (size_t j = 0; j < np; j++)
@@ -1145,6 +1160,21 @@ static void place_altered(struct feed_place *p, rd_kafka_event_t *ev)
     const rd_kafka_group_result_t **groups =
         res ? rd_kafka_AlterConsumerGroupOffsets_result_groups(res, &n) : NULL;
     const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
+    /* The coordinator refuses offsets of a topic it does not know yet:
+     * try again, so that it knows every partition before the group's first
+     * member joins (see place_described). Refusals because the group is
+     * active (a member's generation) leave the starts remembered above. */
+    const rd_kafka_topic_partition_list_t *done =
+        n == 1 && !ge ? rd_kafka_group_result_partitions(groups[0]) : NULL;
+    for (int i = 0; done && i < done->cnt; i++) {
+        if (done->elems[i].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+            char why[512];
+            snprintf(why, sizeof why, "offset of %s [%" PRId32 "]: %s", done->elems[i].topic,
+                     done->elems[i].partition, rd_kafka_err2str(done->elems[i].err));
+            place_failed(p, why);
+            return;
+        }
+    }
     if (rd_kafka_event_error(ev) || ge) {
         if (p->f->rk) {
             /* Our own member holds the group: the remembered starts place it. */
