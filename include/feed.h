@@ -90,6 +90,18 @@ struct feed_place *feeds_place(struct feeds *fs, const char *vhost, const char *
                                feed_placed_fn done, void *arg);
 void feeds_place_cancel(struct feed_place *p);
 
+/* queue.purge: the records this hopper holds ready are done, and the
+ * group moves past everything its topics hold now. With this hopper
+ * consuming the queue the group cannot move under its member: the
+ * partitions assigned here skip, unread, what they hold now; partitions
+ * another hopper's consumers hold keep their records (logged). `done`
+ * gets how many records went (records that match none of the queue's
+ * bindings included), from the loop, once, unless cancelled with
+ * feeds_place_cancel. */
+typedef void (*feed_purged_fn)(void *arg, uint64_t count);
+struct feed_place *feeds_purge(struct feeds *fs, const char *vhost, const char *queue,
+                               feed_purged_fn done, void *arg);
+
 /* Consumer group of a queue: <prefix><vhost>.<queue>, where the vhost
  * keeps [A-Za-z0-9_-] and the queue [A-Za-z0-9._-]; every other byte is
  * %XX (upper-case hex), so "/" and "celery" give "hopper.%2F.celery". */
@@ -109,9 +121,6 @@ void feed_dispatch(struct feed *f);
 struct feed_msg *feed_take(struct feed *f);
 /* Ready records held now (what declare-ok and get-ok report). */
 size_t feed_ready_count(const struct feed *f);
-/* queue.purge: every ready record is done (committed past). Returns how
- * many. Records not fetched yet are not counted or skipped. */
-size_t feed_purge(struct feed *f);
 
 /* A delivered record was acked, or dropped: it is done and freed. */
 void feed_done(struct feed_msg *m);

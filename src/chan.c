@@ -202,12 +202,28 @@ static void declare_ok(struct chan *ch, const char *queue)
     send_method(ch, AMQP_QUEUE_DECLARE_OK_METHOD, &ok);
 }
 
+static void kafka_answered(struct chan *ch)
+{
+    ch->placing = NULL;
+    ch->conn->awaiting--;
+}
+
+static void purged(void *arg, uint64_t count)
+{
+    struct chan *ch = arg;
+    kafka_answered(ch);
+    if (ch->placing_reply) {
+        amqp_queue_purge_ok_t ok = {count > UINT32_MAX ? UINT32_MAX : (uint32_t)count};
+        send_method(ch, AMQP_QUEUE_PURGE_OK_METHOD, &ok);
+    }
+    conn_update_reading(ch->conn);
+}
+
 static void placed(void *arg, bool ok, const char *why)
 {
     struct chan *ch = arg;
     struct conn *c = ch->conn;
-    ch->placing = NULL;
-    c->awaiting--;
+    kafka_answered(ch);
     if (!ok)
         log_warn("%s: queue '%s': could not set where it starts (%s); its consumers start "
                  "where the group's offsets are, or at the topics' beginnings",
@@ -231,6 +247,17 @@ static void ensure_topic(void *sink, const char *topic)
     sink_ensure_topic(sink, topic);
 }
 
+/* The method's reply, and the connection's frames after it, wait for
+ * Kafka (ch->placing). */
+static void await_kafka(struct chan *ch, const char *queue, amqp_method_number_t id, bool nowait)
+{
+    snprintf(ch->placing_queue, sizeof ch->placing_queue, "%s", queue);
+    ch->placing_method = id;
+    ch->placing_reply = !nowait;
+    ch->conn->awaiting++;
+    conn_update_reading(ch->conn);
+}
+
 static bool wait_for_place(struct chan *ch, const char *queue, const char *exchange,
                            amqp_method_number_t id, bool nowait)
 {
@@ -247,11 +274,7 @@ static bool wait_for_place(struct chan *ch, const char *queue, const char *excha
         sink_ensure_topic(c->srv->sink, t.topic);
     if (exchange)
         router_exchange_topics(c->srv->router, c->vhost, exchange, ensure_topic, c->srv->sink);
-    snprintf(ch->placing_queue, sizeof ch->placing_queue, "%s", queue);
-    ch->placing_method = id;
-    ch->placing_reply = !nowait;
-    c->awaiting++;
-    conn_update_reading(c);
+    await_kafka(ch, queue, id, nowait);
     ch->placing = feeds_place(c->srv->feeds, c->vhost, queue, placed, ch);
     return true;
 }
@@ -312,13 +335,15 @@ static void queue_purge(struct chan *ch, amqp_queue_purge_t *m)
     topology_check_queue(c->srv->topo, c->vhost, q, c->id, &r);
     if (reply_failed(ch, &r, AMQP_QUEUE_PURGE_METHOD))
         return;
-    uint32_t purged = 0;
     const struct queue *queue = topology_queue(c->srv->topo, c->vhost, q);
-    if (c->srv->feeds && topology_queue_in_kafka(queue))
-        purged = (uint32_t)feed_purge(feeds_get(c->srv->feeds, c->vhost, q));
+    if (c->srv->feeds && topology_queue_in_kafka(queue)) {
+        await_kafka(ch, q, AMQP_QUEUE_PURGE_METHOD, m->nowait);
+        ch->placing = feeds_purge(c->srv->feeds, c->vhost, q, purged, ch);
+        return;
+    }
     if (m->nowait)
         return;
-    amqp_queue_purge_ok_t ok = {purged};
+    amqp_queue_purge_ok_t ok = {0};
     send_method(ch, AMQP_QUEUE_PURGE_OK_METHOD, &ok);
 }
 

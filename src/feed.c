@@ -49,6 +49,8 @@ struct fpart {
      * delivered with redelivered = true. */
     int64_t maybe_seen;
     int64_t delivered_max; /* highest offset this owner delivered */
+    int64_t start;         /* the committed offset it started from, or -1 */
+    int64_t purge_below;   /* queue.purge: records below are done unread */
 };
 
 struct feed {
@@ -76,6 +78,7 @@ struct feed {
 
     bool placed; /* its group's starting offsets are set (feeds_place) */
     rd_kafka_topic_partition_list_t *starts; /* placement's offsets, for assignment */
+    rd_kafka_topic_partition_list_t *purged; /* a purge's ends, for later assignments */
 
     struct consumer **cons;
     size_t n_cons, cap_cons, rr;
@@ -219,6 +222,10 @@ static struct fpart *part_new(struct feed *f, const char *topic, int32_t partiti
     p->partition = partition;
     p->maybe_seen = -1;
     p->delivered_max = -1;
+    p->start = committed;
+    const rd_kafka_topic_partition_t *purged =
+        f->purged ? rd_kafka_topic_partition_list_find(f->purged, topic, partition) : NULL;
+    p->purge_below = purged ? purged->offset : 0;
     const char *bar = md ? memchr(md, '|', md_len) : NULL;
     if (bar) {
         char tail[24] = {0};
@@ -505,6 +512,10 @@ static void take_record(struct feed *f, const rd_kafka_message_t *rkm)
         p->off = offsets_new(rkm->offset); /* nothing was committed: start here */
     if (!p->off || !offsets_fetched(p->off, rkm->offset))
         return; /* fetched again after a seek: already tracked */
+    if (rkm->offset < p->purge_below) {
+        mark_done(p, rkm->offset);
+        return; /* purged before it was read */
+    }
     if (offsets_skip(p->off, rkm->offset)) {
         mark_done(p, rkm->offset);
         return; /* acked before a restart */
@@ -563,18 +574,27 @@ static void take_record(struct feed *f, const rd_kafka_message_t *rkm)
 
 /* ---- rebalance ---- */
 
-static void feed_remember_starts(struct feed *f, const rd_kafka_topic_partition_list_t *ends)
+/* Merge `ends` into *list (made on first need): the later offset wins. */
+static void remember(rd_kafka_topic_partition_list_t **list,
+                     const rd_kafka_topic_partition_list_t *ends)
 {
-    if (!f->starts)
-        f->starts = rd_kafka_topic_partition_list_new(ends->cnt);
+    if (!*list)
+        *list = rd_kafka_topic_partition_list_new(ends->cnt);
     for (int i = 0; i < ends->cnt; i++) {
         const rd_kafka_topic_partition_t *e = &ends->elems[i];
         rd_kafka_topic_partition_t *have =
-            rd_kafka_topic_partition_list_find(f->starts, e->topic, e->partition);
+            rd_kafka_topic_partition_list_find(*list, e->topic, e->partition);
         if (!have)
-            have = rd_kafka_topic_partition_list_add(f->starts, e->topic, e->partition);
+            have = rd_kafka_topic_partition_list_add(*list, e->topic, e->partition);
         have->offset = e->offset;
     }
+}
+
+static void forget(rd_kafka_topic_partition_list_t **list)
+{
+    if (*list)
+        rd_kafka_topic_partition_list_destroy(*list);
+    *list = NULL;
 }
 
 static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
@@ -850,7 +870,7 @@ const char *feed_queue_name(const struct feed *f)
     return f->queue;
 }
 
-size_t feed_purge(struct feed *f)
+static size_t feed_purge(struct feed *f)
 {
     size_t n = 0;
     struct feed_msg *m;
@@ -915,8 +935,8 @@ static void feed_free(struct feed *f)
             free(p);
         }
     }
-    if (f->starts)
-        rd_kafka_topic_partition_list_destroy(f->starts);
+    forget(&f->starts);
+    forget(&f->purged);
     free(f->cons);
     free(f->vhost);
     free(f->queue);
@@ -970,6 +990,9 @@ struct feed_place {
     struct topic_set todo; /* topics the group has no offsets for */
     rd_kafka_topic_partition_list_t *parts;
     feed_placed_fn done;
+    feed_purged_fn purged;                      /* set for a purge (feeds_purge), not a placement */
+    rd_kafka_topic_partition_list_t *committed; /* a purge's starting points */
+    uint64_t count;                             /* records a purge removed */
     void *arg;
     bool cancelled;
     struct event *later;  /* to answer from the loop, or to try again */
@@ -981,7 +1004,9 @@ static void place_finish(struct feed_place *p, bool ok, const char *why)
     struct feeds *fs = p->fs;
     if (ok)
         p->f->placed = true;
-    if (!p->cancelled)
+    if (!p->cancelled && p->purged)
+        p->purged(p->arg, p->count);
+    else if (!p->cancelled)
         p->done(p->arg, ok, why);
     for (struct feed_place **pp = &fs->places; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
@@ -992,6 +1017,8 @@ static void place_finish(struct feed_place *p, bool ok, const char *why)
     topics_free(p->todo.names);
     if (p->parts)
         rd_kafka_topic_partition_list_destroy(p->parts);
+    if (p->committed)
+        rd_kafka_topic_partition_list_destroy(p->committed);
     if (p->later)
         event_free(p->later);
     free(p);
@@ -1055,10 +1082,12 @@ static void place_group_listed(struct feed_place *p, rd_kafka_event_t *ev)
         return;
     }
     const rd_kafka_topic_partition_list_t *have = rd_kafka_group_result_partitions(groups[0]);
+    if (p->purged && have)
+        p->committed = rd_kafka_topic_partition_list_copy(have);
     struct topic_set all = queue_topics(p->f);
     for (size_t i = 0; i < all.n; i++) {
-        bool placed = false;
-        for (int j = 0; have && j < have->cnt && !placed; j++)
+        bool placed = false; /* a purge moves every topic */
+        for (int j = 0; !p->purged && have && j < have->cnt && !placed; j++)
             placed = have->elems[j].offset >= 0 && !strcmp(have->elems[j].topic, all.names[i]);
         if (!placed)
             topic_add(&p->todo, all.names[i]);
@@ -1117,6 +1146,60 @@ static void place_described(struct feed_place *p, rd_kafka_event_t *ev)
     rd_kafka_AdminOptions_destroy(o);
 }
 
+/* Records between a group's committed offsets and the ends: what moving
+ * it to the ends removes (partitions without an offset count none). */
+static uint64_t lag(const rd_kafka_topic_partition_list_t *committed,
+                    const rd_kafka_topic_partition_list_t *ends)
+{
+    uint64_t n = 0;
+    for (int i = 0; committed && i < ends->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &ends->elems[i];
+        const rd_kafka_topic_partition_t *c =
+            rd_kafka_topic_partition_list_find(committed, e->topic, e->partition);
+        if (c && c->offset >= 0 && e->offset > c->offset)
+            n += (uint64_t)(e->offset - c->offset);
+    }
+    return n;
+}
+
+/* A purge while this hopper consumes the queue: the ready records are
+ * done, and so is every record up to `ends`, as it is fetched here,
+ * unread: now for the partitions assigned here, on assignment for the
+ * others (a group still joining). Returns how many records that removes
+ * (delivered, unacked ones stay with their consumers, as on RabbitMQ).
+ * Partitions another hopper holds keep their records. */
+static uint64_t purge_assigned(struct feed *f, const rd_kafka_topic_partition_list_t *committed,
+                               const rd_kafka_topic_partition_list_t *ends)
+{
+    remember(&f->purged, ends);
+    uint64_t n = feed_purge(f);
+    rd_kafka_topic_partition_list_t *elsewhere = rd_kafka_topic_partition_list_copy(ends);
+    rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(8);
+    for (struct fpart *p = f->parts; p; p = p->next)
+        rd_kafka_topic_partition_list_add(pos, p->topic, p->partition);
+    rd_kafka_position(f->rk, pos); /* what was read so far: local, does not block */
+    for (int i = 0; i < pos->cnt; i++) {
+        const rd_kafka_topic_partition_t *at = &pos->elems[i];
+        const rd_kafka_topic_partition_t *e =
+            rd_kafka_topic_partition_list_find(ends, at->topic, at->partition);
+        struct fpart *p = part_find(f, at->topic, at->partition);
+        if (!e || !p)
+            continue;
+        int64_t from = at->offset >= 0 ? at->offset : p->start;
+        if (from < p->purge_below) /* an earlier purge's part */
+            from = p->purge_below;
+        if (e->offset > from)
+            n += (uint64_t)(e->offset - from);
+        if (e->offset > p->purge_below)
+            p->purge_below = e->offset;
+        rd_kafka_topic_partition_list_del(elsewhere, at->topic, at->partition);
+    }
+    rd_kafka_topic_partition_list_destroy(pos);
+    n += lag(committed, elsewhere);
+    rd_kafka_topic_partition_list_destroy(elsewhere);
+    return n;
+}
+
 static void place_ends(struct feed_place *p, rd_kafka_event_t *ev)
 {
     const rd_kafka_ListOffsets_result_t *res = rd_kafka_event_ListOffsets_result(ev);
@@ -1140,9 +1223,18 @@ static void place_ends(struct feed_place *p, rd_kafka_event_t *ev)
     }
     rd_kafka_topic_partition_list_destroy(p->parts);
     p->parts = ends;
-    /* Kept in memory too: if the group is already active here, the commit
-     * below is refused, and assignment starts these partitions there. */
-    feed_remember_starts(p->f, ends);
+    if (p->purged && p->f->rk) {
+        /* The group cannot move under this hopper's own member. */
+        p->count = purge_assigned(p->f, p->committed, ends);
+        place_finish(p, true, NULL);
+        return;
+    }
+    if (p->purged)
+        p->count = lag(p->committed, ends);
+    else /* kept in memory too: if the group is already active here, the
+          * commit below is refused, and assignment starts these
+          * partitions there */
+        remember(&p->f->starts, ends);
     p->step = PLACE_ALTER;
     rd_kafka_AlterConsumerGroupOffsets_t *a =
         rd_kafka_AlterConsumerGroupOffsets_new((const char *)p->f->group.data, ends);
@@ -1166,6 +1258,7 @@ static void place_altered(struct feed_place *p, rd_kafka_event_t *ev)
      * active (a member's generation) leave the starts remembered above. */
     const rd_kafka_topic_partition_list_t *done =
         n == 1 && !ge ? rd_kafka_group_result_partitions(groups[0]) : NULL;
+    rd_kafka_resp_err_t refused = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int i = 0; done && i < done->cnt; i++) {
         if (done->elems[i].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
             char why[512];
@@ -1174,6 +1267,14 @@ static void place_altered(struct feed_place *p, rd_kafka_event_t *ev)
             place_failed(p, why);
             return;
         }
+        if (!refused)
+            refused = done->elems[i].err;
+    }
+    if (p->purged && refused) {
+        log_warn("queue '%s': purge: consumers on another hopper hold its group (%s); it keeps "
+                 "its records",
+                 p->f->queue, rd_kafka_err2str(refused));
+        p->count = 0;
     }
     if (rd_kafka_event_error(ev) || ge) {
         if (p->f->rk) {
@@ -1283,16 +1384,40 @@ static void on_place_later(evutil_socket_t fd, short what, void *arg)
     place_finish(arg, true, NULL);
 }
 
-struct feed_place *feeds_place(struct feeds *fs, const char *vhost, const char *queue,
-                               feed_placed_fn done, void *arg)
+/* A placement or purge of the queue. It is answered from the loop: on the
+ * next turn when there is nothing to ask Kafka (place_go's `now`), else
+ * once the admin steps are done. */
+static struct feed_place *place_new(struct feeds *fs, const char *vhost, const char *queue,
+                                    void *arg)
 {
     struct feed_place *p = xcalloc(1, sizeof *p);
     p->fs = fs;
     p->f = feeds_get(fs, vhost, queue);
-    p->done = done;
     p->arg = arg;
     p->next = fs->places;
     fs->places = p;
+    return p;
+}
+
+static struct feed_place *place_go(struct feed_place *p, bool now)
+{
+    if (now) {
+        static const struct timeval next_turn = {0, 0};
+        p->later = evtimer_new(p->fs->base, on_place_later, p);
+        if (!p->later || evtimer_add(p->later, &next_turn))
+            abort(); /* as xmalloc does when memory runs out */
+        return p;
+    }
+    p->deadline_ms = monotonic_ms() + PLACE_DEADLINE_MS;
+    place_start(p);
+    return p;
+}
+
+struct feed_place *feeds_place(struct feeds *fs, const char *vhost, const char *queue,
+                               feed_placed_fn done, void *arg)
+{
+    struct feed_place *p = place_new(fs, vhost, queue, arg);
+    p->done = done;
     /* Declared before by this process, or no admin client to ask: answer
      * on the next turn. Without an admin client the queue starts where its
      * consumer first reads; say so rather than refuse the declaration. */
@@ -1301,16 +1426,18 @@ struct feed_place *feeds_place(struct feeds *fs, const char *vhost, const char *
         log_warn("queue '%s': cannot place its group at the topics' ends", queue);
         known = true;
     }
-    if (known) {
-        static const struct timeval now = {0, 0};
-        p->later = evtimer_new(fs->base, on_place_later, p);
-        if (!p->later || evtimer_add(p->later, &now))
-            abort(); /* as xmalloc does when memory runs out */
-        return p;
-    }
-    p->deadline_ms = monotonic_ms() + PLACE_DEADLINE_MS;
-    place_start(p);
-    return p;
+    return place_go(p, known);
+}
+
+struct feed_place *feeds_purge(struct feeds *fs, const char *vhost, const char *queue,
+                               feed_purged_fn done, void *arg)
+{
+    struct feed_place *p = place_new(fs, vhost, queue, arg);
+    p->purged = done;
+    bool local = !admin_start(fs);
+    if (local) /* without an admin client only what this hopper holds goes */
+        p->count = feed_purge(p->f);
+    return place_go(p, local);
 }
 
 static void place_start(struct feed_place *p)
@@ -1320,6 +1447,10 @@ static void place_start(struct feed_place *p)
     if (p->parts)
         rd_kafka_topic_partition_list_destroy(p->parts);
     p->parts = NULL;
+    if (p->committed)
+        rd_kafka_topic_partition_list_destroy(p->committed);
+    p->committed = NULL;
+    p->count = 0;
     p->step = PLACE_GROUP;
     rd_kafka_ListConsumerGroupOffsets_t *l =
         rd_kafka_ListConsumerGroupOffsets_new((const char *)p->f->group.data, NULL);
@@ -1424,10 +1555,8 @@ void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue)
     /* Delivered records of this queue are orphans from here: the channels
      * holding them settle them into nothing. */
     f->placed = false;
-    if (f->starts) {
-        rd_kafka_topic_partition_list_destroy(f->starts);
-        f->starts = NULL;
-    }
+    forget(&f->starts);
+    forget(&f->purged);
 }
 
 void feeds_free(struct feeds *fs)

@@ -183,6 +183,62 @@ def test_basic_get_and_get_empty(hopper_factory, uid):
         assert ch.basic_get(q)[0] is None
 
 
+def test_purge_without_consumers_moves_the_group_past_everything(hopper_factory, uid):
+    """queue.purge with nobody consuming moves the group to the topics'
+    ends: purge-ok counts what was there, nothing of it is delivered later,
+    what is published after the purge is."""
+    h = hopper_factory(RABBIT)
+    q = "purge-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True)
+        publish(ch, q, [b"old-%d" % i for i in range(40)])
+        assert ch.queue_purge(q).method.message_count == 40
+        publish(ch, q, [b"new-%d" % i for i in range(3)])
+        got = consume(ch, q, 3, timeout=30)
+        assert sorted(b for _, _, b in got) == [b"new-0", b"new-1", b"new-2"]
+        for m, _, _ in got:
+            ch.basic_ack(m.delivery_tag)
+        assert consume(ch, q, 1, timeout=3) == []
+
+
+def test_purge_while_consuming_keeps_the_unacked(hopper_factory, uid):
+    """With a consumer holding unacked messages, queue.purge drops the
+    rest of the queue, fetched or not, and leaves the unacked ones with the
+    consumer (as RabbitMQ does): rejected with requeue they come back."""
+    h = hopper_factory(RABBIT)
+    q = "purge-busy-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True)
+        publish(ch, q, [b"%03d" % i for i in range(200)])
+        held = []
+        ch.basic_qos(prefetch_count=5)
+        ch.basic_consume(q, lambda c, m, p, b: held.append((m.delivery_tag, b)))
+        deadline = time.monotonic() + 30
+        while len(held) < 5 and time.monotonic() < deadline:
+            conn.process_data_events(0.1)
+        assert len(held) == 5
+        admin = conn.channel()
+        purged = admin.queue_purge(q).method.message_count
+        assert 195 <= purged <= 200, purged
+        for tag, _ in held[:4]:
+            ch.basic_ack(tag)
+        ch.basic_reject(held[4][0], requeue=True)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            conn.process_data_events(0.1)
+        assert [b for _, b in held[5:]] == [held[4][1]]  # the requeued one, nothing purged
+        ch.basic_ack(held[5][0])
+        publish(admin, q, [b"after"])
+        deadline = time.monotonic() + 30
+        while len(held) < 7 and time.monotonic() < deadline:
+            conn.process_data_events(0.1)
+        assert [b for _, b in held[6:]] == [b"after"]
+
+
 def test_a_record_from_a_kafka_producer_is_delivered(hopper_factory, kafka_cluster, uid):
     """A queue's topic may hold records no AMQP client wrote: the body is
     the value and the properties come from the record."""
