@@ -497,9 +497,9 @@ static int run_publish(void)
            ",\"returned\":%" PRIu64 ",\"blocked\":%" PRIu64 ",\"unconfirmed\":%" PRIu64
            ",\"window_confirmed\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,"
            "\"cpu_s\":%.3f,",
-           O.conns, O.chans, O.load.window, O.load.rate, O.load.size, O.load.duration, O.load.warmup, O.load.run, sent, msent,
-           acked, nacked, returned, blocked, unconf, wc, rate, rate * O.load.size / 1e6,
-           bench_self_cpu() - cpu0);
+           O.conns, O.chans, O.load.window, O.load.rate, O.load.size, O.load.duration,
+           O.load.warmup, O.load.run, sent, msent, acked, nacked, returned, blocked, unconf, wc,
+           rate, rate * O.load.size / 1e6, bench_self_cpu() - cpu0);
     samples_json(stdout, "confirm", &all);
     printf(",\"error\":");
     if (error)
@@ -676,6 +676,7 @@ int main(int argc, char **argv)
     if (argc < 2)
         usage();
     O.mode = argv[1];
+    /* clang-format off */
     static const struct option lo[] = {
         {"host", 1, 0, 'H'},
         {"port", 1, 0, 'P'},
@@ -693,6 +694,7 @@ int main(int argc, char **argv)
         {"frame-max", 1, 0, 'f'},
         {0, 0, 0, 0},
     };
+    /* clang-format on */
     int opt;
     optind = 2;
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
