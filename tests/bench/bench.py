@@ -262,7 +262,12 @@ class Bench:
             env.setdefault("BENCH_RABBIT_PORT", "5772")
         self.env = env
         self.r = Runner(env)
-        self.brokers = ",".join("127.0.0.1:%s" % p for p in env["KAFKA_BROKER_PORTS"].split())
+        # The cluster's own account of where its brokers listen (ports and
+        # KAFKA_HOST(S) as cluster.sh reads them).
+        self.brokers = self.r.run([CLUSTER, "bootstrap"], 30, quiet=True,
+                                  env_keys=("KAFKA_BROKER_PORTS",)).stdout.strip()
+        if not self.brokers:
+            raise BenchError("contrib/kafka/cluster.sh bootstrap printed nothing")
         self.rabbit_port = int(env["BENCH_RABBIT_PORT"])
         self.base_port = free_port() if smoke else int(env.get("BENCH_HOPPER_PORT", "5872"))
         self.hopper_port = self.base_port

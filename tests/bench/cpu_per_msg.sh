@@ -10,7 +10,8 @@
 #   tests/bench/cpu_per_msg.sh build/hopper build-libc/hopper
 #   ROUNDS=5 RATE=20000 tests/bench/cpu_per_msg.sh build/hopper build-libc/hopper
 #
-# Uses the default local cluster (contrib/kafka/cluster.sh start) and
+# Uses the local cluster (contrib/kafka/cluster.sh start; the default one
+# unless KAFKA_BROKER_PORTS or BROKERS say otherwise) and
 # build/bench/bench_amqp (make bench-tools). Prints one line per run.
 
 set -euo pipefail
@@ -18,7 +19,10 @@ cd "$(dirname "$0")/../.."
 
 ((${#@} >= 1)) || { echo "usage: $0 HOPPER [HOPPER...]" >&2; exit 2; }
 readonly ROUNDS=${ROUNDS:-3} RATE=${RATE:-0}
-readonly BROKERS=${BROKERS:-127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094}
+# The cluster's listeners as contrib/kafka/cluster.sh reports them (it reads
+# KAFKA_BROKER_PORTS and KAFKA_HOST(S)).
+BROKERS=${BROKERS:-$(contrib/kafka/cluster.sh bootstrap)}
+readonly BROKERS
 readonly TICK=$(getconf CLK_TCK)
 work=$(mktemp -d)
 topic=cpu-per-msg-$$
