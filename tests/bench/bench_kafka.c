@@ -252,13 +252,18 @@ static int run_produce(void)
                 break;
             uint64_t ts = interval ? next_due : now;
             bool measured = ts >= P.warm_end && ts < P.t_end;
-            struct bench_stamp st = {BENCH_MAGIC,     O.load.run, ts, n, measured ? BENCH_F_MEASURED : 0,
-                                     (uint32_t)O.load.size};
+            struct bench_stamp st = {.magic = BENCH_MAGIC,
+                                     .run = O.load.run,
+                                     .send_ns = ts,
+                                     .seq = n,
+                                     .flags = measured ? BENCH_F_MEASURED : 0,
+                                     .size = (uint32_t)O.load.size};
             bench_stamp_put(body, &st);
             char key[16];
             int klen = O.with_key ? snprintf(key, sizeof key, "k%d", (int)(n % 64)) : 0;
             if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, body,
-                                 (size_t)O.load.size, klen ? key : NULL, (size_t)klen, NULL) == -1) {
+                                 (size_t)O.load.size, klen ? key : NULL, (size_t)klen,
+                                 NULL) == -1) {
                 rd_kafka_resp_err_t e = rd_kafka_last_error();
                 if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                     break;
@@ -298,9 +303,9 @@ static int run_produce(void)
            ",\"measured_sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"nacked\":%" PRIu64
            ",\"unconfirmed\":%" PRIu64 ",\"window_confirmed\":%" PRIu64
            ",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"cpu_s\":%.3f,",
-           O.load.window, O.load.rate, O.load.size, O.load.duration, O.load.warmup, O.load.run, O.linger, P.sent, P.measured_sent,
-           P.acked, P.nacked, P.inflight, P.window_confirmed, rate, rate * O.load.size / 1e6,
-           bench_self_cpu() - cpu0);
+           O.load.window, O.load.rate, O.load.size, O.load.duration, O.load.warmup, O.load.run,
+           O.linger, P.sent, P.measured_sent, P.acked, P.nacked, P.inflight, P.window_confirmed,
+           rate, rate * O.load.size / 1e6, bench_self_cpu() - cpu0);
     samples_json(stdout, "confirm", &P.confirm);
     if (!error && P.nacked) {
         snprintf(errbuf, sizeof errbuf, "%" PRIu64 " not persisted, last: %s", P.nacked,
@@ -419,9 +424,9 @@ int main(int argc, char **argv)
         return 0;
     }
     static const struct option lo[] = {
-        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'}, {"partitions", 1, 0, 'n'},
+        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},   {"partitions", 1, 0, 'n'},
         {"rf", 1, 0, 'f'},      {"min-isr", 1, 0, 'i'}, {"linger", 1, 0, 'l'},
-        {"keyed", 0, 0, 'k'},   BENCH_LOAD_OPTIONS,   {0, 0, 0, 0},
+        {"keyed", 0, 0, 'k'},   BENCH_LOAD_OPTIONS,     {0, 0, 0, 0},
     };
     int opt;
     optind = 2;
