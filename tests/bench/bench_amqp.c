@@ -4,20 +4,31 @@
  *   bench_amqp publish [opts]   N connections x M channels publish with
  *                               confirms, a window of unconfirmed messages
  *                               per channel, at a fixed total rate or as
- *                               fast as confirms allow; prints one JSON
+ *                               fast as confirms allow (or --count messages
+ *                               in all, to fill a queue); prints one JSON
  *                               line: throughput and confirm latency
- *   bench_amqp consume [opts]   consume a queue (RabbitMQ) with no-ack and
- *                               time each message end to end; prints
- *                               "ready" once consuming, one JSON line after
- *                               SIGTERM/SIGINT and --settle seconds of
- *                               silence (or --hold seconds)
- *   bench_amqp idle [opts]      open N connections with one channel each,
- *                               print one JSON line when all are open, hold
- *                               them until SIGTERM/SIGINT or --hold seconds
+ *   bench_amqp consume [opts]   consume a queue and time each message end
+ *                               to end: with no-ack, or with --prefetch N
+ *                               (basic.qos N, each delivery acked on its
+ *                               own, multiple=false) as a task queue's
+ *                               worker; prints "ready" once consuming,
+ *                               "first S" at the first delivery, and one
+ *                               JSON line after --count messages of the run,
+ *                               or after SIGTERM/SIGINT and --settle seconds
+ *                               of silence (or --hold seconds, or --stall
+ *                               seconds without a delivery once one came);
+ *                               --delete deletes the queue afterwards
+ *   bench_amqp idle [opts]      open N connections with one channel each
+ *                               (with --queue, each channel also consumes,
+ *                               prefetch --prefetch, from the queue or from
+ *                               one of --queues queues), print one JSON line
+ *                               when all are open, hold them until
+ *                               SIGTERM/SIGINT or --hold seconds
  *
  * One thread per publishing connection; every wait is bounded. Confirm
- * latency = confirm time - send time (see bench_common.h for the stamp and
- * why scheduled send times are used at fixed rates). */
+ * latency = confirm time - send time, delivery latency = receive time -
+ * send time (see bench_common.h for the stamp and why scheduled send times
+ * are used at fixed rates). */
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
@@ -39,6 +50,11 @@ struct opts {
     bool persistent;
     const char *queue, *queue_type; /* declare (and purge) before publishing */
     int frame_max;
+    uint64_t count;    /* publish: messages in all; consume: of the run, then stop */
+    int prefetch;      /* consume, idle: basic.qos and acks; 0: no-ack */
+    int queues;        /* idle: consumers spread over queues <queue>-0 .. -(queues-1) */
+    bool delete_queue; /* consume: queue.delete at the end */
+    double stall;      /* consume: give up after this long without a delivery (0: never) */
 };
 
 static struct opts O = {
@@ -329,16 +345,19 @@ static void *publisher(void *arg)
     uint64_t interval = rate > 0 ? (uint64_t)(1e9 / rate) : 0;
     /* Spread the connections' schedules over one interval. */
     uint64_t next_due = p->t_start + interval * (uint64_t)p->index / (uint64_t)O.conns;
+    /* With --count, this connection's share of the messages. */
+    uint64_t quota =
+        O.count ? O.count / (uint64_t)O.conns + ((uint64_t)p->index < O.count % O.conns) : 0;
     uint64_t n = 0;
     int rr = 0;
     bool ok = true;
     while (ok && !stop_flag) {
         uint64_t now = bench_now_ns();
-        if (now >= p->t_end)
+        if (now >= p->t_end || (quota && n >= quota))
             break;
         int burst = 0;
         bool room = true;
-        while (burst < 256) {
+        while (burst < 256 && !(quota && n >= quota)) {
             if (interval && now < next_due)
                 break;
             struct pchan *ch = NULL;
@@ -422,44 +441,89 @@ static void *publisher(void *arg)
     return NULL;
 }
 
-/* Declares the benchmark queue (RabbitMQ runs) on channel 1 of c: durable,
- * of --queue-type; empties it when purge is set. */
-static void declare_queue_on(amqp_connection_state_t c, bool purge)
+/* Declares queue q on channel 1 of c: durable, of --queue-type (an
+ * argument hopper keeps and ignores); empties it when purge is set. */
+static bool declare_queue_on(amqp_connection_state_t c, const char *q, bool purge, char *err,
+                             size_t errlen)
 {
     amqp_table_entry_t e = {amqp_cstring_bytes("x-queue-type"),
                             {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(O.queue_type)}}};
     amqp_table_t args = {1, &e};
-    amqp_queue_declare(c, 1, amqp_cstring_bytes(O.queue), 0, 1, 0, 0, args);
+    amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, 1, 0, 0, args);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL)
-        die("queue.declare: %s", reply_text(r));
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        snprintf(err, errlen, "queue.declare %s: %s", q, reply_text(r));
+        return false;
+    }
     if (!purge)
-        return;
-    amqp_queue_purge(c, 1, amqp_cstring_bytes(O.queue));
+        return true;
+    amqp_queue_purge(c, 1, amqp_cstring_bytes(q));
     r = amqp_get_rpc_reply(c);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL)
-        die("queue.purge: %s", reply_text(r));
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        snprintf(err, errlen, "queue.purge %s: %s", q, reply_text(r));
+        return false;
+    }
+    return true;
 }
 
-static void declare_queue(void)
+/* On a connection of its own: declare (and purge) --queue before
+ * publishing, or delete it after consuming. */
+static bool queue_admin(bool delete, char *err, size_t errlen)
 {
-    char err[256];
-    amqp_connection_state_t c = open_conn(O.frame_max, err, sizeof err);
+    amqp_connection_state_t c = open_conn(O.frame_max, err, errlen);
     if (!c)
-        die("%s", err);
-    if (!open_channel(c, 1, false, err, sizeof err))
-        die("%s", err);
-    declare_queue_on(c, true);
-    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+        return false;
+    bool ok = open_channel(c, 1, false, err, errlen);
+    if (ok && delete) {
+        amqp_queue_delete(c, 1, amqp_cstring_bytes(O.queue), 0, 0);
+        amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            snprintf(err, errlen, "queue.delete %s: %s", O.queue, reply_text(r));
+            ok = false;
+        }
+    } else if (ok) {
+        ok = declare_queue_on(c, O.queue, true, err, errlen);
+    }
+    if (ok)
+        amqp_connection_close(c, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(c);
+    return ok;
+}
+
+/* Declares queue q, sets the prefetch (with acks) and starts consuming on
+ * channel 1 of c. */
+static bool start_consumer(amqp_connection_state_t c, const char *q, char *err, size_t errlen)
+{
+    if (!declare_queue_on(c, q, false, err, errlen))
+        return false;
+    amqp_rpc_reply_t r;
+    if (O.prefetch) {
+        amqp_basic_qos(c, 1, 0, (uint16_t)O.prefetch, 0);
+        r = amqp_get_rpc_reply(c);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            snprintf(err, errlen, "basic.qos: %s", reply_text(r));
+            return false;
+        }
+    }
+    amqp_basic_consume(c, 1, amqp_cstring_bytes(q), amqp_empty_bytes, 0, O.prefetch == 0, 0,
+                       amqp_empty_table);
+    r = amqp_get_rpc_reply(c);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        snprintf(err, errlen, "basic.consume %s: %s", q, reply_text(r));
+        return false;
+    }
+    return true;
 }
 
 static int run_publish(void)
 {
     if (O.load.size < BENCH_STAMP)
         die("--size must be at least %s bytes", "32");
-    if (O.queue)
-        declare_queue();
+    if (O.count && O.count < (uint64_t)O.conns)
+        die("--count must be at least %s", "--conns");
+    char err[256];
+    if (O.queue && !queue_admin(false, err, sizeof err))
+        die("%s", err);
     struct pub *pubs = calloc((size_t)O.conns, sizeof *pubs);
     uint64_t t0 = bench_now_ns() + 200000000ull; /* connections open meanwhile */
     double cpu0 = bench_self_cpu();
@@ -511,7 +575,7 @@ static int run_publish(void)
     return error ? 1 : 0;
 }
 
-/* ---- consume (RabbitMQ end-to-end timer) ---- */
+/* ---- consume (end-to-end timer, task-queue worker) ---- */
 
 static int run_consume(void)
 {
@@ -519,34 +583,34 @@ static int run_consume(void)
     amqp_connection_state_t c = open_conn(O.frame_max, err, sizeof err);
     if (!c)
         die("%s", err);
-    if (!open_channel(c, 1, false, err, sizeof err))
+    if (!open_channel(c, 1, false, err, sizeof err) || !start_consumer(c, O.queue, err, sizeof err))
         die("%s", err);
-    declare_queue_on(c, false);
-    amqp_basic_consume(c, 1, amqp_cstring_bytes(O.queue), amqp_empty_bytes, 0, 1, 0,
-                       amqp_empty_table);
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL)
-        die("basic.consume: %s", reply_text(r));
     printf("ready\n");
     fflush(stdout);
     struct samples e2e = {0};
-    uint64_t received = 0, measured = 0, foreign = 0;
+    uint64_t received = 0, measured = 0, foreign = 0, redelivered = 0, acked = 0, of_run = 0;
     uint64_t start = bench_now_ns(), hard_end = start + (uint64_t)(O.load.hold * 1e9);
-    uint64_t last_msg = start, stop_at = 0;
+    uint64_t last_msg = start, stop_at = 0, first = 0, run_first = 0, run_last = 0;
+    bool stalled = false;
     const char *error = NULL;
     for (;;) {
         uint64_t now = bench_now_ns();
         if (stop_flag && !stop_at)
             stop_at = now;
+        if (O.stall > 0 && first && now - last_msg > (uint64_t)(O.stall * 1e9)) {
+            stalled = true;
+            break;
+        }
         /* After the stop request: go on until --settle seconds of silence, at
          * most 10 s. */
-        if (now >= hard_end || (stop_at && (now - last_msg > (uint64_t)(O.load.settle * 1e9) ||
-                                            now - stop_at > 10000000000ull)))
+        if (now >= hard_end || (O.count && of_run >= O.count) ||
+            (stop_at &&
+             (now - last_msg > (uint64_t)(O.load.settle * 1e9) || now - stop_at > 10000000000ull)))
             break;
         struct timeval tv = {0, 100000};
         amqp_envelope_t env;
         amqp_maybe_release_buffers(c);
-        r = amqp_consume_message(c, &env, &tv, 0);
+        amqp_rpc_reply_t r = amqp_consume_message(c, &env, &tv, 0);
         if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
             r.library_error == AMQP_STATUS_TIMEOUT)
             continue;
@@ -555,10 +619,31 @@ static int run_consume(void)
             break;
         }
         uint64_t t = bench_now_ns();
+        if (!first) {
+            first = t;
+            printf("first %.3f\n", (t - start) / 1e9);
+            fflush(stdout);
+        }
+        /* The worker's ack follows the delivery at once, as a task
+         * consumer's would after a task of no work. */
+        if (O.prefetch) {
+            int rc = amqp_basic_ack(c, 1, env.delivery_tag, 0);
+            if (rc != AMQP_STATUS_OK) {
+                error = amqp_error_string2(rc);
+                amqp_destroy_envelope(&env);
+                break;
+            }
+            acked++;
+        }
         struct bench_stamp st;
         received++;
         last_msg = t;
+        if (env.redelivered)
+            redelivered++;
         if (bench_stamp_get(env.message.body.bytes, env.message.body.len, O.load.run, &st)) {
+            if (!of_run++)
+                run_first = t;
+            run_last = t;
             if (st.flags & BENCH_F_MEASURED) {
                 measured++;
                 samples_add(&e2e, t > st.send_ns ? t - st.send_ns : 0);
@@ -568,9 +653,21 @@ static int run_consume(void)
         }
         amqp_destroy_envelope(&env);
     }
-    printf("{\"mode\":\"consume\",\"received\":%" PRIu64 ",\"measured\":%" PRIu64
-           ",\"foreign\":%" PRIu64 ",",
-           received, measured, foreign);
+    if (!error)
+        amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c);
+    if (!error && O.delete_queue && !queue_admin(true, err, sizeof err))
+        error = err;
+    /* Throughput: the run's messages after its first, over the time from its
+     * first delivery to its last. */
+    double drain_s = (run_last - run_first) / 1e9;
+    printf("{\"mode\":\"consume\",\"prefetch\":%d,\"received\":%" PRIu64 ",\"of_run\":%" PRIu64
+           ",\"measured\":%" PRIu64 ",\"foreign\":%" PRIu64 ",\"redelivered\":%" PRIu64
+           ",\"acked\":%" PRIu64 ",\"stalled\":%s,\"first_s\":%.3f,\"drain_s\":%.3f,"
+           "\"msgs_per_s\":%.1f,",
+           O.prefetch, received, of_run, measured, foreign, redelivered, acked,
+           stalled ? "true" : "false", first ? (first - start) / 1e9 : -1.0, drain_s,
+           of_run > 1 && drain_s > 0 ? (of_run - 1) / drain_s : 0.0);
     samples_json(stdout, "e2e", &e2e);
     printf(",\"error\":");
     if (error)
@@ -578,7 +675,7 @@ static int run_consume(void)
     else
         printf("null}\n");
     fflush(stdout);
-    amqp_destroy_connection(c);
+    free(e2e.v);
     return error ? 1 : 0;
 }
 
@@ -599,7 +696,13 @@ static void *idle_opener(void *arg)
         char err[256];
         /* The smallest frame_max keeps the client side small too. */
         amqp_connection_state_t c = open_conn(4096, err, sizeof err);
-        if (c && !open_channel(c, 1, false, err, sizeof err)) {
+        char q[300];
+        if (O.queues)
+            snprintf(q, sizeof q, "%s-%d", O.queue, i % O.queues);
+        else if (O.queue)
+            snprintf(q, sizeof q, "%s", O.queue);
+        if (c && (!open_channel(c, 1, false, err, sizeof err) ||
+                  (O.queue && !start_consumer(c, q, err, sizeof err)))) {
             amqp_destroy_connection(c);
             c = NULL;
         }
@@ -642,8 +745,9 @@ static int run_idle(void)
             first_err = w[i].err;
     }
     printf("{\"mode\":\"idle\",\"requested\":%d,\"opened\":%d,\"failed\":%d,\"open_s\":%.3f,"
-           "\"error\":",
-           O.conns, opened, failed, (bench_now_ns() - t0) / 1e9);
+           "\"consumers\":%d,\"queues\":%d,\"error\":",
+           O.conns, opened, failed, (bench_now_ns() - t0) / 1e9, O.queue ? opened : 0,
+           O.queue ? (O.queues ? O.queues : 1) : 0);
     if (first_err)
         printf("\"%s\"}\n", first_err);
     else
@@ -667,7 +771,11 @@ static void usage(void)
             "  --conns N --chans M --window W --rate R (total msg/s, 0 = max) --size BYTES\n"
             "  --duration S --warmup S --drain S --hold S --settle S --run ID --frame-max N\n"
             "  --exchange X --routing-key K --persistent\n"
-            "  --queue Q [--queue-type classic|quorum]  (publish: declare+purge; consume)\n");
+            "  --queue Q [--queue-type classic|quorum]  (publish: declare+purge; consume)\n"
+            "  --count N (publish: in all; consume: of the run, then stop)\n"
+            "  --prefetch N (consume, idle: basic.qos N and an ack per delivery; 0 = no-ack)\n"
+            "  --queues K (idle: consume from Q-0 .. Q-(K-1)) --delete (consume: delete Q)\n"
+            "  --stall S (consume: give up after S s without a delivery once one came)\n");
     exit(2);
 }
 
@@ -692,6 +800,11 @@ int main(int argc, char **argv)
         {"queue", 1, 0, 'q'},
         {"queue-type", 1, 0, 't'},
         {"frame-max", 1, 0, 'f'},
+        {"count", 1, 0, 'n'},
+        {"prefetch", 1, 0, 'Q'},
+        {"queues", 1, 0, 'K'},
+        {"delete", 0, 0, 'D'},
+        {"stall", 1, 0, 'S'},
         {0, 0, 0, 0},
     };
     /* clang-format on */
@@ -738,6 +851,21 @@ int main(int argc, char **argv)
         case 'f':
             O.frame_max = (int)bench_num("--frame-max", optarg, 4096, 1 << 20);
             break;
+        case 'n':
+            O.count = (uint64_t)bench_num("--count", optarg, 1, 1e12);
+            break;
+        case 'Q':
+            O.prefetch = (int)bench_num("--prefetch", optarg, 0, 65535);
+            break;
+        case 'K':
+            O.queues = (int)bench_num("--queues", optarg, 1, 100000);
+            break;
+        case 'D':
+            O.delete_queue = true;
+            break;
+        case 'S':
+            O.stall = bench_num("--stall", optarg, 0, 3600);
+            break;
         default:
             if (!bench_load_option(&O.load, opt, optarg))
                 usage();
@@ -758,8 +886,11 @@ int main(int argc, char **argv)
             usage();
         return run_consume();
     }
-    if (!strcmp(O.mode, "idle"))
+    if (!strcmp(O.mode, "idle")) {
+        if (O.queues && !O.queue)
+            usage();
         return run_idle();
+    }
     usage();
     return 2;
 }
