@@ -11,6 +11,10 @@
  *       every partition at its end, prints "ready", then times each
  *       message of the run (receive time - send time) until SIGTERM/SIGINT
  *       (then --settle seconds of silence, at most 10 s) or --hold seconds; one JSON line
+ *   bench_kafka coordinator --topic T   waits (up to --hold seconds) until a
+ *       consumer group's coordinator answers an offset fetch for T: on a
+ *       cluster just made, __consumer_offsets is created on the first
+ *       group request and loaded after that
  *
  * Bodies carry the stamp of bench_common.h. Everything waits with a bound. */
 #include <fcntl.h>
@@ -404,10 +408,47 @@ static int run_consume(void)
     return 0;
 }
 
+/* ---- coordinator: the cluster serves consumer groups ---- */
+
+static int run_coordinator(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    set(conf, "group.id", "hopper-bench-coordinator");
+    set(conf, "enable.auto.commit", "false");
+    rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER, conf);
+    uint64_t start = bench_now_ns(), end = start + (uint64_t)(O.load.hold * 1e9);
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    int tries = 0;
+    while (!stop_flag && bench_now_ns() < end) {
+        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(parts, O.topic, 0);
+        e = rd_kafka_committed(rk, parts, 5000);
+        if (!e)
+            e = parts->elems[0].err;
+        rd_kafka_topic_partition_list_destroy(parts);
+        tries++;
+        if (!e)
+            break;
+        struct timespec ts = {0, 500000000};
+        nanosleep(&ts, NULL);
+    }
+    printf("{\"mode\":\"coordinator\",\"tries\":%d,\"wait_s\":%.3f,\"error\":", tries,
+           (bench_now_ns() - start) / 1e9);
+    if (e)
+        printf("\"%s\"}\n", rd_kafka_err2str(e));
+    else
+        printf("null}\n");
+    fflush(stdout);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return e ? 1 : 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_kafka create|delete|produce|consume --topic T [options] | version\n"
+            "usage: bench_kafka create|delete|produce|consume|coordinator --topic T [options]\n"
+            "       bench_kafka version\n"
             "  --brokers LIST --partitions N --rf N --min-isr N\n"
             "  --window N --rate R (msg/s, 0 = max) --size BYTES --duration S --warmup S\n"
             "  --drain S --hold S --settle S --run ID --linger MS --keyed\n");
@@ -471,6 +512,8 @@ int main(int argc, char **argv)
         return run_produce();
     if (!strcmp(O.mode, "consume"))
         return run_consume();
+    if (!strcmp(O.mode, "coordinator"))
+        return run_coordinator();
     usage();
     return 2;
 }
