@@ -55,6 +55,13 @@ DIRECT_LINGER_MS = "5"
 # linger.ms values the full benchmark and `bench.py linger` compare.
 LINGER_SWEEP = (1, 5, 20, 50)
 
+# Consuming (README, "Task queues"): hopper with --enable-rabbit against
+# RabbitMQ's two durable queue types.
+CONSUME_TARGETS = ("hopper", "rabbit-classic", "rabbit-quorum")
+PREFETCHES = (1, 100, 1000)
+DELIVER_RATES = (1000, 10000)
+DELIVER_PREFETCH = 100
+
 
 class BenchError(Exception):
     pass
@@ -107,6 +114,14 @@ def proc_mem(pid):
             elif line.startswith("VmHWM:"):
                 hwm = int(line.split()[1])
     return rss, hwm
+
+
+def proc_threads(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
 
 
 def raise_nofile():
@@ -299,6 +314,12 @@ class Bench:
         else:
             self.warmup, self.duration, self.fixed_duration, self.settle = 2.0, 8.0, 8.0, 1.0
             self.max_duration, self.rounds = 6.0, 3
+        # Consuming: messages per drain, rounds, seconds per latency run.
+        if smoke:
+            self.drain_n, self.drain_rounds, self.deliver_duration = 500, 1, 1.0
+        else:
+            self.drain_n, self.drain_rounds, self.deliver_duration = 20000, 2, 15.0
+        self.consume_topics = []
 
     # ---- helpers ----
 
@@ -322,7 +343,7 @@ class Bench:
 
     # ---- hopper ----
 
-    def hopper_config(self, path, port, drain_ms=10000):
+    def hopper_config(self, path, port, drain_ms=10000, rabbit=False):
         with open(path, "w") as f:
             f.write("""# Written by tests/bench/bench.py for one benchmark run.
 listen:
@@ -341,7 +362,7 @@ kafka:
   # As config/hopper.yaml (the linger sweep adds linger.ms).
   properties:
     socket.nagle.disable: true%(linger)s
-default_route: false
+default_route: %(default_route)s
 exchanges:
   - name: bench
     type: topic
@@ -352,16 +373,20 @@ routes:
     key: none
 """ % {"port": port, "brokers": self.brokers, "topic": self.topic_hopper,
        "drain": drain_ms,
+       # Task queues read the default exchange's topic for their name.
+       "default_route": "true" if rabbit else "false",
        "linger": "\n    linger.ms: %s" % self.linger if self.linger else ""})
 
-    def start_hopper(self, name, wrapper=(), timeout=30, port=None, wait=True):
+    def start_hopper(self, name, wrapper=(), timeout=30, port=None, wait=True, rabbit=False):
         """Starts a hopper (under wrapper, e.g. valgrind); with wait, it becomes
-        the one load runs use. Returns its handle."""
+        the one load runs use; rabbit: with --enable-rabbit and the default
+        route on (task queues). Returns its handle."""
         port = port or self.base_port
         cfg = os.path.join(self.workdir, "hopper-%s.yaml" % name)
-        self.hopper_config(cfg, port, drain_ms=2000 if wrapper else 10000)
+        self.hopper_config(cfg, port, drain_ms=2000 if wrapper else 10000, rabbit=rabbit)
         logf = open(os.path.join(self.workdir, "hopper-%s.log" % name), "w")
-        proc = self.r.start(list(wrapper) + [self.hopper_bin, "-c", cfg], stdout=None,
+        proc = self.r.start(list(wrapper) + [self.hopper_bin, "-c", cfg]
+                            + (["--enable-rabbit"] if rabbit else []), stdout=None,
                             stderr=logf, preexec=raise_nofile)
         h = (proc, logf, port)
         self.all_hoppers.append(h)
@@ -568,18 +593,28 @@ routes:
         self.cluster_started = True
         for t in (self.topic_hopper, self.topic_direct):
             self.kafka("delete", "--topic", t)
-        # Deletion is asynchronous in Kafka: retry creation briefly.
         for t in (self.topic_hopper, self.topic_direct):
-            for attempt in range(20):
-                p = self.r.run([self.tool("bench_kafka"), "create", "--topic", t, "--brokers",
-                                self.brokers, "--partitions", 3, "--rf", 3, "--min-isr", 2],
-                               90, check=False, quiet=True)
-                if p.returncode == 0:
-                    break
-                time.sleep(1)
-            else:
-                raise BenchError("cannot create topic %s: %s" % (t, p.stderr[-500:]))
+            self.create_topic(t)
         log("topics %s and %s ready" % (self.topic_hopper, self.topic_direct))
+        # hopper's first queue.declare asks the group coordinator through
+        # librdkafka's admin API, which aborts the process when that request
+        # fails on a cluster whose __consumer_offsets does not exist yet
+        # (NOTES.md, "Consuming"): the benchmark starts once groups are served.
+        rec = last_json(self.kafka("coordinator", "--topic", self.topic_hopper, "--hold", 120,
+                                   timeout=150).stdout, "bench_kafka coordinator")
+        log("group coordinator answers (after %.1f s)" % rec["wait_s"])
+
+    def create_topic(self, t):
+        """Creates topic t as hopper would (3 partitions, rf 3, min ISR 2)."""
+        # Deletion is asynchronous in Kafka: retry creation briefly.
+        for attempt in range(20):
+            p = self.r.run([self.tool("bench_kafka"), "create", "--topic", t, "--brokers",
+                            self.brokers, "--partitions", 3, "--rf", 3, "--min-isr", 2],
+                           90, check=False, quiet=True)
+            if p.returncode == 0:
+                return
+            time.sleep(1)
+        raise BenchError("cannot create topic %s: %s" % (t, p.stderr[-500:]))
 
     def cluster_serving(self):
         """True if the first broker lists three brokers (kcat -L), so smoke
@@ -639,6 +674,256 @@ routes:
                 stop(p, 10)
             self.stop_hopper()
         self.results["idle"] = res
+
+    # ---- consuming (task queues) ----
+
+    def consume_queue(self, kind, target, run):
+        """A fresh durable queue for one consume run. For hopper its topic
+        (the default exchange's topic for the queue) is created first, as
+        hopper would on the first publish, so the consumer group finds its
+        partitions at once; teardown deletes it."""
+        q = "bench-%s-%s-%d" % (kind, {"hopper": "h", "rabbit-classic": "rc",
+                                       "rabbit-quorum": "rq"}[target], run)
+        if target == "hopper":
+            self.create_topic(q)
+            self.consume_topics.append(q)
+        return q
+
+    def amqp_target(self, target):
+        """(port, queue type) of a consume target."""
+        if target == "hopper":
+            return self.hopper_port, "classic"
+        return self.rabbit_port, target.split("-")[1]
+
+    def fill_queue(self, target, q, n, run):
+        """Publishes n messages of 1 KiB to q through the default exchange and
+        waits for every confirm (one connection, two channels)."""
+        port, qt = self.amqp_target(target)
+        t0 = time.time()
+        p = self.r.run([self.tool("bench_amqp"), "publish", "--port", port, "--exchange", "",
+                        "--routing-key", q, "--queue", q, "--queue-type", qt, "--count", n,
+                        "--conns", 1, "--chans", 2, "--window", 500, "--rate", 0, "--size", 1024,
+                        "--warmup", 0, "--duration", 300, "--drain", 30, "--run", run,
+                        "--persistent"], 400)
+        wall = time.time() - t0
+        rec = last_json(p.stdout, "queue filler")
+        if rec["acked"] != n or rec.get("error"):
+            raise BenchError("filling %s: %d of %d confirmed (%s)" % (q, rec["acked"], n,
+                                                                     rec.get("error")))
+        # Its own msgs_per_s counts over --duration; the fill's rate is over
+        # the process's life (connecting and declaring included).
+        return {"acked": rec["acked"], "wall_s": round(wall, 3), "msgs_per_s": n / wall,
+                "confirm": rec["confirm"]}
+
+    def drain_run(self, target, prefetch, n):
+        """A durable queue holding n confirmed messages of 1 KiB, then one
+        consumer with basic.qos prefetch, acking each delivery on its own,
+        drains it: msg/s from its first delivery to its last."""
+        run = self.next_run()
+        q = self.consume_queue("drain", target, run)
+        fill = self.fill_queue(target, q, n, run)
+        port, qt = self.amqp_target(target)
+        hold = 30 if self.smoke else 240
+        la = loadavg()
+        cpu0 = proc_cpu(self.hopper.pid) if target == "hopper" else None
+        p = self.r.start([self.tool("bench_amqp"), "consume", "--port", port, "--queue", q,
+                          "--queue-type", qt, "--prefetch", prefetch, "--count", n, "--run", run,
+                          "--hold", hold, "--stall", 5 if self.smoke else 10, "--delete"])
+        wait_ready(p, "consumer of " + q)
+        try:
+            out, _ = p.communicate(timeout=hold + 30)
+        except subprocess.TimeoutExpired:
+            stop(p, 5)
+            raise BenchError("consumer of %s did not finish in %ss" % (q, hold + 30))
+        rec = {"target": target, "prefetch": prefetch, "n": n, "load_avg": la,
+               "fill": fill,
+               "consume": last_json(out, "consumer of " + q)}
+        if cpu0 is not None:
+            rec["hopper_cpu_s"] = round(proc_cpu(self.hopper.pid) - cpu0, 3)
+            rec["hopper_rss_kib"] = proc_mem(self.hopper.pid)[0]
+        self.results.setdefault("drain", []).append(rec)
+        c = rec["consume"]
+        log("drain %-14s prefetch %-4d -> %8.0f msg/s  first delivery after %.2f s, "
+            "%d/%d delivered, %d redelivered%s%s"
+            % (target, prefetch, c["msgs_per_s"], c["first_s"], c["of_run"], n,
+               c["redelivered"], "  STALLED" if c.get("stalled") else "",
+               "  ERROR " + c["error"] if c.get("error") else ""))
+        return rec
+
+    def drain_runs(self, targets, prefetches, rounds):
+        """Every prefetch; per round every system back to back, the order
+        rotating, as max_runs does."""
+        for prefetch in prefetches:
+            for rnd in range(rounds):
+                order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+                for t in order:
+                    self.drain_run(t, prefetch, self.drain_n)["round"] = rnd
+
+    def deliver_run(self, target, rate, duration):
+        """Publish -> deliver latency: one publisher with confirms at a fixed
+        rate of 1 KiB, one consumer (prefetch DELIVER_PREFETCH, an ack per
+        delivery) on the same durable queue; deliver time - the publish's
+        scheduled send time, from the stamp in the body."""
+        run = self.next_run()
+        q = self.consume_queue("deliver", target, run)
+        port, qt = self.amqp_target(target)
+        cons = self.r.start([self.tool("bench_amqp"), "consume", "--port", port, "--queue", q,
+                             "--queue-type", qt, "--prefetch", DELIVER_PREFETCH, "--run", run,
+                             "--hold", 600, "--settle", self.settle, "--delete"])
+        wait_ready(cons, "consumer of " + q)
+        # A few unmeasured messages first (another run id): the measured
+        # publisher starts once one of them was delivered, so hopper's group
+        # join is not charged to the first measured messages.
+        try:
+            self.r.run([self.tool("bench_amqp"), "publish", "--port", port, "--exchange", "",
+                        "--routing-key", q, "--count", 20, "--rate", 200, "--warmup", 0,
+                        "--duration", 30, "--run", self.next_run(), "--persistent"], 60)
+            line = read_line(cons, 60)
+            if not line or not line.startswith("first "):
+                raise BenchError("consumer of %s saw no primer message (got %r)" % (q, line))
+        except BenchError:
+            stop(cons, 5)
+            raise
+        la = loadavg()
+        cpu0 = proc_cpu(self.hopper.pid) if target == "hopper" else None
+        warmup = 0.3 if self.smoke else 2.0
+        p = self.r.run([self.tool("bench_amqp"), "publish", "--port", port, "--exchange", "",
+                        "--routing-key", q, "--conns", 1, "--chans", 1, "--window", 2048,
+                        "--rate", rate, "--size", 1024, "--duration", duration, "--warmup",
+                        warmup, "--run", run, "--persistent"], duration + warmup + 60,
+                       check=False)
+        try:
+            pub = last_json(p.stdout, "publisher (exit code %s)" % p.returncode)
+        finally:
+            out = stop(cons, 20, signal.SIGTERM)
+        rec = {"target": target, "rate": rate, "prefetch": DELIVER_PREFETCH, "load_avg": la,
+               "pub": pub, "e2e": last_json(out, "consumer of " + q)}
+        if cpu0 is not None:
+            rec["hopper_cpu_s"] = round(proc_cpu(self.hopper.pid) - cpu0, 3)
+        self.results.setdefault("deliver", []).append(rec)
+        x = rec["e2e"]
+        log("deliver %-14s rate %-6d -> %8.0f msg/s  deliver p50/p95/p99 %s/%s/%s ms "
+            "(n %d/%d, %d redelivered)%s"
+            % (target, rate, pub["msgs_per_s"], x["e2e"]["p50"], x["e2e"]["p95"], x["e2e"]["p99"],
+               x["measured"], pub["measured_sent"], x["redelivered"],
+               "  ERROR " + (pub.get("error") or x.get("error") or "")
+               if pub.get("error") or x.get("error") else ""))
+        return rec
+
+    def deliver_runs(self, targets, rates, duration):
+        for rate in rates:
+            for t in targets:
+                self.deliver_run(t, rate, duration)
+
+    def consume_phase(self):
+        """Drain throughput and publish -> deliver latency against a hopper
+        with --enable-rabbit (its own process) and RabbitMQ."""
+        self.start_hopper("consume", rabbit=True)
+        try:
+            self.drain_runs(list(CONSUME_TARGETS), PREFETCHES, self.drain_rounds)
+            self.deliver_runs(CONSUME_TARGETS, DELIVER_RATES[:1] if self.smoke else DELIVER_RATES,
+                              self.deliver_duration)
+        finally:
+            self.stop_hopper()
+
+    def wait_assigned(self, queues, timeout):
+        """Waits until hopper's log says each queue's group got its
+        partitions (feed.c logs "queue 'Q': N partition(s) assigned")."""
+        path = os.path.join(self.workdir, "hopper-idle-consumers.log")
+        deadline = time.time() + timeout
+        want = {"queue '%s': " % q for q in queues}
+        while time.time() < deadline:
+            with open(path) as f:
+                text = f.read()
+            missing = [w for w in want if not re.search(re.escape(w) + r"\d+ partition\(s\) "
+                                                        r"assigned", text)]
+            if not missing:
+                return
+            time.sleep(0.2)
+        raise BenchError("no partitions assigned within %ss for %s"
+                         % (timeout, ", ".join(sorted(missing))[:300]))
+
+    def idle_consumers(self, counts, nqueues):
+        """hopper's memory per idle consumer and per queue in use (a fresh
+        hopper with --enable-rabbit): idle connections with one channel and
+        one consumer each (prefetch 100, acks), first all on one durable
+        queue, then nqueues more, each on a queue of its own (each queue in
+        use is a librdkafka consumer: its threads, its broker connections)."""
+        tag = "smoke-%d" % os.getpid() if self.smoke else "full"
+        shared = "bench-idle-shared-%s" % tag
+        own = "bench-idle-own-%s" % tag
+        queues = [shared] + ["%s-%d" % (own, i) for i in range(nqueues)]
+        for q in queues:
+            self.create_topic(q)
+            self.consume_topics.append(q)
+        h = self.start_hopper("idle-consumers", rabbit=True)
+        pid = h[0].pid
+        settle = 1.0 if self.smoke else 3.0
+        cpu_window = 1.0 if self.smoke else 5.0
+        res = {}
+        held = []
+
+        def sample(key):
+            time.sleep(settle)
+            c0 = proc_cpu(pid)
+            time.sleep(cpu_window)
+            res["cpu_pct_" + key] = round(100.0 * (proc_cpu(pid) - c0) / cpu_window, 2)
+            res["rss_kib_" + key] = proc_mem(pid)[0]
+            res["threads_" + key] = proc_threads(pid)
+            log("hopper idle consumers, %s: RSS %d KiB, %d threads, CPU %.1f %%"
+                % (key, res["rss_kib_" + key], res["threads_" + key], res["cpu_pct_" + key]))
+
+        def hold(conns, queue, nq=None):
+            cmd = [self.tool("bench_amqp"), "idle", "--port", self.hopper_port, "--conns", conns,
+                   "--queue", queue, "--prefetch", 100, "--hold", 600]
+            if nq:
+                cmd += ["--queues", nq]
+            p = self.r.start(cmd, preexec=raise_nofile)
+            held.append(p)
+            line = read_line(p, 120)
+            if not line:
+                raise BenchError("bench_amqp idle printed nothing")
+            info = json.loads(line)
+            if info["opened"] != conns:
+                raise BenchError("only %d of %d idle consumers started: %s"
+                                 % (info["opened"], conns, info["error"]))
+            return info
+
+        try:
+            sample("none")
+            # The shared queue's first consumer makes its feed (group join).
+            hold(1, shared)
+            self.wait_assigned([shared], 60)
+            sample("first")
+            total = 1
+            for n in counts:
+                info = hold(n - total, shared)
+                total = n
+                res["open_s_%d" % n] = info["open_s"]
+                sample("shared_%d" % n)
+                res["per_consumer_kib_%d" % n] = round(
+                    (res["rss_kib_shared_%d" % n] - res["rss_kib_first"]) / (n - 1), 2)
+            last = "shared_%d" % counts[-1]
+            hold(nqueues, own, nqueues)
+            self.wait_assigned(queues[1:], 120)
+            sample("own_%d" % nqueues)
+            per_cons = res["per_consumer_kib_%d" % counts[-1]]
+            res["per_queue_kib"] = round(
+                (res["rss_kib_own_%d" % nqueues] - res["rss_kib_" + last]) / nqueues - per_cons, 1)
+            res["per_queue_threads"] = round(
+                (res["threads_own_%d" % nqueues] - res["threads_" + last]) / nqueues, 1)
+            res["per_queue_cpu_pct"] = round(
+                (res["cpu_pct_own_%d" % nqueues] - res["cpu_pct_" + last]) / nqueues, 2)
+            res["counts"] = list(counts)
+            res["queues"] = nqueues
+            log("hopper per idle consumer (one queue): %s KiB; per queue in use: %s KiB, "
+                "%s threads, %s %% CPU" % (per_cons, res["per_queue_kib"],
+                                          res["per_queue_threads"], res["per_queue_cpu_pct"]))
+        finally:
+            for p in held:
+                stop(p, 10)
+            self.stop_hopper()
+        self.results["idle_consumers"] = res
 
     def max_runs(self, sizes, targets, rounds):
         """Max-rate runs in rounds; each round runs every system back to back
@@ -808,7 +1093,7 @@ routes:
             rabbit = subprocess.Popen([RABBIT, "stop"], env=self.env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
         if self.cluster_started:
-            for t in (self.topic_hopper, self.topic_direct):
+            for t in [self.topic_hopper, self.topic_direct] + self.consume_topics:
                 try:
                     self.kafka("delete", "--topic", t)
                 except BenchError as e:
@@ -837,6 +1122,7 @@ routes:
         self.setup()
         self.idle_connections([1000, 10000])
         self.finish_setup()
+        self.idle_consumers([100, 1000], 10)
         self.start_hopper("load")
         time.sleep(2)
         self.results["hopper_rss_start_kib"] = proc_mem(self.hopper.pid)[0]
@@ -847,6 +1133,7 @@ routes:
         self.perftest(15)
         self.perf_profile(8)
         self.stop_hopper()
+        self.consume_phase()
         self.linger_runs(LINGER_SWEEP, (1000, 10000))
         self.callgrind_profile(8)
         self.results["elapsed_s"] = round(time.time() - t0)
@@ -858,6 +1145,7 @@ routes:
         cg = self.callgrind_start(port=free_port())
         self.idle_connections([20])
         self.finish_setup()
+        self.idle_consumers([20], 1)
         self.start_hopper("load")
         targets = ["hopper", "direct", "rabbit-classic", "rabbit-quorum"]
         for t in targets:
@@ -866,6 +1154,7 @@ routes:
         self.perf_profile(1)
         self.perftest(2, parallel=True)
         self.stop_hopper()
+        self.consume_phase()
         self.callgrind_profile(1, pre=cg)
         self.results["elapsed_s"] = round(time.time() - t0)
         self.check_smoke()
@@ -930,6 +1219,23 @@ routes:
         idle = self.results.get("idle", {})
         if not idle.get("rss_kib_20"):
             problems.append("idle connections: no RSS")
+        for r in self.results.get("drain", []):
+            c = r["consume"]
+            if c.get("error") or c["of_run"] != r["n"]:
+                problems.append("drain %s prefetch %d: %d of %d delivered (%s)"
+                                % (r["target"], r["prefetch"], c["of_run"], r["n"], c.get("error")))
+        if len(self.results.get("drain", [])) != len(CONSUME_TARGETS) * len(PREFETCHES):
+            problems.append("drain: not every system and prefetch ran")
+        for r in self.results.get("deliver", []):
+            x = r["e2e"]
+            if r["pub"].get("error") or x.get("error") or x["measured"] <= 0:
+                problems.append("deliver %s at %d msg/s: %d delivered (%s)"
+                                % (r["target"], r["rate"], x["measured"],
+                                   r["pub"].get("error") or x.get("error")))
+        if len(self.results.get("deliver", [])) != len(CONSUME_TARGETS):
+            problems.append("deliver: not every system ran")
+        if self.results.get("idle_consumers", {}).get("per_queue_kib") is None:
+            problems.append("idle consumers: no per-queue figure")
         pt = self.results.get("perftest")
         if pt is not None:
             for k, v in pt.items():

@@ -234,6 +234,9 @@ def render(res, rawpath):
           "median round by msg/s, `p50 x direct` the median over rounds of the p50 ratio.\n\n"
           % (max([r.get("round", 0) for r in sr] or [0]) + 1))
 
+    # ---- consuming ----
+    w(consume_sections(res))
+
     # ---- resources ----
     w("## hopper resources\n")
     rows = []
@@ -283,8 +286,9 @@ def render(res, rawpath):
                          "%.1f" % v["load_avg"]])
         w(table(["system", "send rate avg msg/s", "confirm median ms", "p95", "p99", "load"], rows))
         w("One producer, up to 1,000 unconfirmed, 1 KiB persistent messages; against RabbitMQ "
-          "with one consumer on a durable classic queue, against hopper without consumers (hopper "
-          "has none yet). PerfTest's send rate is capped by its confirm window.\n\n")
+          "with one consumer on a durable classic queue, against hopper without consumers (the "
+          "load hopper runs without `--enable-rabbit`; consuming has its own section). "
+          "PerfTest's send rate is capped by its confirm window.\n\n")
 
     # ---- profile ----
     w("## Profile of hopper's hot path (1 KiB, max rate)\n")
@@ -449,7 +453,207 @@ def targets_table(res):
         n, v = max(per)
         rows.append(["< 32 KiB per idle connection", "%.2f KiB (with %s connections)" % (v, num(n)),
                      verdict(v < 32, v, 32, "KiB")])
+    rows += consume_targets(res)
     return table(["target", "measured", "verdict"], rows) + "\n"
+
+
+CONSUMERS = ("hopper", "rabbit-classic", "rabbit-quorum")
+
+
+def median(v):
+    v = sorted(v)
+    if not v:
+        return None
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def drain_of(res, target, prefetch):
+    return [r for r in res.get("drain", []) if r["target"] == target and r["prefetch"] == prefetch]
+
+
+def drained(r):
+    """Whether the consumer got every message of the fill."""
+    c = r["consume"]
+    return c["of_run"] == r["n"] and not c.get("error")
+
+
+def drain_rate(r):
+    """msg/s of a drain run; None when it did not drain the queue (a stall)."""
+    return r["consume"]["msgs_per_s"] if drained(r) else None
+
+
+def drain_median(res, target, prefetch):
+    """The drain run with the median msg/s over the rounds; runs that did not
+    drain the queue sort first (as the slowest)."""
+    rs = sorted(drain_of(res, target, prefetch), key=lambda r: (drained(r),
+                                                               r["consume"]["msgs_per_s"]))
+    return rs[len(rs) // 2] if rs else None
+
+
+def drain_ratio(res, a, b, prefetch):
+    """Median over rounds of a's drain msg/s / b's in the same round (rounds
+    where either did not drain the queue left out)."""
+    by_round = {}
+    for t in (a, b):
+        for r in drain_of(res, t, prefetch):
+            by_round.setdefault(r.get("round", 0), {})[t] = drain_rate(r)
+    return median([x[a] / x[b] for x in by_round.values() if x.get(a) and x.get(b)])
+
+
+def consume_sections(res):
+    """Drain throughput, publish -> deliver latency and idle consumers."""
+    if not (res.get("drain") or res.get("deliver") or res.get("idle_consumers")):
+        return ""
+    L = []
+    w = L.append
+    w("## Consuming: task queues (hopper `--enable-rabbit`)\n")
+    w("hopper serves a durable queue from a Kafka consumer group (README, \"Task queues\"): "
+      "it runs here as its own process with `--enable-rabbit` and the default route on (a "
+      "message to the default exchange with routing key Q goes to topic Q, 3 partitions, "
+      "rf 3, min ISR 2, created before the queue is declared); RabbitMQ uses durable "
+      "classic and quorum queues. Every run uses a fresh queue, deleted afterwards. Messages "
+      "are 1 KiB, persistent, published with confirms; the consumer is `bench_amqp consume "
+      "--prefetch N` (rabbitmq-c): `basic.qos` N, then an ack per delivery (multiple=false) "
+      "right after it arrives.\n")
+    drain = res.get("drain", [])
+    if drain:
+        w("### Drain throughput (1 KiB, one consumer, manual acks)\n")
+        rows = []
+        for pf in sorted({r["prefetch"] for r in drain}):
+            for t in CONSUMERS:
+                r = drain_median(res, t, pf)
+                if not r:
+                    continue
+                c = r["consume"]
+                allr = [drain_rate(x) for x in drain_of(res, t, pf)]
+                done = [x for x in allr if x is not None]
+                spread = "%s-%s" % (num(min(done)), num(max(done))) if len(done) > 1 else "-"
+                if len(done) < len(allr):
+                    spread += " (%d of %d stalled)" % (len(allr) - len(done), len(allr))
+                ratios = ["%.2f" % x if x and t != b else "-" for x, b in
+                          ((drain_ratio(res, t, b, pf), b) for b in ("rabbit-classic",
+                                                                      "rabbit-quorum"))]
+                cpu = "-"
+                if r.get("hopper_cpu_s") is not None and c["of_run"]:
+                    cpu = "%.1f" % (1e6 * r["hopper_cpu_s"] / c["of_run"])
+                rate = num(c["msgs_per_s"]) if drained(r) else \
+                    "stalled after %s of %s" % (num(c["of_run"]), num(r["n"]))
+                rows.append([num(pf), NAMES[t], rate, spread,
+                             "%.2f" % c["first_s"], "%d/%d" % (c["of_run"], r["n"]),
+                             num(c["redelivered"]), num(r["fill"]["msgs_per_s"]), cpu] + ratios
+                            + ["%.1f" % r["load_avg"]])
+        w(table(["prefetch", "system", "drain msg/s (median)", "range over rounds",
+                 "first delivery s", "delivered/filled", "redelivered", "fill msg/s",
+                 "hopper CPU us/msg", "x RabbitMQ classic", "x RabbitMQ quorum", "load"], rows))
+        nround = max([r.get("round", 0) for r in drain] or [0]) + 1
+        w("Per run: a fresh durable queue is filled with %s messages of 1 KiB (one publisher, "
+          "two channels, up to 500 unconfirmed each; `fill msg/s` is the messages over the "
+          "filler's whole life, connecting and declaring included), then one consumer with prefetch N drains it, "
+          "acking each delivery. msg/s = (messages - 1) / (last delivery - first delivery); "
+          "`first delivery s` is the wait from `consume-ok` to the first delivery (for hopper the "
+          "consumer group's join and first fetch). %d round(s), every system once per round, in "
+          "rotating order; the row is the median round, `x ...` the median per-round ratio "
+          "(rounds where a consumer stopped receiving before the queue was empty, `stalled`: "
+          "nothing for %s s, left out). "
+          "hopper CPU is utime+stime of the process over the drain (its fetcher threads "
+          "included), per delivered message.\n"
+          % (num(drain[0]["n"]), nround, "10" if res.get("mode") == "full" else "5"))
+    deliver = res.get("deliver", [])
+    if deliver:
+        w("### Publish -> deliver latency (1 KiB, fixed rates)\n")
+        rows = []
+        for r in sorted(deliver, key=lambda r: (r["rate"], CONSUMERS.index(r["target"]))):
+            p, e = r["pub"], r["e2e"]
+            c, x = p["confirm"], e["e2e"]
+            rows.append([num(r["rate"]), NAMES[r["target"]], num(p["msgs_per_s"]), ms(c["p50"]),
+                         ms(c["p99"]), ms(x["p50"]), ms(x["p95"]), ms(x["p99"]), ms(x["p999"]),
+                         ms(x["max"]), "%d/%d" % (e["measured"], p["measured_sent"]),
+                         num(e["redelivered"]),
+                         "%.2f" % r["hopper_cpu_s"] if r.get("hopper_cpu_s") is not None else "-",
+                         "%.1f" % r["load_avg"]])
+        w(table(["rate", "system", "confirmed msg/s", "confirm p50", "p99", "deliver p50", "p95",
+                 "p99", "p99.9", "max", "delivered/sent", "redelivered", "hopper CPU s", "load"],
+                rows))
+        d0 = deliver[0]["pub"]
+        w("Milliseconds. One publisher (one connection, one channel, up to 2,048 unconfirmed) "
+          "at the rate, %s s warm-up then %s s measured; one consumer, prefetch %d, an ack per "
+          "delivery. deliver = the consumer's receive time - the message's *scheduled* send "
+          "time (stamped in the body; CLOCK_MONOTONIC, one machine), over every message sent in "
+          "the measured window. Before each run the consumer got a few unmeasured messages, so "
+          "hopper's consumer group had joined.\n"
+          % (d0.get("warmup"), d0.get("duration"), deliver[0]["prefetch"]))
+    ic = res.get("idle_consumers")
+    if ic:
+        w("### Idle consumers (hopper memory)\n")
+        counts = ic.get("counts", [])
+        rows = [["hopper with `--enable-rabbit`, no queue in use", kib(ic.get("rss_kib_none")),
+                 ic.get("threads_none"), "%.1f %%" % ic.get("cpu_pct_none", 0), "-"],
+                ["1 consumer on queue A (its consumer group: a librdkafka consumer)",
+                 kib(ic.get("rss_kib_first")), ic.get("threads_first"),
+                 "%.1f %%" % ic.get("cpu_pct_first", 0), "-"]]
+        for n in counts:
+            rows.append(["%s consumers on queue A (opened in %.1f s)"
+                         % (num(n), ic.get("open_s_%d" % n, 0)),
+                         kib(ic.get("rss_kib_shared_%d" % n)), ic.get("threads_shared_%d" % n),
+                         "%.1f %%" % ic.get("cpu_pct_shared_%d" % n, 0),
+                         "%.2f KiB per consumer" % ic["per_consumer_kib_%d" % n]])
+        q = ic.get("queues")
+        rows.append(["+ %s, one consumer each" % ("queue B1" if q == 1 else "queues B1..B%d" % q),
+                     kib(ic.get("rss_kib_own_%d" % q)), ic.get("threads_own_%d" % q),
+                     "%.1f %%" % ic.get("cpu_pct_own_%d" % q, 0),
+                     "%s KiB, %s threads, %s %% CPU per queue" % (ic.get("per_queue_kib"),
+                                                                 ic.get("per_queue_threads"),
+                                                                 ic.get("per_queue_cpu_pct"))])
+        w(table(["state", "RSS", "threads", "CPU (of one core)", "per item"], rows))
+        w("A fresh hopper; each consumer has a connection of its own with one channel, "
+          "`basic.qos` 100, `basic.consume` with acks, and nothing to deliver. Per consumer = RSS "
+          "growth from the first consumer on queue A to N consumers on it, / (N - 1): the "
+          "consumer's connection and channel included (the idle-connection table above gives "
+          "their share). Per queue = RSS growth for the queues B, / their number, minus one "
+          "consumer's cost: the queue's feed, its librdkafka consumer (threads, buffers, broker "
+          "connections) and its group membership. CPU is hopper's over a window of seconds "
+          "once the groups had their partitions (idle fetch requests).\n")
+    return "".join(x.strip("\n") + "\n\n" for x in L)
+
+
+def consume_targets(res):
+    rows = []
+    deliver = [r for r in res.get("deliver", []) if r["target"] == "hopper"]
+    if deliver:
+        worst = max(deliver, key=lambda r: r["e2e"]["e2e"]["p95"])
+        v = worst["e2e"]["e2e"]["p95"]
+        rates = sorted({r["rate"] for r in deliver})
+        lost = [r for r in deliver if r["e2e"]["measured"] < r["pub"]["measured_sent"]]
+        rows.append(["deliver p95 < 100 ms at %s msg/s (hopper, prefetch %d, acks)"
+                     % (" and ".join(num(x) for x in rates), worst["prefetch"]),
+                     "; ".join("%s msg/s: p95 %s ms%s" % (
+                         num(r["rate"]), ms(r["e2e"]["e2e"]["p95"]),
+                         " (%s of %s delivered)" % (num(r["e2e"]["measured"]),
+                                                   num(r["pub"]["measured_sent"]))
+                         if r in lost else "")
+                               for r in sorted(deliver, key=lambda r: r["rate"])),
+                     "missed (not every message delivered)" if lost
+                     else verdict(v < 100, v, 100, "ms")])
+    rr = drain_ratio(res, "hopper", "rabbit-quorum", 100)
+    h, q = drain_median(res, "hopper", 100), drain_median(res, "rabbit-quorum", 100)
+    what = "consume throughput at prefetch 100 above RabbitMQ quorum's (1 KiB, acks)"
+    hs = [r for r in drain_of(res, "hopper", 100) if not drained(r)]
+    if hs:
+        rows.append([what, "hopper's consumer stalled in %d of %d rounds (after %s of %s "
+                     "messages)" % (len(hs), len(drain_of(res, "hopper", 100)),
+                                    ", ".join(num(r["consume"]["of_run"]) for r in hs),
+                                    num(hs[0]["n"])), "missed (stall)"])
+    elif rr and h and q:
+        rows.append([what, "%s vs %s msg/s (medians); per-round ratio x%.2f"
+                     % (num(h["consume"]["msgs_per_s"]), num(q["consume"]["msgs_per_s"]), rr),
+                     verdict(rr > 1, rr, 1, "x", higher=True)])
+    ic = res.get("idle_consumers") or {}
+    if ic.get("counts"):
+        n = ic["counts"][-1]
+        v = ic["per_consumer_kib_%d" % n]
+        rows.append(["< 16 KiB of hopper memory per idle consumer (%s on one queue, a connection "
+                     "each)" % num(n), "%.2f KiB" % v, verdict(v < 16, v, 16, "KiB")])
+    return rows
 
 
 def verdict(ok, value, bound, unit, higher=False):
