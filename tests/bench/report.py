@@ -534,10 +534,11 @@ def consume_sections(res):
                           ((drain_ratio(res, t, b, pf), b) for b in ("rabbit-classic",
                                                                       "rabbit-quorum"))]
                 cpu = "-"
-                if r.get("hopper_cpu_s") is not None and c["of_run"]:
+                if r.get("hopper_cpu_s") is not None and drained(r):
                     cpu = "%.1f" % (1e6 * r["hopper_cpu_s"] / c["of_run"])
                 rate = num(c["msgs_per_s"]) if drained(r) else \
-                    "stalled after %s of %s" % (num(c["of_run"]), num(r["n"]))
+                    "stalled after %s of %s (%s msg/s until then)" % (
+                        num(c["of_run"]), num(r["n"]), num(c["msgs_per_s"]))
                 rows.append([num(pf), NAMES[t], rate, spread,
                              "%.2f" % c["first_s"], "%d/%d" % (c["of_run"], r["n"]),
                              num(c["redelivered"]), num(r["fill"]["msgs_per_s"]), cpu] + ratios
@@ -554,7 +555,7 @@ def consume_sections(res):
           "consumer group's join and first fetch). %d round(s), every system once per round, in "
           "rotating order; the row is the median round, `x ...` the median per-round ratio "
           "(rounds where a consumer stopped receiving before the queue was empty, `stalled`: "
-          "nothing for %s s, left out). "
+          "nothing for %s s, left out; a stalled row gives the rate up to the stall). "
           "hopper CPU is utime+stime of the process over the drain (its fetcher threads "
           "included), per delivered message.\n"
           % (num(drain[0]["n"]), nround, "10" if res.get("mode") == "full" else "5"))
