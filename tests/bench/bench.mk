@@ -1,10 +1,11 @@
 # bench.mk - hopper's benchmark (tests/bench/), included by the top Makefile.
 #
-#   make bench        the full benchmark, about 12-15 minutes: starts its own
+#   make bench        the full benchmark, about 20 minutes: starts its own
 #                     Kafka cluster (ports 9192-9194) and a private RabbitMQ,
 #                     writes tests/bench/RESULTS.md (+ RESULTS.json)
 #   make bench-smoke  every piece for a few seconds on the default cluster,
-#                     asserting no timing (CI); writes build/bench/SMOKE.md
+#                     asserting no timing (CI), about 75 s with the cluster
+#                     up; writes build/bench/SMOKE.md
 #
 # Needs librabbitmq-dev, librdkafka-dev, python3, valgrind, linux-perf,
 # maven (PerfTest), rabbitmq-server (installed by tests/bench/rabbitmq.sh
