@@ -509,8 +509,9 @@ def consume_sections(res):
     w("## Consuming: task queues (hopper `--enable-rabbit`)\n")
     w("hopper serves a durable queue from a Kafka consumer group (README, \"Task queues\"): "
       "it runs here as its own process with `--enable-rabbit` and the default route on (a "
-      "message to the default exchange with routing key Q goes to topic Q, 3 partitions, "
-      "rf 3, min ISR 2, created before the queue is declared); RabbitMQ uses durable "
+      "message to the default exchange with routing key Q goes to topic Q with record key Q, "
+      "so a queue's messages share one of its 3 partitions; rf 3, min ISR 2, created "
+      "before the queue is declared); RabbitMQ uses durable "
       "classic and quorum queues. Every run uses a fresh queue, deleted afterwards. Messages "
       "are 1 KiB, persistent, published with confirms; the consumer is `bench_amqp consume "
       "--prefetch N` (rabbitmq-c): `basic.qos` N, then an ack per delivery (multiple=false) "
