@@ -26,7 +26,8 @@ FAULTS_RESULTS ?= tests/faults/results
 FAULTS_SHORT_RESULTS ?= build/faults-short
 FAULTS_SCENARIOS := steady broker-kill-leader controller-kill rolling-restart broker-isolate \
                     leader-isolate all-down hopper-kill hopper-term hopper-term-stalled \
-                    fatal-error backpressure
+                    fatal-error backpressure consumer-kill hopper-kill-consuming \
+                    leader-kill-consuming hopper-pair-kill
 # The profile the local cluster ships (contrib/kafka/cluster.sh KAFKA_TIMEOUTS).
 FAULTS_PROFILE ?= fast
 

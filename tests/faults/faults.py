@@ -325,13 +325,17 @@ def hopper_bin():
 
 
 class Hopper:
-    def __init__(self, run_dir, topic, limits=None, kafka_props=None):
+    def __init__(self, run_dir, topic, limits=None, kafka_props=None, index=0, rabbit=None):
         self.dir = run_dir
         self.topic = topic
+        # A second hopper (the task-queue scenarios) listens next to the
+        # first, on the next port, and logs to hopper2.log.
+        self.port = AMQP_PORT + index
+        self.name = "hopper" if index == 0 else "hopper%d" % (index + 1)
         # The integration tests' config (config/hopper.yaml's structure),
         # moved into the namespaces, with the load's user and its route.
         cfg = hopperproc.deep_merge(
-            hopperproc.base_config(AMQP_PORT, BOOTSTRAP),
+            hopperproc.base_config(self.port, BOOTSTRAP),
             {
                 "listen": {"address": NS["hop"]},
                 "limits": limits or {},
@@ -342,9 +346,11 @@ class Hopper:
             },
         )
         cfg["users"] = [{"name": "load", "password": "load", "loopback_only": False}]
+        if rabbit:
+            cfg["rabbit"] = rabbit
         self.limits = cfg["limits"]
         # JSON is YAML's flow style: hopper's libyaml reads it as is.
-        self.config = run_dir / "hopper.yaml"
+        self.config = run_dir / (self.name + ".yaml")
         self.config.write_text(json.dumps(cfg, indent=1) + "\n")
         self.proc = None
         self.starts = 0
@@ -354,7 +360,7 @@ class Hopper:
 
     def start(self, timeout=20):
         self.starts += 1
-        logf = open(self.dir / "hopper.log", "ab")
+        logf = open(self.dir / (self.name + ".log"), "ab")
         env = dict(os.environ, HOPPER_TEST_HOOKS="1")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns_name("hop"), hopper_bin(), "-c", str(self.config)],
@@ -367,9 +373,9 @@ class Hopper:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError("hopper exited with %d at startup; see %s" % (self.proc.returncode, self.dir / "hopper.log"))
+                raise RuntimeError("hopper exited with %d at startup; see %s" % (self.proc.returncode, self.dir / (self.name + ".log")))
             try:
-                with socket.create_connection((NS["hop"], AMQP_PORT), timeout=1):
+                with socket.create_connection((NS["hop"], self.port), timeout=1):
                     break
             except OSError:
                 if time.monotonic() > deadline:
@@ -429,7 +435,7 @@ class Hopper:
 
     def log_text(self):
         try:
-            return (self.dir / "hopper.log").read_text(errors="replace")
+            return (self.dir / (self.name + ".log")).read_text(errors="replace")
         except OSError:
             return ""
 
@@ -490,6 +496,61 @@ class Publisher:
             if m:
                 return int(m.group(1))
         return 0
+
+
+class QueueConsumer:
+    """consume.py in the publisher's namespace, on one hopper's port."""
+
+    def __init__(self, run_dir, no, port, queue):
+        self.dir = run_dir / ("consumer%d" % no)
+        self.port = port
+        self.queue = queue
+        self.proc = None
+
+    def start(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            "ip", "netns", "exec", ns_name("pub"), PYTHON, str(HERE / "consume.py"),
+            "--host", NS["hop"], "--port", str(self.port), "--user", "load", "--password", "load",
+            "--queue", self.queue, "--exchange", "load", "--prefetch", "100", "--out", str(self.dir),
+        ]  # fmt: skip
+        logf = open(self.dir / "consume.log", "ab")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+        logf.close()
+
+    def ready(self):
+        return (self.dir / "ready").exists()
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self, timeout=15):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def deliveries(self):
+        """[(id, redelivered)] in the order the consumer logged them."""
+        out = []
+        try:
+            for line in open(self.dir / "deliveries.tsv"):
+                v = line.rstrip("\n").split("\t")
+                if len(v) >= 2:
+                    out.append((v[0], v[1] == "1"))
+        except OSError:
+            pass
+        return out
+
+    def reconnects(self):
+        try:
+            return sum(1 for line in open(self.dir / "events.jsonl") if '"connected"' in line) - 1
+        except OSError:
+            return 0
 
 
 # ---- broker log scan (false fencing) ----------------------------------------------------
@@ -756,13 +817,104 @@ def sc_backpressure(c):
     c.backpressure = (t_cut, t_heal)
 
 
+# ---- task queues (issue 11) -------------------------------------------------------
+# hopper with task queues on; before the load starts, consumers declare a
+# durable queue bound to the load's exchange and consume it (prefetch 100,
+# an ack with multiple every 50). After the load the consumers drain the
+# queue; the verifier checks that every confirmed message was acked by a
+# consumer at least once and counts duplicates and redelivered flags.
+
+
+def sc_consumer_kill(c):
+    """A consumer SIGKILLed while it holds unacked messages, started again
+    later: its messages go to the other consumer, redelivered."""
+    c.inject("SIGKILL consumer 1")
+    c.consumers[0].kill()
+    c.sleep(c.t(20, 8))
+    c.consumers[0].start()
+    c.mark("consumer 1 started again")
+
+
+def sc_hopper_kill_consuming(c):
+    """hopper SIGKILLed while its consumers hold unacked messages, started
+    again; with static membership it takes its partitions back at once."""
+    sc_hopper_kill(c)
+
+
+def sc_leader_kill_consuming(c):
+    """SIGKILL the leader of the busiest partition while consumers read it;
+    restart it later."""
+    sc_broker_kill_leader(c)
+
+
+def sc_hopper_pair_kill(c):
+    """Two hoppers share the queue, a consumer on each; the one without the
+    publishers is SIGKILLed (its partitions move to the other after the
+    session timeout) and started again."""
+    c.inject("SIGKILL hopper 2")
+    c.hoppers[1].kill()
+    c.sleep(c.t(30, 15))
+    c.hoppers[1].start()
+    c.mark("hopper 2 started again")
+
+
+# name: consumers (the hopper each connects to), hoppers, static membership
+QUEUES = {
+    "consumer-kill": {"consumers": (0, 0)},
+    "hopper-kill-consuming": {"consumers": (0, 0), "static": True},
+    "leader-kill-consuming": {"consumers": (0, 0)},
+    "hopper-pair-kill": {"consumers": (0, 1), "hoppers": 2},
+}
+
+
+def queue_results(ctx, msgs):
+    """What the consumers acked against what the publishers had confirmed."""
+    counts, redelivered, deliveries = {}, 0, 0
+    for cons in ctx.consumers:
+        for mid, red in cons.deliveries():
+            counts[mid] = counts.get(mid, 0) + 1
+            redelivered += red
+            deliveries += 1
+    confirmed = {m.id for m in msgs if m.outcome == "A"}
+    published = {m.id for m in msgs}
+    missing = sorted(confirmed - counts.keys())
+    foreign = sorted(counts.keys() - published)
+    return {
+        "confirmed": len(confirmed),
+        "consumed": len(counts),
+        "deliveries": deliveries,
+        "missing": len(missing),
+        "missing_examples": missing[:5],
+        "duplicates": deliveries - len(counts),
+        "redelivered": redelivered,
+        "foreign": len(foreign),
+        "reconnects": [cons.reconnects() for cons in ctx.consumers],
+    }
+
+
+def drain_queue(ctx, msgs, timeout):
+    """Wait until the consumers have acked every confirmed message (or the
+    timeout); returns the seconds it took."""
+    confirmed = {m.id for m in msgs if m.outcome == "A"}
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        seen = set()
+        for cons in ctx.consumers:
+            seen.update(mid for mid, _ in cons.deliveries())
+        if confirmed <= seen:
+            break
+        time.sleep(1)
+    return round(time.time() - t0, 1)
+
+
 # Scenarios in which a majority of the brokers stays up and reachable from
 # hopper: with the fast KRaft timeouts no partition may go without a
 # confirm for longer than this (issue 15). The others cut hopper off from
 # Kafka for longer on purpose.
 STALL_BOUND_S = 10.0
 KAFKA_AVAILABLE = {"steady", "broker-kill-leader", "controller-kill", "rolling-restart",
-                   "broker-isolate", "leader-isolate", "hopper-kill", "hopper-term", "fatal-error"}
+                   "broker-isolate", "leader-isolate", "hopper-kill", "hopper-term", "fatal-error",
+                   "consumer-kill", "leader-kill-consuming", "hopper-pair-kill"}
 
 SCENARIOS = {
     # name: (function, kind, load options, hopper limits)
@@ -778,6 +930,12 @@ SCENARIOS = {
     "hopper-term-stalled": (sc_hopper_term_stalled, "hopper", {}, {"drain_timeout": 5000}),
     "fatal-error": (sc_fatal_error, "hopper", {}, {}),
     "backpressure": (sc_backpressure, "hopper", {"size": 1024}, {"max_inflight_bytes": 4194304}),
+    # Task queues: a lower rate, so that two pika consumers keep up on a
+    # busy two-core machine.
+    "consumer-kill": (sc_consumer_kill, "queue", {"rate": 500}, {}),
+    "hopper-kill-consuming": (sc_hopper_kill_consuming, "queue", {"rate": 500}, {}),
+    "leader-kill-consuming": (sc_leader_kill_consuming, "queue", {"rate": 500}, {}),
+    "hopper-pair-kill": (sc_hopper_pair_kill, "queue", {"rate": 500}, {}),
 }
 
 
@@ -843,9 +1001,21 @@ def run_scenario(env, name, short, results, kafka_props=None):
 
     opts = {"rate": 2000, "connections": 4, "channels": 2, "keys": 16, "size": 200, "seed": 1, "duration": 900, "settle": 60}
     opts.update(load_opts)
-    hopper = Hopper(run_dir, topic, limits, kafka_props)
+    qs = QUEUES.get(name)
+    hoppers = []
+    for i in range(qs.get("hoppers", 1) if qs else 1):
+        rabbit = None
+        if qs:
+            rabbit = {"enabled": True}
+            if qs.get("static"):
+                rabbit["instance_id"] = "faults-hop%d" % (i + 1)
+        hoppers.append(Hopper(run_dir, topic, limits, kafka_props, index=i, rabbit=rabbit))
+    hopper = hoppers[0]
     pub = Publisher(run_dir, opts)
     ctx = Ctx(env.cluster, hopper, pub, short, topic)
+    ctx.hoppers = hoppers
+    queue = "faults-q-" + run_id
+    ctx.consumers = [QueueConsumer(run_dir, i + 1, hoppers[h].port, queue) for i, h in enumerate(qs["consumers"])] if qs else []
     ctx.expect_drain = False
     ctx.no_ack_window = None
     ctx.backpressure = None
@@ -862,7 +1032,15 @@ def run_scenario(env, name, short, results, kafka_props=None):
     t_begin = time.time()
     try:
         create_topic(topic)
-        hopper.start()
+        for h in hoppers:
+            h.start()
+        for cons in ctx.consumers:
+            cons.start()
+        deadline = time.time() + 60
+        while not all(cons.ready() for cons in ctx.consumers):
+            if time.time() > deadline:
+                raise RuntimeError("consumers not consuming after 60 s; see %s" % run_dir)
+            time.sleep(0.2)
         pub.start()
         ctx.mark("load started")
         warm = ctx.t(15, 5)
@@ -884,22 +1062,35 @@ def run_scenario(env, name, short, results, kafka_props=None):
     except BaseException:
         Net.heal()
         pub.close()
-        hopper.close()
+        for cons in ctx.consumers:
+            cons.kill()
+        for h in hoppers:
+            h.close()
         raise
     Net.heal()
     pub.close()
+    msgs = V.load_messages(pub.dir / "messages.tsv")
     # Heal everything and let hopper finish before reading Kafka back.
     try:
         if not all(env.cluster.running(n) for n in NODES):
             env.cluster.run("start")
-        code = hopper.stop() if hopper.alive() else (hopper.proc.returncode if hopper.proc else None)
+        if qs:
+            ctx.mark("draining the queue")
+            result["drain_s"] = drain_queue(ctx, msgs, ctx.t(180, 90))
+            ctx.mark("queue drained (or gave up)")
+            for cons in ctx.consumers:
+                cons.stop()
+        codes = [h.stop() if h.alive() else (h.proc.returncode if h.proc else None) for h in hoppers]
     finally:
-        hopper.close()
+        for cons in ctx.consumers:
+            cons.kill()
+        for h in hoppers:
+            h.close()
+    code = codes[0] if all(c == codes[0] for c in codes) else codes
     result["hopper_final_exit"] = code
     ctx.check("hopper exits 0 on SIGTERM at the end", code == 0, "exit %s" % code)
 
     # Verify against Kafka.
-    msgs = V.load_messages(pub.dir / "messages.tsv")
     summary = json.loads((pub.dir / "summary.json").read_text())
     records, parts = V.read_topic(BOOTSTRAP, topic)
     rep = V.verify(msgs, records, parts)
@@ -942,6 +1133,16 @@ def run_scenario(env, name, short, results, kafka_props=None):
 
     if ctx.backpressure:
         backpressure_checks(ctx, msgs, pub.events(), hopper)
+    if qs:
+        qr = queue_results(ctx, msgs)
+        qr["drain_s"] = result["drain_s"]
+        result["queue"] = qr
+        ctx.check(
+            "every confirmed message acked by a consumer",
+            qr["missing"] == 0,
+            "%d of %d never acked, e.g. %s" % (qr["missing"], qr["confirmed"], qr["missing_examples"]),
+        )
+        ctx.check("no delivery of a message nobody published", qr["foreign"] == 0, "%d foreign" % qr["foreign"])
 
     fence = scan.collect()
     result["kafka_events"] = fence
@@ -956,7 +1157,7 @@ def run_scenario(env, name, short, results, kafka_props=None):
     if name == "steady":
         ctx.check("no controller election or ISR shrink without a fault", fence["controller_election"] == 0 and fence["isr_shrink"] == 0, str(fence))
     if name != "fatal-error":
-        fatal = hopper.log_text().count("fatal error in the")
+        fatal = sum(h.log_text().count("fatal error in the") for h in hoppers)
         ctx.check("no librdkafka fatal error", fatal == 0, "%d fatal errors in hopper's log" % fatal)
     if env.cluster.profile == "fast" and name in KAFKA_AVAILABLE and result.get("unavailable_partition_s") is not None:
         g = result["unavailable_partition_s"]
@@ -1213,6 +1414,40 @@ def report(results, out, notes=()):
                 r["kafka_version"],
             )
         )
+    qrows = [r for r in rows if r.get("queue")]
+    if qrows:
+        lines += [
+            "",
+            "## Task queues",
+            "",
+            "The task-queue scenarios run hopper with task queues on (`rabbit.enabled`)",
+            "at 500 msg/s; two pika consumers (prefetch 100, an ack with `multiple`",
+            "every 50 messages, each delivery logged before its ack) read a durable",
+            "queue bound to the load's exchange, and drain it after the load.",
+            "**missing** is confirmed messages no consumer acked (must be 0); **dup**",
+            "deliveries of an id already delivered; **redelivered** deliveries flagged",
+            "redelivered; **drain** seconds from the end of the load until every",
+            "confirmed message was acked (README.md says where duplicates come from).",
+            "",
+            "| scenario | result | confirmed | acked by a consumer | missing | dup | redelivered | drain (s) | consumer reconnects |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in qrows:
+            q = r["queue"]
+            lines.append(
+                "| %s | %s | %d | %d | %d | %d | %d | %s | %s |"
+                % (
+                    r["scenario"] + (" (short)" if r.get("short") else ""),
+                    verdict(r),
+                    q["confirmed"],
+                    q["consumed"],
+                    q["missing"],
+                    q["duplicates"],
+                    q["redelivered"],
+                    q["drain_s"],
+                    "/".join(map(str, q["reconnects"])),
+                )
+            )
     lines += ["", "## Scenario details", ""]
     for r in rows:
         failed = [k + ": " + v["detail"] for k, v in r["checks"].items() if not v["ok"]]
