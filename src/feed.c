@@ -50,7 +50,12 @@ struct fpart {
     int64_t maybe_seen;
     int64_t delivered_max; /* highest offset this owner delivered */
     int64_t start;         /* the committed offset it started from, or -1 */
-    int64_t purge_below;   /* queue.purge: records below are done unread */
+    int64_t committed;     /* the last offset Kafka took from us (start before) */
+    /* Lost (a commit refused with ILLEGAL_GENERATION, a session expired):
+     * kept, tracker and deliveries, until the next assignment says whether
+     * it came back to this hopper untouched. */
+    bool lost;
+    int64_t purge_below; /* queue.purge: records below are done unread */
 };
 
 struct feed {
@@ -65,6 +70,12 @@ struct feed {
     int pipefd[2];
     struct event *pipe_ev, *commit_ev;
     bool paused;
+    /* Between a cooperative revocation and the assignment that follows,
+     * this member's JoinGroup waits at the coordinator for the others, and
+     * a commit sent meanwhile is answered after the generation moved on:
+     * ILLEGAL_GENERATION, which librdkafka takes for a lost assignment.
+     * Periodic commits wait until the assignment. */
+    bool rejoining;
     char **topics; /* subscription, sorted; NULL-terminated */
     size_t n_topics;
 
@@ -223,6 +234,7 @@ static struct fpart *part_new(struct feed *f, const char *topic, int32_t partiti
     p->maybe_seen = -1;
     p->delivered_max = -1;
     p->start = committed;
+    p->committed = committed;
     const rd_kafka_topic_partition_t *purged =
         f->purged ? rd_kafka_topic_partition_list_find(f->purged, topic, partition) : NULL;
     p->purge_below = purged ? purged->offset : 0;
@@ -288,8 +300,9 @@ static rd_kafka_topic_partition_list_t *commit_list(struct feed *f, bool all)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
     for (struct fpart *p = f->parts; p; p = p->next) {
-        /* No tracker: nothing fetched yet, the committed offset stands. */
-        if (!p->off || (!all && !offsets_dirty(p->off) && !p->recommit))
+        /* No tracker: nothing fetched yet, the committed offset stands.
+         * A lost partition has no generation to commit with. */
+        if (!p->off || p->lost || (!all && !offsets_dirty(p->off) && !p->recommit))
             continue;
         p->recommit = false;
         int64_t at = offsets_commit_point(p->off);
@@ -307,7 +320,7 @@ static rd_kafka_topic_partition_list_t *commit_list(struct feed *f, bool all)
 
 static void commit(struct feed *f, bool sync)
 {
-    if (!f->rk)
+    if (!f->rk || (!sync && f->rejoining))
         return;
     rd_kafka_topic_partition_list_t *l = commit_list(f, false);
     if (l->cnt) {
@@ -327,9 +340,12 @@ static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     struct feed *f = opaque;
     for (int i = 0; parts && i < parts->cnt; i++) {
         rd_kafka_resp_err_t e = err ? err : parts->elems[i].err;
-        if (!e)
-            continue;
         struct fpart *p = part_find(f, parts->elems[i].topic, parts->elems[i].partition);
+        if (!e) {
+            if (p && parts->elems[i].offset > p->committed)
+                p->committed = parts->elems[i].offset;
+            continue;
+        }
         if (p)
             p->recommit = true;
         uint64_t now = monotonic_ms();
@@ -609,9 +625,22 @@ static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
                  f->queue, rd_kafka_err2str(err));
     for (int i = 0; i < c->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &c->elems[i];
-        if (part_find(f, tp->topic, tp->partition))
-            continue;
         bool have = !err && !tp->err && tp->offset >= 0;
+        struct fpart *old = part_find(f, tp->topic, tp->partition);
+        if (old && old->lost && have && tp->offset == old->committed) {
+            /* Lost and back, and nobody committed it meanwhile: what our
+             * consumers acked since our last commit stays acked (the
+             * tracker ignores the records it has seen when they are
+             * fetched again), instead of all of it coming again. */
+            old->lost = false;
+            log_info("queue '%s': %s [%" PRId32 "] came back: resumed", f->queue, old->topic,
+                     old->partition);
+            continue;
+        }
+        if (old && old->lost)
+            part_drop(f, old);
+        else if (old)
+            continue;
         const rd_kafka_topic_partition_t *start =
             f->starts ? rd_kafka_topic_partition_list_find(f->starts, tp->topic, tp->partition)
                       : NULL;
@@ -626,6 +655,13 @@ static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
                  have ? tp->metadata_size : 0);
     }
     rd_kafka_topic_partition_list_destroy(c);
+    /* Lost partitions that did not come back are another member's now. */
+    for (struct fpart *p = f->parts, *next; p; p = next) {
+        next = p->next;
+        if (p->lost)
+            part_drop(f, p);
+    }
+    f->rejoining = false;
     rd_kafka_error_t *e = rd_kafka_incremental_assign(f->rk, parts);
     if (e) {
         log_error("queue '%s': assign: %s", f->queue, rd_kafka_error_string(e));
@@ -639,20 +675,28 @@ static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
 
 static void revoked(struct feed *f, rd_kafka_topic_partition_list_t *parts)
 {
-    /* Commit what is acked before another owner starts from it. */
-    commit(f, true);
+    /* Commit what is acked before another owner starts from it; a lost
+     * assignment has no generation to commit with: kept until the next
+     * assignment (assigned). */
+    bool lost = rd_kafka_assignment_lost(f->rk);
+    if (!lost)
+        commit(f, true);
     for (int i = 0; i < parts->cnt; i++) {
         struct fpart *p = part_find(f, parts->elems[i].topic, parts->elems[i].partition);
-        if (p)
+        if (p && lost)
+            p->lost = true;
+        else if (p)
             part_drop(f, p);
     }
+    f->rejoining = true;
     rd_kafka_error_t *e = rd_kafka_incremental_unassign(f->rk, parts);
     if (e) {
         log_error("queue '%s': unassign: %s", f->queue, rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
     if (parts->cnt)
-        log_info("queue '%s': %d partition(s) revoked", f->queue, parts->cnt);
+        log_info("queue '%s': %d partition(s) %s", f->queue, parts->cnt,
+                 lost ? "lost (kept until the next assignment)" : "revoked");
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -740,8 +784,13 @@ static bool start(struct feed *f)
         return true;
     const struct config *cfg = f->fs->cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char session[16];
+    char session[16], heartbeat[16];
     snprintf(session, sizeof session, "%u", cfg->session_timeout_ms);
+    /* A tenth of the session: a rebalance's second round waits for every
+     * member to hear of it through a heartbeat (librdkafka's 3 s default
+     * made each round take up to that). */
+    snprintf(heartbeat, sizeof heartbeat, "%u",
+             cfg->session_timeout_ms / 10 > 100 ? cfg->session_timeout_ms / 10 : 100);
     /* Offsets move only by acks; positions never reset past unread
      * records: partitions without a committed offset start at their
      * beginning (feeds_place put the group at the end of every topic that
@@ -756,6 +805,7 @@ static bool start(struct feed *f)
               set_prop(conf, "queued.max.messages.kbytes", "1024", f) &&
               set_prop(conf, "client.id", "hopper", f) &&
               set_prop(conf, "session.timeout.ms", session, f) &&
+              set_prop(conf, "heartbeat.interval.ms", heartbeat, f) &&
               (!cfg->instance_id[0] || set_prop(conf, "group.instance.id", cfg->instance_id, f));
     if (!ok) {
         rd_kafka_conf_destroy(conf);
@@ -772,6 +822,7 @@ static bool start(struct feed *f)
         return false;
     }
     rd_kafka_poll_set_consumer(f->rk);
+    f->rejoining = false;
     f->q = rd_kafka_queue_get_consumer(f->rk);
     if (pipe2(f->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
         log_error("queue '%s': pipe: %s", f->queue, strerror(errno));
