@@ -19,6 +19,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -779,26 +780,53 @@ static const char *const exchange_types[] = {
     [EXCHANGE_HEADERS] = "headers",
 };
 
-/* *name_node and *vhost_node receive the nodes later checks point at. */
-static int parse_exchange(struct loader *ld, yaml_node_t *item, const char *ikey,
-                          struct exchange_cfg *x, yaml_node_t **name_node, yaml_node_t **vhost_node)
+/* The name of an exchange or queue the config declares (field *name):
+ * required, a non-empty shortstr outside AMQP's "amq." namespace. */
+static int parse_declared_name(struct loader *ld, yaml_node_t *item, const struct field_node *name,
+                               const char *ikey, char **out, yaml_node_t **name_node)
 {
+    char fkey[PATH_LEN];
+    path_field(fkey, ikey, "name");
+    if (!name->val)
+        return fail_required(ld, item, name, fkey);
+    if (get_shortstr(ld, name->val, fkey, out))
+        return -1;
+    if (!**out)
+        return fail(ld, name->val, fkey, "must not be empty");
+    if (!strncmp(*out, "amq.", 4))
+        return fail(ld, name->val, fkey, "must not start with \"amq.\" (reserved by AMQP)");
+    *name_node = name->val;
+    return 0;
+}
+
+/* Its vhost (field *vhost), "/" when absent; *vhost_node is what a later
+ * check of the vhost points at: the field, or the item. */
+static int parse_declared_vhost(struct loader *ld, yaml_node_t *item,
+                                const struct field_node *vhost, const char *ikey, char **out,
+                                yaml_node_t **vhost_node)
+{
+    char fkey[PATH_LEN];
+    path_field(fkey, ikey, "vhost");
+    *vhost_node = vhost->val ? vhost->val : item;
+    if (!vhost->val) {
+        *out = xstrdup("/");
+        return 0;
+    }
+    return get_shortstr(ld, vhost->val, fkey, out);
+}
+
+/* *name_node and *vhost_node receive the nodes later checks point at. */
+static int parse_exchange(struct loader *ld, yaml_node_t *item, const char *ikey, void *elem,
+                          yaml_node_t **name_node, yaml_node_t **vhost_node)
+{
+    struct exchange_cfg *x = elem;
     static const char *const names[] = {"name", "type", "vhost", "default_route"};
     struct field_node f[ARRAY_LEN(names)];
     char fkey[PATH_LEN];
     if (map_fields(ld, item, ikey, names, ARRAY_LEN(names), f))
         return -1;
-
-    path_field(fkey, ikey, "name");
-    if (!f[0].val)
-        return fail_required(ld, item, &f[0], fkey);
-    if (get_shortstr(ld, f[0].val, fkey, &x->name))
+    if (parse_declared_name(ld, item, &f[0], ikey, &x->name, name_node))
         return -1;
-    if (!*x->name)
-        return fail(ld, f[0].val, fkey, "must not be empty");
-    if (!strncmp(x->name, "amq.", 4))
-        return fail(ld, f[0].val, fkey, "must not start with \"amq.\" (reserved by AMQP)");
-    *name_node = f[0].val;
 
     path_field(fkey, ikey, "type");
     x->type = EXCHANGE_TOPIC;
@@ -812,14 +840,8 @@ static int parse_exchange(struct loader *ld, yaml_node_t *item, const char *ikey
         x->type = (enum exchange_type)t;
     }
 
-    path_field(fkey, ikey, "vhost");
-    *vhost_node = f[2].val ? f[2].val : item;
-    if (f[2].val) {
-        if (get_shortstr(ld, f[2].val, fkey, &x->vhost))
-            return -1;
-    } else {
-        x->vhost = xstrdup("/");
-    }
+    if (parse_declared_vhost(ld, item, &f[2], ikey, &x->vhost, vhost_node))
+        return -1;
 
     path_field(fkey, ikey, "default_route");
     x->default_route = -1;
@@ -832,15 +854,27 @@ static int parse_exchange(struct loader *ld, yaml_node_t *item, const char *ikey
     return 0;
 }
 
-static int parse_exchanges(struct loader *ld, yaml_node_t *seq, const char *key)
+/* exchanges: and queues: are lists of things named in a vhost. */
+typedef int (*declared_fn)(struct loader *ld, yaml_node_t *item, const char *ikey, void *elem,
+                           yaml_node_t **name_node, yaml_node_t **vhost_node);
+struct declared_kind {
+    size_t size;        /* of one element */
+    declared_fn one;    /* parses one into its element */
+    size_t name, vhost; /* offsets of its char * fields */
+    const char *duplicate;
+};
+
+static int parse_declared(struct loader *ld, yaml_node_t *seq, const char *key,
+                          const struct declared_kind *kind, void **elems, size_t *n_elems,
+                          yaml_node_t ***vhost_nodes)
 {
-    struct config *cfg = ld->cfg;
     if (seq->type != YAML_SEQUENCE_NODE)
         return fail(ld, seq, key, "must be a list");
     size_t n = seq_len(seq);
-    cfg->exchanges = xcalloc(n, sizeof *cfg->exchanges);
-    cfg->n_exchanges = n;
-    ld->exchange_vhost = xcalloc(n, sizeof *ld->exchange_vhost);
+    char *base = xcalloc(n, kind->size);
+    *elems = base;
+    *n_elems = n;
+    *vhost_nodes = xcalloc(n, sizeof **vhost_nodes);
     struct name_ref *refs = xcalloc(n, sizeof *refs);
     yaml_node_t **name_nodes = xcalloc(n, sizeof *name_nodes);
     int rc = -1;
@@ -848,16 +882,29 @@ static int parse_exchanges(struct loader *ld, yaml_node_t *seq, const char *key)
         yaml_node_t *item = seq_item(ld, seq, i);
         char ikey[PATH_LEN];
         path_index(ikey, key, i);
+        char *elem = base + i * kind->size;
         /* the vhost is checked against vhosts once the whole file is read */
-        if (parse_exchange(ld, item, ikey, &cfg->exchanges[i], &name_nodes[i],
-                           &ld->exchange_vhost[i]))
+        if (kind->one(ld, item, ikey, elem, &name_nodes[i], &(*vhost_nodes)[i]))
             goto out;
-        refs[i] = (struct name_ref){cfg->exchanges[i].vhost, cfg->exchanges[i].name, i};
+        refs[i] =
+            (struct name_ref){*(char **)(elem + kind->vhost), *(char **)(elem + kind->name), i};
     }
-    rc = check_unique_names(ld, refs, n, name_nodes, key, "duplicate exchange in its vhost");
+    rc = check_unique_names(ld, refs, n, name_nodes, key, kind->duplicate);
 out:
     free(refs);
     free(name_nodes);
+    return rc;
+}
+
+static int parse_exchanges(struct loader *ld, yaml_node_t *seq, const char *key)
+{
+    static const struct declared_kind kind = {
+        sizeof(struct exchange_cfg), parse_exchange, offsetof(struct exchange_cfg, name),
+        offsetof(struct exchange_cfg, vhost), "duplicate exchange in its vhost"};
+    void *elems = NULL;
+    int rc =
+        parse_declared(ld, seq, key, &kind, &elems, &ld->cfg->n_exchanges, &ld->exchange_vhost);
+    ld->cfg->exchanges = elems;
     return rc;
 }
 
@@ -991,9 +1038,10 @@ static int parse_queue_topics(struct loader *ld, yaml_node_t *v, const char *key
 }
 
 /* *name_node and *vhost_node receive the nodes later checks point at. */
-static int parse_queue(struct loader *ld, yaml_node_t *item, const char *ikey, struct queue_cfg *q,
+static int parse_queue(struct loader *ld, yaml_node_t *item, const char *ikey, void *elem,
                        yaml_node_t **name_node, yaml_node_t **vhost_node)
 {
+    struct queue_cfg *q = elem;
     static const char *const names[] = {"name", "vhost", "topics", "message_id"};
     struct field_node f[ARRAY_LEN(names)];
     char fkey[PATH_LEN];
@@ -1001,25 +1049,9 @@ static int parse_queue(struct loader *ld, yaml_node_t *item, const char *ikey, s
         return -1;
     q->line = (int)item->start_mark.line + 1;
 
-    path_field(fkey, ikey, "name");
-    if (!f[0].val)
-        return fail_required(ld, item, &f[0], fkey);
-    if (get_shortstr(ld, f[0].val, fkey, &q->name))
+    if (parse_declared_name(ld, item, &f[0], ikey, &q->name, name_node) ||
+        parse_declared_vhost(ld, item, &f[1], ikey, &q->vhost, vhost_node))
         return -1;
-    if (!*q->name)
-        return fail(ld, f[0].val, fkey, "must not be empty");
-    if (!strncmp(q->name, "amq.", 4))
-        return fail(ld, f[0].val, fkey, "must not start with \"amq.\" (reserved by AMQP)");
-    *name_node = f[0].val;
-
-    path_field(fkey, ikey, "vhost");
-    *vhost_node = f[1].val ? f[1].val : item;
-    if (f[1].val) {
-        if (get_shortstr(ld, f[1].val, fkey, &q->vhost))
-            return -1;
-    } else {
-        q->vhost = xstrdup("/");
-    }
 
     path_field(fkey, ikey, "topics");
     if (!f[2].val)
@@ -1040,29 +1072,12 @@ static int parse_queue(struct loader *ld, yaml_node_t *item, const char *ikey, s
 
 static int parse_queues(struct loader *ld, yaml_node_t *seq, const char *key)
 {
-    struct config *cfg = ld->cfg;
-    if (seq->type != YAML_SEQUENCE_NODE)
-        return fail(ld, seq, key, "must be a list");
-    size_t n = seq_len(seq);
-    cfg->queues = xcalloc(n, sizeof *cfg->queues);
-    cfg->n_queues = n;
-    ld->queue_vhost = xcalloc(n, sizeof *ld->queue_vhost);
-    struct name_ref *refs = xcalloc(n, sizeof *refs);
-    yaml_node_t **name_nodes = xcalloc(n, sizeof *name_nodes);
-    int rc = -1;
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_t *item = seq_item(ld, seq, i);
-        char ikey[PATH_LEN];
-        path_index(ikey, key, i);
-        /* the vhost is checked against vhosts once the whole file is read */
-        if (parse_queue(ld, item, ikey, &cfg->queues[i], &name_nodes[i], &ld->queue_vhost[i]))
-            goto out;
-        refs[i] = (struct name_ref){cfg->queues[i].vhost, cfg->queues[i].name, i};
-    }
-    rc = check_unique_names(ld, refs, n, name_nodes, key, "duplicate queue in its vhost");
-out:
-    free(refs);
-    free(name_nodes);
+    static const struct declared_kind kind = {
+        sizeof(struct queue_cfg), parse_queue, offsetof(struct queue_cfg, name),
+        offsetof(struct queue_cfg, vhost), "duplicate queue in its vhost"};
+    void *elems = NULL;
+    int rc = parse_declared(ld, seq, key, &kind, &elems, &ld->cfg->n_queues, &ld->queue_vhost);
+    ld->cfg->queues = elems;
     return rc;
 }
 
