@@ -37,6 +37,10 @@ bool binding_match(enum exchange_type type, const char *key, size_t key_len,
                    const amqp_table_t *args, const char *rk, size_t rk_len,
                    const amqp_table_t *headers);
 
+/* rabbit_misc:table_lookup/2: the value of the first entry of t (NULL:
+ * none) named key, or NULL. */
+const amqp_field_value_t *table_lookup(const amqp_table_t *t, const char *key);
+
 /* Whether RabbitMQ accepts `args` for a binding on an exchange of type
  * `type` (only headers exchanges check anything: x-match). When not, err
  * gets the channel.close reply text for code 406, in RabbitMQ's words:

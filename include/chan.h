@@ -29,7 +29,7 @@ struct chan {
     uint16_t id;
     enum chan_state state;
     struct confirm *confirm;    /* non-NULL after confirm.select */
-    bool dirty;                 /* on the server's flush list */
+    struct confirm_owner owner; /* its outcomes come back here (chan_flush_confirms) */
     bool over_limit;            /* at max_unconfirmed: the connection stops reading */
     char last_queue[256];       /* for queue.bind etc. with an empty queue name */
     bool active;                /* channel.flow: deliveries allowed */

@@ -23,6 +23,15 @@ struct confirm;
 
 typedef void (*confirm_emit_fn)(void *arg, uint64_t tag, bool multiple, bool ack);
 
+/* Whom a tracker's outcomes go back to: a channel's publisher, or hopper
+ * itself for a message it publishes on its own (a dead letter). The sink
+ * reports an outcome to the server, which lists the owner (dirty) and
+ * calls flush once per batch of reports. */
+struct confirm_owner {
+    void (*flush)(struct confirm_owner *o);
+    bool dirty; /* on the server's flush list */
+};
+
 struct confirm *confirm_new(void);
 
 /* Assign the next delivery tag to a new publish (now pending). */
@@ -42,10 +51,9 @@ size_t confirm_unconfirmed(const struct confirm *c);
 /* Whether outcomes wait to be flushed. */
 bool confirm_dirty(const struct confirm *c);
 
-/* The channel that owns c, for routing outcomes back to it; NULL once
- * detached. */
-void confirm_set_owner(struct confirm *c, void *owner);
-void *confirm_owner(const struct confirm *c);
+/* Who owns c, for routing outcomes back to it; NULL once detached. */
+void confirm_set_owner(struct confirm *c, struct confirm_owner *owner);
+struct confirm_owner *confirm_owner(const struct confirm *c);
 
 /* The channel is gone. Frees c at once if nothing is pending; else c lives
  * until the last pending tag resolves. */

@@ -36,14 +36,15 @@ struct server {
     struct router *router;
     struct sink *sink;
     struct topology *topo;
-    struct feeds *feeds; /* task queues; NULL unless rabbit.enabled */
+    struct feeds *feeds;             /* task queues; NULL unless rabbit.enabled */
+    struct deadletters *deadletters; /* with feeds */
     struct evconnlistener *listener;
 
     struct conn *conns; /* doubly linked list of live connections */
     size_t n_conns;
     uint64_t next_conn_id;
 
-    struct chan **dirty; /* channels with confirms to flush */
+    struct confirm_owner **dirty; /* channels (and others) with confirms to flush */
     size_t n_dirty, cap_dirty;
 
     /* Scratch space for the hot path: the topic name a route composes,
@@ -68,8 +69,8 @@ void server_begin_drain(struct server *srv);
 void server_finish_drain(struct server *srv);
 
 /* A channel has outcomes to send. */
-void server_mark_dirty(struct server *srv, struct chan *ch);
-void server_forget_chan(struct server *srv, struct chan *ch);
+void server_mark_dirty(struct server *srv, struct confirm_owner *o);
+void server_forget_owner(struct server *srv, struct confirm_owner *o);
 /* Send pending confirms of every dirty channel. */
 void server_flush_confirms(struct server *srv);
 

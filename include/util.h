@@ -12,6 +12,8 @@
 #define MUST_CHECK __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* The struct of type `type` whose member `member` is at p. */
+#define CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* Free and forget in one step, so a dangling pointer cannot be reused. */
 #define FREE_AND_NULL(p)                                                                           \

@@ -104,8 +104,7 @@ static int table_len(const amqp_table_t *t)
     return t ? t->num_entries : 0;
 }
 
-/* rabbit_misc:table_lookup/2: the first entry with that key. */
-static const amqp_field_value_t *table_first(const amqp_table_t *t, const char *key)
+const amqp_field_value_t *table_lookup(const amqp_table_t *t, const char *key)
 {
     for (int i = 0; i < table_len(t); i++)
         if (bytes_is(t->entries[i].key, key))
@@ -125,7 +124,7 @@ static const amqp_field_value_t *header_value(const amqp_table_t *h, amqp_bytes_
 
 static enum x_match x_match_mode(const amqp_table_t *args)
 {
-    const amqp_field_value_t *v = table_first(args, "x-match");
+    const amqp_field_value_t *v = table_lookup(args, "x-match");
     if (v && v->kind == AMQP_FIELD_KIND_UTF8)
         for (size_t i = 0; i < ARRAY_LEN(x_match_names); i++)
             if (bytes_is(v->value.bytes, x_match_names[i].name))
@@ -534,7 +533,7 @@ bool binding_args_valid(enum exchange_type type, const amqp_table_t *args, char 
      * '#' words in the key). */
     if (type != EXCHANGE_HEADERS)
         return true;
-    const amqp_field_value_t *v = table_first(args, "x-match");
+    const amqp_field_value_t *v = table_lookup(args, "x-match");
     if (!v)
         return true; /* "spec is vague on whether it can be omitted" */
     if (v->kind == AMQP_FIELD_KIND_UTF8)

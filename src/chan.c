@@ -6,15 +6,19 @@
 
 #include "conn.h"
 #include "consume.h"
+#include "deadletter.h"
 #include "feed.h"
 #include "log.h"
 #include "record.h"
 #include "router.h"
 #include "wire.h"
 
+static void flush_owned(struct confirm_owner *o);
+
 struct chan *chan_new(struct conn *c, uint16_t id)
 {
     struct chan *ch = xcalloc(1, sizeof *ch);
+    ch->owner.flush = flush_owned;
     ch->conn = c;
     ch->id = id;
     ch->state = CHAN_OPEN;
@@ -65,7 +69,7 @@ void chan_free(struct chan *ch)
     consume_chan_closed(ch);
     if (ch->over_limit)
         c->n_over_limit--;
-    server_forget_chan(c->srv, ch);
+    server_forget_owner(c->srv, &ch->owner);
     if (ch->confirm)
         confirm_detach(ch->confirm);
     buf_free(&ch->raw_props);
@@ -284,6 +288,12 @@ static void queue_declare(struct chan *ch, amqp_queue_declare_t *m)
     char name[256], actual[256];
     if (!copy_name(ch, name, m->queue, AMQP_QUEUE_DECLARE_METHOD))
         return;
+    char why[512];
+    if (!m->passive &&
+        !deadletter_args_valid(&m->arguments, ch->conn->vhost, name, why, sizeof why)) {
+        chan_close(ch, AMQP_PRECONDITION_FAILED, why, AMQP_QUEUE_DECLARE_METHOD);
+        return;
+    }
     struct queue_decl d = {name,         m->passive,     m->durable,
                            m->exclusive, m->auto_delete, encode_args(ch, &m->arguments),
                            ch->conn->id};
@@ -415,6 +425,11 @@ static void update_over_limit(struct chan *ch)
     conn_update_reading(c);
 }
 
+static void flush_owned(struct confirm_owner *o)
+{
+    chan_flush_confirms(CONTAINER_OF(o, struct chan, owner));
+}
+
 void chan_flush_confirms(struct chan *ch)
 {
     if (!ch->confirm)
@@ -430,7 +445,7 @@ static void confirm_select(struct chan *ch, amqp_confirm_select_t *m)
 {
     if (!ch->confirm) {
         ch->confirm = confirm_new();
-        confirm_set_owner(ch->confirm, ch);
+        confirm_set_owner(ch->confirm, &ch->owner);
     }
     if (!m->nowait)
         send_method(ch, AMQP_CONFIRM_SELECT_OK_METHOD, NULL);
@@ -542,7 +557,7 @@ static void complete_publish(struct chan *ch)
             srv->stats.unroutable_dropped++;
         /* RabbitMQ acks unroutable messages: there is nothing to persist. */
         if (ch->confirm && !confirm_resolve(ch->confirm, tag, true))
-            server_mark_dirty(srv, ch);
+            server_mark_dirty(srv, &ch->owner);
         discard_publish(ch);
         return;
     }

@@ -41,7 +41,7 @@ struct confirm {
     uint64_t dirty_lo; /* lowest tag resolved since the last flush */
     uint64_t dirty_hi; /* highest tag resolved since the last flush */
     bool detached;
-    void *owner; /* the channel, until detached */
+    struct confirm_owner *owner; /* until detached */
 };
 
 static inline uint8_t *slot(const struct confirm *c, uint64_t tag)
@@ -184,12 +184,12 @@ bool confirm_dirty(const struct confirm *c)
     return !c->detached && c->unsent > 0;
 }
 
-void confirm_set_owner(struct confirm *c, void *owner)
+void confirm_set_owner(struct confirm *c, struct confirm_owner *owner)
 {
     c->owner = owner;
 }
 
-void *confirm_owner(const struct confirm *c)
+struct confirm_owner *confirm_owner(const struct confirm *c)
 {
     return c->owner;
 }

@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 
 #include "auth.h"
+#include "binding.h"
 #include "chan.h"
 #include "consume.h"
 #include "frame.h"
@@ -213,21 +214,12 @@ static void send_start(struct conn *c)
     send_method(c, 0, AMQP_CONNECTION_START_METHOD, &m);
 }
 
-static const amqp_field_value_t *table_get(const amqp_table_t *t, const char *key)
-{
-    for (int i = 0; i < t->num_entries; i++)
-        if (t->entries[i].key.len == strlen(key) &&
-            memcmp(t->entries[i].key.bytes, key, t->entries[i].key.len) == 0)
-            return &t->entries[i].value;
-    return NULL;
-}
-
 static bool client_capability(const amqp_table_t *client_props, const char *name)
 {
-    const amqp_field_value_t *caps = table_get(client_props, "capabilities");
+    const amqp_field_value_t *caps = table_lookup(client_props, "capabilities");
     if (!caps || caps->kind != AMQP_FIELD_KIND_TABLE)
         return false;
-    const amqp_field_value_t *v = table_get(&caps->value.table, name);
+    const amqp_field_value_t *v = table_lookup(&caps->value.table, name);
     return v && v->kind == AMQP_FIELD_KIND_BOOLEAN && v->value.boolean;
 }
 

@@ -10,6 +10,7 @@
 
 #include "chan.h"
 #include "conn.h"
+#include "deadletter.h"
 #include "feed.h"
 #include "frame.h"
 #include "log.h"
@@ -159,7 +160,8 @@ static void settle(struct chan *ch, uint64_t tag, bool multiple, enum settle how
         note_feed(touched, &n_touched, ARRAY_LEN(touched), m->feed);
         if (how == SETTLE_REQUEUE)
             feed_requeue(m);
-        else
+        else if (how == SETTLE_ACK || !deadletter(ch->conn->srv->deadletters, m, ch->conn->vhost,
+                                                  feed_queue_name(m->feed), "rejected"))
             feed_done(m);
     }
     unacked_trim(ch);

@@ -9,6 +9,7 @@
 
 #include "chan.h"
 #include "conn.h"
+#include "deadletter.h"
 #include "feed.h"
 #include "log.h"
 
@@ -81,8 +82,10 @@ struct server *server_new(struct event_base *base, struct config *cfg, char *err
     srv->cfg = cfg;
     srv->router = router_new(cfg);
     srv->topo = topology_new(cfg);
-    if (cfg->rabbit_enabled)
+    if (cfg->rabbit_enabled) {
         srv->feeds = feeds_new(base, cfg, srv->topo, srv->router);
+        srv->deadletters = deadletters_new(srv);
+    }
     struct sink_callbacks cb = {on_resolved, on_drained, srv};
     srv->sink = sink_new(base, cfg, &cb, err, errlen);
     if (!srv->sink || !(srv->listener = listen_on(srv, err, errlen))) {
@@ -100,7 +103,9 @@ void server_free(struct server *srv)
         evconnlistener_free(srv->listener);
     while (srv->conns)
         conn_destroy(srv->conns);
-    /* After the connections: their channels gave back what they held. */
+    /* After the connections: their channels gave back what they held; the
+     * dead letters not persisted go back before their feeds go. */
+    deadletters_free(srv->deadletters);
     feeds_free(srv->feeds);
     sink_free(srv->sink);
     topology_free(srv->topo);
@@ -112,38 +117,38 @@ void server_free(struct server *srv)
     free(srv);
 }
 
-void server_mark_dirty(struct server *srv, struct chan *ch)
+void server_mark_dirty(struct server *srv, struct confirm_owner *o)
 {
-    if (ch->dirty)
+    if (o->dirty)
         return;
-    ch->dirty = true;
+    o->dirty = true;
     if (srv->n_dirty == srv->cap_dirty) {
         srv->cap_dirty = srv->cap_dirty ? srv->cap_dirty * 2 : 64;
         srv->dirty = xrealloc(srv->dirty, srv->cap_dirty * sizeof *srv->dirty);
     }
-    srv->dirty[srv->n_dirty++] = ch;
+    srv->dirty[srv->n_dirty++] = o;
 }
 
-void server_forget_chan(struct server *srv, struct chan *ch)
+void server_forget_owner(struct server *srv, struct confirm_owner *o)
 {
-    if (!ch->dirty)
+    if (!o->dirty)
         return;
     for (size_t i = 0; i < srv->n_dirty; i++) {
-        if (srv->dirty[i] == ch) {
+        if (srv->dirty[i] == o) {
             srv->dirty[i] = srv->dirty[--srv->n_dirty];
             break;
         }
     }
-    ch->dirty = false;
+    o->dirty = false;
 }
 
 void server_flush_confirms(struct server *srv)
 {
-    /* Flushing may not mark channels dirty, so the list is stable here. */
+    /* Flushing may not mark owners dirty, so the list is stable here. */
     for (size_t i = 0; i < srv->n_dirty; i++) {
-        struct chan *ch = srv->dirty[i];
-        ch->dirty = false;
-        chan_flush_confirms(ch);
+        struct confirm_owner *o = srv->dirty[i];
+        o->dirty = false;
+        o->flush(o);
     }
     srv->n_dirty = 0;
 }

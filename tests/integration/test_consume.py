@@ -239,6 +239,112 @@ def test_purge_while_consuming_keeps_the_unacked(hopper_factory, uid):
         assert [b for _, b in held[6:]] == [b"after"]
 
 
+def death_of(props):
+    """The x-death entries as plain dicts (pika gives bytes for longstr)."""
+    text = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
+    return [
+        {k: ([text(x) for x in v] if isinstance(v, list) else text(v)) for k, v in d.items()}
+        for d in props.headers["x-death"]
+    ]
+
+
+def test_rejected_messages_are_dead_lettered_with_x_death(hopper_factory, uid):
+    """reject and nack without requeue on a queue with
+    x-dead-letter-exchange republish the message there, with RabbitMQ's
+    x-death; an ack does not; the dead letter keeps body and properties,
+    its expiration moves to original-expiration; once persisted, the
+    rejected record is committed (a new consumer gets nothing again)."""
+    h = hopper_factory(RABBIT)
+    work, dead, dlx = "work-" + uid, "dead-" + uid, "dlx-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.exchange_declare(dlx, "direct", durable=True)
+        ch.queue_declare(dead, durable=True)
+        ch.queue_bind(dead, dlx, "failed")
+        ch.queue_declare(
+            work, durable=True, arguments={"x-dead-letter-exchange": dlx, "x-dead-letter-routing-key": "failed"}
+        )
+        publish(ch, work, [b"a", b"b", b"c"], headers={"app": "x"}, expiration="600000", message_id="m")
+        got = consume(ch, work, 3)
+        assert [b for _, _, b in got] == [b"a", b"b", b"c"]
+        ch.basic_reject(got[0][0].delivery_tag, requeue=False)
+        ch.basic_nack(got[1][0].delivery_tag, requeue=False)
+        ch.basic_ack(got[2][0].delivery_tag)
+        letters = consume(ch, dead, 2)
+        assert sorted(b for _, _, b in letters) == [b"a", b"b"]
+        for m, p, _ in letters:
+            ch.basic_ack(m.delivery_tag)
+            assert m.exchange == dlx and m.routing_key == "failed"
+            assert p.message_id == "m" and p.headers["app"] in ("x", b"x") and p.expiration is None
+            (d,) = death_of(p)
+            assert d["count"] == 1 and d["reason"] == "rejected" and d["queue"] == work
+            assert d["exchange"] == "" and d["routing-keys"] == [work]
+            assert d["original-expiration"] == "600000" and d["time"] is not None
+            assert p.headers["x-first-death-queue"] in (work, work.encode())
+            assert p.headers["x-last-death-reason"] in ("rejected", b"rejected")
+        assert consume(ch, dead, 1, timeout=2) == []
+    with connect(h.url) as conn:  # the rejected records were committed
+        assert consume(conn.channel(), work, 1, timeout=3) == []
+
+
+def test_a_dead_letter_cycle_counts_its_deaths(hopper_factory, uid):
+    """A queue whose dead-letter exchange routes back to itself: rejected
+    twice, the message carries one x-death entry with count 2."""
+    h = hopper_factory(RABBIT)
+    q = "cycle-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True, arguments={"x-dead-letter-exchange": ""})
+        publish(ch, q, [b"again"])
+        for n in (1, 2):
+            ((m, p, body),) = consume(ch, q, 1)
+            assert body == b"again"
+            if n == 2:
+                (d,) = death_of(p)
+                assert d["count"] == 1
+            ch.basic_reject(m.delivery_tag, requeue=False)
+        ((m, p, _),) = consume(ch, q, 1)
+        (d,) = death_of(p)
+        assert d["count"] == 2 and d["queue"] == q and d["reason"] == "rejected"
+        ch.basic_ack(m.delivery_tag)
+
+
+def test_a_dead_letter_exchange_that_does_not_exist_drops(hopper_factory, uid):
+    """As RabbitMQ: dead-lettering to a missing exchange drops the message
+    (and commits it)."""
+    h = hopper_factory(RABBIT)
+    q = "nodlx-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True, arguments={"x-dead-letter-exchange": "missing-" + uid})
+        publish(ch, q, [b"gone"])
+        ((m, _, _),) = consume(ch, q, 1)
+        ch.basic_reject(m.delivery_tag, requeue=False)
+        assert consume(ch, q, 1, timeout=3) == []
+
+
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        # RabbitMQ 3.10's words (Debian 12), checked against it
+        ({"x-dead-letter-exchange": 5}, "invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue '%s' in vhost '/'"),
+        ({"x-dead-letter-routing-key": "k"}, "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '/': routing_key_but_no_dlx_defined"),
+    ],
+)
+def test_dead_letter_arguments_are_checked_as_rabbitmq_does(hopper_factory, uid, args, text):
+    h = hopper_factory(RABBIT)
+    q = "badargs-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            ch.queue_declare(q, durable=True, arguments=args)
+        assert e.value.reply_code == 406
+        assert e.value.reply_text == "PRECONDITION_FAILED - " + text % q
+
+
 def test_a_record_from_a_kafka_producer_is_delivered(hopper_factory, kafka_cluster, uid):
     """A queue's topic may hold records no AMQP client wrote: the body is
     the value and the properties come from the record."""
