@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <amqp.h>
 
@@ -40,6 +41,10 @@ bool binding_match(enum exchange_type type, const char *key, size_t key_len,
 /* rabbit_misc:table_lookup/2: the value of the first entry of t (NULL:
  * none) named key, or NULL. */
 const amqp_field_value_t *table_lookup(const amqp_table_t *t, const char *key);
+
+/* rabbit_binary_parser's name for a field's type (rabbitmq-c's kind), as
+ * RabbitMQ's messages show it: "signedint", "longstr", ... */
+const char *field_type_name(uint8_t kind);
 
 /* Whether RabbitMQ accepts `args` for a binding on an exchange of type
  * `type` (only headers exchanges check anything: x-match). When not, err

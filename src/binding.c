@@ -353,8 +353,7 @@ bool binding_match(enum exchange_type type, const char *key, size_t key_len,
     return false;
 }
 
-/* rabbit_binary_parser's name for each type, as RabbitMQ's messages show. */
-static const char *type_name(uint8_t kind)
+const char *field_type_name(uint8_t kind)
 {
     switch (type_tag(kind)) {
     case AMQP_FIELD_KIND_BOOLEAN:
@@ -516,7 +515,7 @@ static void put_term(struct buf *b, const amqp_field_value_t *v)
             } else {
                 x = &v->value.array.entries[i];
             }
-            buf_printf(b, "%s,", type_name(x->kind));
+            buf_printf(b, "%s,", field_type_name(x->kind));
             put_term(b, x);
             buf_putc(b, '}');
         }
@@ -548,7 +547,7 @@ bool binding_args_valid(enum exchange_type type, const amqp_table_t *args, char 
         put_term(&text, v);
         buf_puts(&text, "; expected all, any, all-with-x, or any-with-x");
     } else {
-        buf_printf(&text, "type %s (value ", type_name(v->kind));
+        buf_printf(&text, "type %s (value ", field_type_name(v->kind));
         put_term(&text, v);
         buf_puts(&text, "); expected longstr");
     }

@@ -346,48 +346,6 @@ static bool publish(struct deadletters *d, struct feed_msg *m, const char *vhost
     return true;
 }
 
-/* RabbitMQ's names for field types (rabbit_binary_parser). */
-static const char *type_name(amqp_field_value_kind_t kind)
-{
-    switch (kind) {
-    case AMQP_FIELD_KIND_BOOLEAN:
-        return "bool";
-    case AMQP_FIELD_KIND_I8:
-        return "byte";
-    case AMQP_FIELD_KIND_U8:
-        return "unsignedbyte";
-    case AMQP_FIELD_KIND_I16:
-        return "short";
-    case AMQP_FIELD_KIND_U16:
-        return "unsignedshort";
-    case AMQP_FIELD_KIND_I32:
-        return "signedint";
-    case AMQP_FIELD_KIND_U32:
-        return "unsignedint";
-    case AMQP_FIELD_KIND_I64:
-    case AMQP_FIELD_KIND_U64:
-        return "long";
-    case AMQP_FIELD_KIND_F32:
-        return "float";
-    case AMQP_FIELD_KIND_F64:
-        return "double";
-    case AMQP_FIELD_KIND_DECIMAL:
-        return "decimal";
-    case AMQP_FIELD_KIND_UTF8:
-        return "longstr";
-    case AMQP_FIELD_KIND_ARRAY:
-        return "array";
-    case AMQP_FIELD_KIND_TIMESTAMP:
-        return "timestamp";
-    case AMQP_FIELD_KIND_TABLE:
-        return "table";
-    case AMQP_FIELD_KIND_BYTES:
-        return "binary";
-    default:
-        return "void";
-    }
-}
-
 bool deadletter_args_valid(const amqp_table_t *args, const char *vhost, const char *queue,
                            char *err, size_t errlen)
 {
@@ -398,7 +356,7 @@ bool deadletter_args_valid(const amqp_table_t *args, const char *vhost, const ch
             snprintf(err, errlen,
                      "PRECONDITION_FAILED - invalid type '%s' for arg '%s' in queue '%s' in vhost "
                      "'%s'",
-                     type_name(v->kind), keys[i], queue, vhost);
+                     field_type_name(v->kind), keys[i], queue, vhost);
             return false;
         }
     }
