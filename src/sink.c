@@ -485,9 +485,16 @@ static int32_t requeue_partition(struct sink_topic *t, int32_t p, const rd_kafka
     return partition_of_key(t->partitioner, m->key, m->key_len, t->cnt);
 }
 
-/* Put slot i's message, which librdkafka reported with a lost partition,
- * back into its partition's queue: after the ones of the same release put
- * back before it, before everything that waited behind the release. */
+/* A copy of the record key in slot sl (none for a null key). */
+static void slot_keep_key(struct slot *sl, const void *key, size_t key_len)
+{
+    if (!key)
+        return;
+    sl->key = xmalloc(key_len ? key_len : 1);
+    memcpy(sl->key, key, key_len);
+    sl->key_len = key_len;
+}
+
 /* Take slot i's message back from its report, to hand it over again:
  * librdkafka frees its payload and key with the report; the headers can be
  * taken back. */
@@ -500,11 +507,7 @@ static void take_back(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
     sl->body = xmalloc(m->len ? m->len : 1);
     memcpy(sl->body, m->payload, m->len);
     sl->body_len = m->len;
-    if (m->key) {
-        sl->key = xmalloc(m->key_len ? m->key_len : 1);
-        memcpy(sl->key, m->key, m->key_len);
-        sl->key_len = m->key_len;
-    }
+    slot_keep_key(sl, m->key, m->key_len);
     rd_kafka_headers_t *headers = NULL;
     rd_kafka_message_detach_headers((rd_kafka_message_t *)m, &headers);
     sl->headers = headers;
@@ -525,6 +528,9 @@ static void limbo_add(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
     s->n_limbo++;
 }
 
+/* Put slot i's message, which librdkafka reported with a lost partition,
+ * back into its partition's queue: after the ones of the same release put
+ * back before it, before everything that waited behind the release. */
 static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 {
     struct slot *sl = &s->slots[i];
@@ -610,9 +616,6 @@ static void nack_held(struct sink *s, struct sink_topic *t, int32_t p, int64_t o
         refused(s, held_pop(s, t, p), why);
 }
 
-/* Nack held messages whose wait passed message.timeout.ms (librdkafka's
- * own deadline starts again when a message is handed over), or all of
- * them; retry releases refused for a full queue. */
 /* Hand the limbo's messages over again, in order, while librdkafka takes
  * them; nack those that waited past the deadline (all of them when
  * older_than is INT64_MAX). */
@@ -643,6 +646,9 @@ static void limbo_retry(struct sink *s, int64_t older_than, rd_kafka_resp_err_t 
     }
 }
 
+/* Nack held messages whose wait passed message.timeout.ms (librdkafka's
+ * own deadline starts again when a message is handed over), or all of
+ * them; retry releases refused for a full queue. */
 static void sweep_held(struct sink *s, bool nack_all)
 {
     int64_t older_than = nack_all ? INT64_MAX : mono_ms() - s->msg_timeout_ms;
@@ -1160,11 +1166,7 @@ static void hold(struct sink *s, uint32_t i, struct sink_msg *m)
     sl->body = m->body;
     sl->body_len = m->body_len;
     sl->headers = m->headers;
-    if (m->key) {
-        sl->key = xmalloc(m->key_len ? m->key_len : 1);
-        memcpy(sl->key, m->key, m->key_len);
-        sl->key_len = m->key_len;
-    }
+    slot_keep_key(sl, m->key, m->key_len);
     if (pt->tail == NO_SLOT)
         pt->head = i;
     else
