@@ -1,6 +1,7 @@
-/* chan.h - one AMQP channel: its methods (declare, bind, qos, confirm
- * select, flow, close), publish assembly (method, content header, body
- * frames, across frames and reads) and its publisher confirms.
+/* chan.h - one AMQP channel: its state, its life (open, flow, close) and
+ * the dispatch of its frames to the modules that serve them: declare.h
+ * (exchanges and queues), publish.h (publishing and confirms), consume.h
+ * (consuming, with task queues on). The channel's fields below are theirs.
  *
  * A channel is OPEN or CLOSING (we sent channel.close and ignore all but
  * close-ok). A publish is assembled in three steps: basic.publish, then
@@ -29,7 +30,7 @@ struct chan {
     uint16_t id;
     enum chan_state state;
     struct confirm *confirm;    /* non-NULL after confirm.select */
-    struct confirm_owner owner; /* its outcomes come back here (chan_flush_confirms) */
+    struct confirm_owner owner; /* its outcomes come back here (publish_flush_confirms) */
     bool over_limit;            /* at max_unconfirmed: the connection stops reading */
     char last_queue[256];       /* for queue.bind etc. with an empty queue name */
     bool active;                /* channel.flow: deliveries allowed */
@@ -70,13 +71,17 @@ void chan_free(struct chan *ch);
 /* A frame for this channel (method already known not to be a channel.open). */
 void chan_handle_frame(struct chan *ch, const struct frame *f);
 
-/* Send the confirms whose outcomes are known. */
-void chan_flush_confirms(struct chan *ch);
-
-/* Try again to hand a parked publish to the sink. Returns true when done. */
-bool chan_retry_parked(struct chan *ch);
-
 /* Close this channel with channel.close. */
 void chan_close(struct chan *ch, uint16_t code, const char *text, amqp_method_number_t failing);
+
+/* Send method id (m decoded, NULL for none) on the channel. */
+void chan_send(struct chan *ch, amqp_method_number_t id, void *m);
+
+/* Copy a short string into a C string (out: 256 bytes); an embedded NUL
+ * closes the channel (406) and returns false. */
+bool chan_copy_name(struct chan *ch, char out[256], amqp_bytes_t b, amqp_method_number_t id);
+/* A queue name, or the channel's last declared queue when empty (404 when
+ * there is none, as RabbitMQ). */
+bool chan_queue_name(struct chan *ch, char out[256], amqp_bytes_t b, amqp_method_number_t id);
 
 #endif

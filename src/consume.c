@@ -41,12 +41,6 @@ struct unacked {
 
 /* ---- helpers ---- */
 
-static void send_on(struct chan *ch, amqp_method_number_t id, void *m)
-{
-    if (frame_put_method(conn_out(ch->conn), ch->id, id, m))
-        conn_close(ch->conn, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - cannot encode reply", id);
-}
-
 static bool usable(const struct chan *ch)
 {
     return ch->state == CHAN_OPEN && ch->conn->state == CONN_OPEN && !ch->conn->dead;
@@ -211,7 +205,7 @@ void consume_deliver(struct consumer *cons, struct feed_msg *m)
         .exchange = {m->exchange_len, m->exchange},
         .routing_key = {m->routing_key_len, m->routing_key},
     };
-    send_on(ch, AMQP_BASIC_DELIVER_METHOD, &d);
+    chan_send(ch, AMQP_BASIC_DELIVER_METHOD, &d);
     put_content(ch, m);
     ch->conn->srv->stats.delivered++;
     if (cons->no_ack) {
@@ -241,16 +235,8 @@ static struct feed *queue_feed(struct chan *ch, amqp_bytes_t name, amqp_method_n
 {
     struct conn *c = ch->conn;
     char q[256];
-    if (name.len == 0 && ch->last_queue[0]) {
-        memcpy(q, ch->last_queue, sizeof q);
-    } else if (name.len > 255 || memchr(name.bytes, '\0', name.len)) {
-        chan_close(ch, AMQP_PRECONDITION_FAILED, "PRECONDITION_FAILED - name contains a NUL byte",
-                   id);
+    if (!chan_queue_name(ch, q, name, id))
         return NULL;
-    } else {
-        memcpy(q, name.bytes, name.len);
-        q[name.len] = '\0';
-    }
     struct topo_reply r;
     topology_check_queue(c->srv->topo, c->vhost, q, c->id, &r);
     if (r.code != 200) {
@@ -323,7 +309,7 @@ void consume_basic_consume(struct chan *ch, amqp_basic_consume_t *m)
     ch->consumers = cons;
     if (!m->nowait) {
         amqp_basic_consume_ok_t ok = {amqp_cstring_bytes(cons->tag)};
-        send_on(ch, AMQP_BASIC_CONSUME_OK_METHOD, &ok);
+        chan_send(ch, AMQP_BASIC_CONSUME_OK_METHOD, &ok);
     }
     feed_attach(f, cons);
 }
@@ -353,7 +339,7 @@ void consume_basic_cancel(struct chan *ch, amqp_basic_cancel_t *m)
     /* An unknown tag is not an error (RabbitMQ answers cancel-ok too). */
     if (!m->nowait) {
         amqp_basic_cancel_ok_t ok = {m->consumer_tag};
-        send_on(ch, AMQP_BASIC_CANCEL_OK_METHOD, &ok);
+        chan_send(ch, AMQP_BASIC_CANCEL_OK_METHOD, &ok);
     }
 }
 
@@ -362,7 +348,7 @@ void consume_cancelled_by_server(struct consumer *cons)
     struct chan *ch = cons->ch;
     if (usable(ch) && ch->conn->cap_cancel_notify) {
         amqp_basic_cancel_t m = {amqp_cstring_bytes(cons->tag), true};
-        send_on(ch, AMQP_BASIC_CANCEL_METHOD, &m);
+        chan_send(ch, AMQP_BASIC_CANCEL_METHOD, &m);
     }
     consumer_free(ch, cons);
 }
@@ -379,7 +365,7 @@ void consume_basic_qos(struct chan *ch, amqp_basic_qos_t *m)
         ch->prefetch_global = m->prefetch_count;
     else
         ch->prefetch_next = m->prefetch_count;
-    send_on(ch, AMQP_BASIC_QOS_OK_METHOD, NULL);
+    chan_send(ch, AMQP_BASIC_QOS_OK_METHOD, NULL);
     /* A raised limit lets queues deal again. */
     redispatch(ch, NULL, 0);
 }
@@ -391,7 +377,7 @@ void consume_basic_get(struct chan *ch, amqp_basic_get_t *m)
         return;
     struct feed_msg *msg = feed_take(f);
     if (!msg) {
-        send_on(ch, AMQP_BASIC_GET_EMPTY_METHOD, &(amqp_basic_get_empty_t){amqp_empty_bytes});
+        chan_send(ch, AMQP_BASIC_GET_EMPTY_METHOD, &(amqp_basic_get_empty_t){amqp_empty_bytes});
         return;
     }
     uint64_t tag = ++ch->next_tag;
@@ -402,7 +388,7 @@ void consume_basic_get(struct chan *ch, amqp_basic_get_t *m)
         .routing_key = {msg->routing_key_len, msg->routing_key},
         .message_count = (uint32_t)feed_ready_count(f),
     };
-    send_on(ch, AMQP_BASIC_GET_OK_METHOD, &ok);
+    chan_send(ch, AMQP_BASIC_GET_OK_METHOD, &ok);
     put_content(ch, msg);
     ch->conn->srv->stats.delivered++;
     if (m->no_ack)
@@ -437,7 +423,7 @@ void consume_basic_recover(struct chan *ch, bool requeue, amqp_method_number_t i
     }
     settle(ch, 0, true, SETTLE_REQUEUE, id);
     if (id == AMQP_BASIC_RECOVER_METHOD)
-        send_on(ch, AMQP_BASIC_RECOVER_OK_METHOD, NULL);
+        chan_send(ch, AMQP_BASIC_RECOVER_OK_METHOD, NULL);
 }
 
 void consume_chan_closed(struct chan *ch)

@@ -12,6 +12,7 @@
 #include "deadletter.h"
 #include "feed.h"
 #include "log.h"
+#include "publish.h"
 
 static void on_resolved(void *arg, void *owner)
 {
@@ -22,7 +23,7 @@ static void on_resolved(void *arg, void *owner)
 static void retry_parked(struct server *srv)
 {
     for (struct conn *c = srv->conns; c; c = c->next) {
-        if (c->parked && chan_retry_parked(c->parked)) {
+        if (c->parked && publish_retry_parked(c->parked)) {
             c->parked = NULL;
             conn_update_reading(c);
         }

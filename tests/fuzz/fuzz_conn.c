@@ -43,6 +43,7 @@
 #include "conn.h"
 #include "fake_sink.h"
 #include "log.h"
+#include "publish.h"
 #include "router.h"
 #include "server.h"
 #include "sink.h"
@@ -215,7 +216,7 @@ static void on_drained(void *arg)
     struct server *srv = arg;
     server_flush_confirms(srv);
     for (struct conn *c = srv->conns; c; c = c->next) {
-        if (c->parked && chan_retry_parked(c->parked)) {
+        if (c->parked && publish_retry_parked(c->parked)) {
             c->parked = NULL;
             conn_update_reading(c);
         }
