@@ -100,13 +100,14 @@ struct config {
 
     /* rabbit: the RabbitMQ side beyond publishing (task queues). Off unless
      * rabbit.enabled or hopper --enable-rabbit (the flag wins). */
-    bool rabbit_enabled;         /* default false */
-    char *group_prefix;          /* default "hopper.": consumer group <prefix><vhost>.<queue> */
-    uint32_t max_unacked;        /* default 10000 records fetched and not acked, per queue */
-    uint64_t max_unacked_bytes;  /* default 64 MiB of those records' bodies, per queue */
-    uint32_t commit_interval_ms; /* default 200: acks become a commit at most this late */
-    uint32_t session_timeout_ms; /* default 10000: a crashed instance's partitions move after it */
-    char *instance_id;           /* default "": static group membership when set */
+    bool rabbit_enabled;          /* default false */
+    char *group_prefix;           /* default "hopper.": consumer group <prefix><vhost>.<queue> */
+    uint32_t max_unacked;         /* default 10000 records fetched and not acked, per queue */
+    uint64_t max_unacked_bytes;   /* default 64 MiB of those records' bodies, per queue */
+    uint64_t max_transient_bytes; /* default 256 MiB held by every transient queue together */
+    uint32_t commit_interval_ms;  /* default 200: acks become a commit at most this late */
+    uint32_t session_timeout_ms;  /* default 10000: a crashed instance's partitions move after it */
+    char *instance_id;            /* default "": static group membership when set */
 
     /* routing */
     bool default_route; /* default true */

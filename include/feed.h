@@ -26,7 +26,15 @@
  * producers (a pipe signals its queue). Two calls block: the committed
  * offsets read when partitions are assigned, and the commit when they are
  * revoked or the feed stops; both wait for one round trip to the group
- * coordinator, bounded by FEED_SYNC_TIMEOUT_MS. */
+ * coordinator, bounded by FEED_SYNC_TIMEOUT_MS.
+ *
+ * Transient queues (exclusive, auto-delete, non-durable or server-named:
+ * topology_queue_in_kafka says no) are feeds without Kafka: a publish that
+ * one of their bindings matches puts a copy in them (feeds_route_transient)
+ * and the same ready list, dispatch, ack and requeue serve it. They live in
+ * this process only. Their records count against rabbit.max_transient_bytes
+ * together; at the bound publishers are held back (the server's blocked
+ * switch), never dropped. */
 #ifndef HOPPER_FEED_H
 #define HOPPER_FEED_H
 
@@ -63,7 +71,22 @@ struct feed_msg {
     uint8_t data[];
 };
 
-/* The registry of feeds, one per durable queue in use. Borrows everything. */
+/* A message as a queue holds it: exchange and routing key (cut to 255
+ * bytes), the content header's property bytes (flags word first), the body,
+ * and the decoded headers table that headers exchanges match (or NULL). */
+struct feed_src {
+    const void *exchange;
+    size_t exchange_len;
+    const void *routing_key;
+    size_t routing_key_len;
+    const void *props;
+    size_t props_len;
+    const void *body;
+    size_t body_len;
+    const amqp_table_t *headers;
+};
+
+/* The registry of feeds, one per queue in use. Borrows everything. */
 struct feeds *feeds_new(struct event_base *base, const struct config *cfg, struct topology *topo,
                         const struct router *router);
 /* Commit what is acked, stop every consumer handle. */
@@ -102,6 +125,17 @@ typedef void (*feed_purged_fn)(void *arg, uint64_t count);
 struct feed_place *feeds_purge(struct feeds *fs, const char *vhost, const char *queue,
                                feed_purged_fn done, void *arg);
 
+/* A publish reaches the transient queues whose bindings match it, each
+ * taking a copy; returns how many did. *only_here is set when the default
+ * exchange's routing key names a transient queue: the message goes there
+ * and nowhere else (not to Kafka). */
+size_t feeds_route_transient(struct feeds *fs, const char *vhost, const struct feed_src *src,
+                             bool *only_here);
+/* Transient queues hold rabbit.max_transient_bytes: publishers must wait. */
+bool feeds_transient_full(const struct feeds *fs);
+/* fn is called (from the loop) when they fell back under the resume mark. */
+void feeds_on_transient_eased(struct feeds *fs, void (*fn)(void *arg), void *arg);
+
 /* Consumer group of a queue: <prefix><vhost>.<queue>, where the vhost
  * keeps [A-Za-z0-9_-] and the queue [A-Za-z0-9._-]; every other byte is
  * %XX (upper-case hex), so "/" and "celery" give "hopper.%2F.celery". */
@@ -121,6 +155,8 @@ void feed_dispatch(struct feed *f);
 struct feed_msg *feed_take(struct feed *f);
 /* Ready records held now (what declare-ok and get-ok report). */
 size_t feed_ready_count(const struct feed *f);
+/* Drop the ready records (a transient queue's purge); returns how many. */
+size_t feed_purge(struct feed *f);
 
 /* A delivered record was acked, or dropped: it is done and freed. */
 void feed_done(struct feed_msg *m);

@@ -88,7 +88,7 @@ void topology_unbind(struct topology *t, const char *vhost, const char *queue, c
 
 /* Whether task queues serve q from Kafka: durable, and neither exclusive,
  * auto-delete nor server-named (amq.gen-), which live and die with
- * connections and consumers (transient queues, not served yet). */
+ * connections and consumers: transient queues, held in memory (feed.h). */
 bool topology_queue_in_kafka(const struct queue *q);
 
 /* The queue, or NULL. */
@@ -106,7 +106,17 @@ bool topology_queue_matches(const struct topology *t, const char *vhost, const c
                             const char *exchange, size_t exchange_len, const char *rk,
                             size_t rk_len, const amqp_table_t *headers);
 
-/* A connection closed: its exclusive queues go away. */
-void topology_connection_closed(struct topology *t, uint64_t conn_id);
+/* Call fn with the queue of each binding of exchange (not the default
+ * exchange) that a message with routing key rk and headers matches: a
+ * queue bound twice comes twice. fn returns false to stop. */
+void topology_route(const struct topology *t, const char *vhost, const char *exchange,
+                    size_t exchange_len, const char *rk, size_t rk_len, const amqp_table_t *headers,
+                    bool (*fn)(void *arg, const char *queue), void *arg);
+
+/* A connection closed: its exclusive queues go away, each told to gone
+ * (may be NULL) before it is freed. */
+void topology_connection_closed(struct topology *t, uint64_t conn_id,
+                                void (*gone)(void *arg, const char *vhost, const char *queue),
+                                void *arg);
 
 #endif

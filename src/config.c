@@ -103,6 +103,8 @@ static const struct setting settings[] = {
     INTEGER("rabbit.max_unacked", max_unacked, 1, 10000000, 10000, true),
     INTEGER("rabbit.max_unacked_bytes", max_unacked_bytes, INT64_C(1) << 20, INT64_C(16) << 30,
             INT64_C(64) << 20, true),
+    INTEGER("rabbit.max_transient_bytes", max_transient_bytes, INT64_C(1) << 20, INT64_C(64) << 30,
+            INT64_C(256) << 20, true),
     INTEGER("rabbit.commit_interval", commit_interval_ms, 1, 60000, 200, true),
     INTEGER("rabbit.session_timeout", session_timeout_ms, 6000, 300000, 10000, false),
     STRING("rabbit.instance_id", instance_id, "", check_instance_id, false),

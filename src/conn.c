@@ -15,6 +15,7 @@
 #include "binding.h"
 #include "chan.h"
 #include "consume.h"
+#include "feed.h"
 #include "frame.h"
 #include "log.h"
 #include "version.h"
@@ -699,6 +700,12 @@ void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *
     conn_update_reading(c);
 }
 
+/* An exclusive queue of a closed connection is gone. */
+static void exclusive_gone(void *feeds, const char *vhost, const char *queue)
+{
+    feeds_queue_deleted(feeds, vhost, queue);
+}
+
 void conn_destroy(struct conn *c)
 {
     struct server *srv = c->srv;
@@ -706,7 +713,7 @@ void conn_destroy(struct conn *c)
         if (c->chans[i])
             chan_free(c->chans[i]);
     free(c->chans);
-    topology_connection_closed(srv->topo, c->id);
+    topology_connection_closed(srv->topo, c->id, srv->feeds ? exclusive_gone : NULL, srv->feeds);
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -229,8 +229,8 @@ void consume_conn_writable(struct conn *c)
 
 /* ---- queues ---- */
 
-/* The durable queue behind a consume or get, or NULL after closing the
- * channel with RabbitMQ's answer. */
+/* The queue behind a consume or get, or NULL after closing the channel
+ * with RabbitMQ's answer. */
 static struct feed *queue_feed(struct chan *ch, amqp_bytes_t name, amqp_method_number_t id)
 {
     struct conn *c = ch->conn;
@@ -241,17 +241,6 @@ static struct feed *queue_feed(struct chan *ch, amqp_bytes_t name, amqp_method_n
     topology_check_queue(c->srv->topo, c->vhost, q, c->id, &r);
     if (r.code != 200) {
         chan_close(ch, r.code, r.text, id);
-        return NULL;
-    }
-    const struct queue *queue = topology_queue(c->srv->topo, c->vhost, q);
-    if (!topology_queue_in_kafka(queue)) {
-        char text[700];
-        snprintf(text, sizeof text,
-                 "NOT_IMPLEMENTED - queue '%s' in vhost '%s' is transient (not durable, "
-                 "exclusive, auto-delete or server-named): hopper serves durable queues from "
-                 "Kafka, transient ones not yet",
-                 q, c->vhost);
-        conn_close(c, AMQP_NOT_IMPLEMENTED, text, id);
         return NULL;
     }
     return feeds_get(c->srv->feeds, c->vhost, q);

@@ -83,15 +83,14 @@ void declare_exchange_delete(struct chan *ch, amqp_exchange_delete_t *m)
 }
 
 /* declare-ok. Without task queues messages live only in Kafka topics and
- * both counts are 0; with them, message_count is the records hopper has
- * fetched for the queue and not delivered (a lower bound: records not yet
- * fetched are not counted). */
+ * both counts are 0; with them, message_count is the records hopper holds
+ * for the queue and has not delivered: all of a transient queue's, a lower
+ * bound for a durable one (records not yet fetched are not counted). */
 static void declare_ok(struct chan *ch, const char *queue)
 {
     struct conn *c = ch->conn;
     amqp_queue_declare_ok_t ok = {amqp_cstring_bytes(queue), 0, 0};
-    const struct queue *q = topology_queue(c->srv->topo, c->vhost, queue);
-    if (c->srv->feeds && topology_queue_in_kafka(q)) {
+    if (c->srv->feeds && topology_queue(c->srv->topo, c->vhost, queue)) {
         struct feed *f = feeds_get(c->srv->feeds, c->vhost, queue);
         ok.message_count = (uint32_t)feed_ready_count(f);
         ok.consumer_count = (uint32_t)feed_consumer_count(f);
@@ -195,6 +194,8 @@ void declare_queue(struct chan *ch, amqp_queue_declare_t *m)
     if (reply_failed(ch, &r, AMQP_QUEUE_DECLARE_METHOD))
         return;
     memcpy(ch->last_queue, actual, sizeof actual);
+    if (ch->conn->srv->feeds) /* a transient queue holds messages from here */
+        feeds_get(ch->conn->srv->feeds, ch->conn->vhost, actual);
     if (wait_for_place(ch, actual, NULL, AMQP_QUEUE_DECLARE_METHOD, m->nowait))
         return;
     if (!m->nowait)
@@ -243,9 +244,10 @@ void declare_purge(struct chan *ch, amqp_queue_purge_t *m)
         ch->placing = feeds_purge(c->srv->feeds, c->vhost, q, purged, ch);
         return;
     }
+    size_t count = c->srv->feeds ? feed_purge(feeds_get(c->srv->feeds, c->vhost, q)) : 0;
     if (m->nowait)
         return;
-    amqp_queue_purge_ok_t ok = {0};
+    amqp_queue_purge_ok_t ok = {count > UINT32_MAX ? UINT32_MAX : (uint32_t)count};
     chan_send(ch, AMQP_QUEUE_PURGE_OK_METHOD, &ok);
 }
 
@@ -257,9 +259,7 @@ void declare_queue_delete(struct chan *ch, amqp_queue_delete_t *m)
     struct topo_reply r;
     struct conn *c = ch->conn;
     const struct queue *queue = topology_queue(c->srv->topo, c->vhost, q);
-    struct feed *f = c->srv->feeds && topology_queue_in_kafka(queue)
-                         ? feeds_get(c->srv->feeds, c->vhost, q)
-                         : NULL;
+    struct feed *f = c->srv->feeds && queue ? feeds_get(c->srv->feeds, c->vhost, q) : NULL;
     uint32_t count = f ? (uint32_t)feed_ready_count(f) : 0;
     if (f && m->if_unused && feed_consumer_count(f)) {
         char text[600];

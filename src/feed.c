@@ -1,5 +1,5 @@
-/* feed.c - a durable queue's consumer group and the records it holds (see
- * feed.h). */
+/* feed.c - a durable queue's consumer group and the records it holds, and
+ * the transient queues held in memory (see feed.h). */
 #include "feed.h"
 
 #include <errno.h>
@@ -36,6 +36,9 @@
  * the bound. Pausing drops what librdkafka had fetched and resuming fetches
  * it again: half the bound keeps that round trip rare. */
 #define RESUME_PERCENT 50
+/* Publishers held back by full transient queues go on once these hold this
+ * share of rabbit.max_transient_bytes. */
+#define RESUME_TRANSIENT 75
 
 struct fpart {
     struct fpart *next;
@@ -94,6 +97,12 @@ struct feed {
     struct consumer **cons;
     size_t n_cons, cap_cons, rr;
     bool dispatching;
+
+    /* A transient queue: its records are published into it, not fetched. */
+    bool memory;
+    bool auto_delete; /* goes with its last consumer */
+    bool deleted;     /* freed once the records its consumers hold are settled */
+    uint64_t routed;  /* the last publish it took (feeds.route_seq) */
 };
 
 struct feeds {
@@ -108,9 +117,21 @@ struct feeds {
     struct event *admin_ev;
     struct feed_place *places;
     struct group_delete *deletes;
+
+    /* Transient queues. */
+    size_t n_memory;
+    uint64_t transient_bytes;
+    bool transient_over; /* at rabbit.max_transient_bytes, until back under RESUME_TRANSIENT */
+    bool eased;          /* came back under: tell the server (from reap) */
+    uint64_t route_seq;
+    struct event *reap_ev; /* frees deleted transient queues, outside any caller's loop */
+    void (*on_eased)(void *arg);
+    void *eased_arg;
 };
 
 struct group_delete;
+static struct feed *feed_find(struct feeds *fs, const char *vhost, const char *queue);
+static void feed_free(struct feed *f);
 static void delete_group(struct group_delete *d);
 static void group_deleted(struct group_delete *d, rd_kafka_event_t *ev);
 
@@ -259,6 +280,34 @@ static struct fpart *part_new(struct feed *f, const char *topic, int32_t partiti
 
 /* The partition is no longer ours: its records go (ready ones are
  * dropped, delivered ones become orphans whose settlement is a no-op). */
+/* What a record held in a transient queue costs against
+ * rabbit.max_transient_bytes. */
+static uint64_t msg_cost(const struct feed_msg *m)
+{
+    return sizeof *m + m->exchange_len + m->routing_key_len + m->props_len + m->body_len;
+}
+
+/* A held record leaves its feed (settled, or gone with its partition or
+ * queue) and is freed. */
+static void release(struct feed *f, struct feed_msg *m)
+{
+    f->n_held--;
+    f->bytes_held -= m->body_len;
+    if (f->memory) {
+        struct feeds *fs = f->fs;
+        fs->transient_bytes -= msg_cost(m);
+        if (fs->transient_over &&
+            fs->transient_bytes * 100 <= fs->cfg->max_transient_bytes * RESUME_TRANSIENT) {
+            fs->transient_over = false;
+            fs->eased = true;
+            event_active(fs->reap_ev, 0, 0);
+        }
+        if (f->deleted && !f->n_held)
+            event_active(fs->reap_ev, 0, 0);
+    }
+    free(m);
+}
+
 static void part_drop(struct feed *f, struct fpart *p)
 {
     for (struct feed_msg *m = f->ready_head, *next; m; m = next) {
@@ -274,9 +323,7 @@ static void part_drop(struct feed *f, struct fpart *p)
         else
             f->ready_tail = m->prev;
         f->n_ready--;
-        f->n_held--;
-        f->bytes_held -= m->body_len;
-        free(m);
+        release(f, m);
     }
     for (struct fpart **pp = &f->parts; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
@@ -475,9 +522,7 @@ void feed_done(struct feed_msg *m)
     if (m->part && !m->part->gone && !offsets_done(m->part->off, m->offset))
         log_warn("queue '%s': %s/%d offset %lld settled twice", f->queue, m->part->topic,
                  m->part->partition, (long long)m->offset);
-    f->n_held--;
-    f->bytes_held -= m->body_len;
-    free(m);
+    release(f, m);
     check_flow(f);
 }
 
@@ -485,11 +530,10 @@ void feed_requeue(struct feed_msg *m)
 {
     struct feed *f = m->feed;
     m->redelivered = true;
-    if (!m->part || m->part->gone) {
-        /* Its partition went to another owner, who delivers it again. */
-        f->n_held--;
-        f->bytes_held -= m->body_len;
-        free(m);
+    /* Its partition went to another owner, who delivers it again; or its
+     * transient queue was deleted. */
+    if (f->memory ? f->deleted : (!m->part || m->part->gone)) {
+        release(f, m);
         return;
     }
     ready_insert(f, m);
@@ -516,6 +560,38 @@ static void mark_done(struct fpart *p, int64_t off)
 {
     if (!offsets_done(p->off, off))
         log_warn("%s/%d offset %lld: done twice", p->topic, p->partition, (long long)off);
+}
+
+/* A copy of a message, held by f (not yet on the ready list). */
+static struct feed_msg *hold(struct feed *f, const struct feed_src *s)
+{
+    size_t el = s->exchange_len > 255 ? 255 : s->exchange_len;
+    size_t rl = s->routing_key_len > 255 ? 255 : s->routing_key_len;
+    struct feed_msg *m = xmalloc(sizeof *m + el + rl + s->props_len + s->body_len);
+    *m = (struct feed_msg){
+        .feed = f,
+        .offset = -1,
+        .seq = f->next_seq++,
+        .exchange_len = (uint8_t)el,
+        .routing_key_len = (uint8_t)rl,
+        .props_len = s->props_len,
+        .body_len = s->body_len,
+    };
+    m->exchange = m->data;
+    m->routing_key = m->exchange + el;
+    m->props = m->routing_key + rl;
+    m->body = m->props + s->props_len;
+    if (el)
+        memcpy(m->exchange, s->exchange, el);
+    if (rl)
+        memcpy(m->routing_key, s->routing_key, rl);
+    if (s->props_len)
+        memcpy(m->props, s->props, s->props_len);
+    if (s->body_len)
+        memcpy(m->body, s->body, s->body_len);
+    f->n_held++;
+    f->bytes_held += m->body_len;
+    return m;
 }
 
 static void take_record(struct feed *f, const rd_kafka_message_t *rkm)
@@ -556,35 +632,16 @@ static void take_record(struct feed *f, const rd_kafka_message_t *rkm)
         empty_amqp_pool(&pool);
         return;
     }
-    size_t el = v.exchange_len > 255 ? 255 : v.exchange_len;
-    size_t rl = v.routing_key_len > 255 ? 255 : v.routing_key_len;
-    struct feed_msg *m = xmalloc(sizeof *m + el + rl + v.raw_props_len + rkm->len);
-    *m = (struct feed_msg){
-        .feed = f,
-        .part = p,
-        .offset = rkm->offset,
-        .seq = f->next_seq++,
-        .redelivered = rkm->offset <= p->maybe_seen,
-        .exchange_len = (uint8_t)el,
-        .routing_key_len = (uint8_t)rl,
-        .props_len = v.raw_props_len,
-        .body_len = rkm->len,
+    struct feed_src src = {
+        v.exchange,        v.exchange_len, v.routing_key,
+        v.routing_key_len, v.raw_props,    v.raw_props_len,
+        rkm->payload,      rkm->len,       NULL,
     };
-    m->exchange = m->data;
-    m->routing_key = m->exchange + el;
-    m->props = m->routing_key + rl;
-    m->body = m->props + v.raw_props_len;
-    if (el)
-        memcpy(m->exchange, v.exchange, el);
-    if (rl)
-        memcpy(m->routing_key, v.routing_key, rl);
-    if (v.raw_props_len)
-        memcpy(m->props, v.raw_props, v.raw_props_len);
-    if (rkm->len)
-        memcpy(m->body, rkm->payload, rkm->len);
+    struct feed_msg *m = hold(f, &src);
+    m->part = p;
+    m->offset = rkm->offset;
+    m->redelivered = rkm->offset <= p->maybe_seen;
     empty_amqp_pool(&pool);
-    f->n_held++;
-    f->bytes_held += m->body_len;
     ready_insert(f, m);
 }
 
@@ -780,7 +837,7 @@ static void subscribe(struct feed *f)
 
 static bool start(struct feed *f)
 {
-    if (f->rk)
+    if (f->rk || f->memory)
         return true;
     const struct config *cfg = f->fs->cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -881,6 +938,110 @@ static void stop(struct feed *f)
     f->n_topics = 0;
 }
 
+/* ---- transient queues ---- */
+
+/* A transient queue was deleted: its consumers are cancelled, its ready
+ * records dropped; the feed is freed (reap) once the records its consumers
+ * hold are settled, and a queue declared again with its name is a new one. */
+static void transient_gone(struct feed *f)
+{
+    f->deleted = true; /* first: cancelling consumers comes back to feed_detach */
+    f->fs->n_memory--;
+    while (f->n_cons)
+        consume_cancelled_by_server(f->cons[f->n_cons - 1]); /* detaches it */
+    feed_purge(f);
+    event_active(f->fs->reap_ev, 0, 0);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct feeds *fs = arg;
+    for (struct feed **pp = &fs->list; *pp;) {
+        struct feed *f = *pp;
+        if (f->deleted && !f->n_held) {
+            *pp = f->next;
+            feed_free(f);
+        } else {
+            pp = &f->next;
+        }
+    }
+    if (fs->eased) {
+        fs->eased = false;
+        if (fs->on_eased)
+            fs->on_eased(fs->eased_arg);
+    }
+}
+
+struct route {
+    struct feeds *fs;
+    const char *vhost;
+    const struct feed_src *src;
+    size_t taken;
+};
+
+/* Put a copy of the message in f, for its consumers. */
+static void push(struct feed *f, const struct feed_src *src)
+{
+    struct feed_msg *m = hold(f, src);
+    f->fs->transient_bytes += msg_cost(m);
+    if (f->fs->transient_bytes >= f->fs->cfg->max_transient_bytes)
+        f->fs->transient_over = true;
+    ready_insert(f, m);
+    feed_dispatch(f);
+}
+
+static bool push_bound(void *arg, const char *queue)
+{
+    struct route *r = arg;
+    struct feed *f = feed_find(r->fs, r->vhost, queue);
+    /* One copy per queue, however many of its bindings match. */
+    if (f && f->memory && f->routed != r->fs->route_seq) {
+        f->routed = r->fs->route_seq;
+        push(f, r->src);
+        r->taken++;
+    }
+    return true;
+}
+
+size_t feeds_route_transient(struct feeds *fs, const char *vhost, const struct feed_src *src,
+                             bool *only_here)
+{
+    *only_here = false;
+    if (!fs->n_memory)
+        return 0;
+    if (src->exchange_len == 0) {
+        /* The default exchange: the queue its routing key names. */
+        char name[256];
+        if (src->routing_key_len > 255)
+            return 0;
+        memcpy(name, src->routing_key, src->routing_key_len);
+        name[src->routing_key_len] = '\0';
+        struct feed *f = feed_find(fs, vhost, name);
+        if (!f || !f->memory)
+            return 0;
+        push(f, src);
+        *only_here = true;
+        return 1;
+    }
+    struct route r = {fs, vhost, src, 0};
+    fs->route_seq++;
+    topology_route(fs->topo, vhost, (const char *)src->exchange, src->exchange_len,
+                   (const char *)src->routing_key, src->routing_key_len, src->headers, push_bound,
+                   &r);
+    return r.taken;
+}
+
+bool feeds_transient_full(const struct feeds *fs)
+{
+    return fs->transient_over;
+}
+
+void feeds_on_transient_eased(struct feeds *fs, void (*fn)(void *arg), void *arg)
+{
+    fs->on_eased = fn;
+    fs->eased_arg = arg;
+}
+
 /* ---- consumers ---- */
 
 void feed_attach(struct feed *f, struct consumer *c)
@@ -905,6 +1066,13 @@ void feed_detach(struct feed *f, struct consumer *c)
     }
     if (f->rr >= f->n_cons)
         f->rr = 0;
+    if (f->memory && f->auto_delete && !f->n_cons && !f->deleted) {
+        /* RabbitMQ's auto-delete: the queue goes with its last consumer. */
+        const struct queue *q = topology_queue(f->fs->topo, f->vhost, f->queue);
+        struct topo_reply r;
+        topology_delete_queue(f->fs->topo, f->vhost, f->queue, q ? q->owner : 0, &r);
+        transient_gone(f);
+    }
 }
 
 size_t feed_consumer_count(const struct feed *f)
@@ -925,7 +1093,7 @@ const char *feed_queue_name(const struct feed *f)
     return f->queue;
 }
 
-static size_t feed_purge(struct feed *f)
+size_t feed_purge(struct feed *f)
 {
     size_t n = 0;
     struct feed_msg *m;
@@ -968,6 +1136,9 @@ struct feeds *feeds_new(struct event_base *base, const struct config *cfg, struc
     fs->topo = topo;
     fs->router = router;
     fs->admin_pipe[0] = fs->admin_pipe[1] = -1;
+    fs->reap_ev = event_new(base, -1, 0, on_reap, fs);
+    if (!fs->reap_ev)
+        abort(); /* as xmalloc does when memory runs out */
     /* A configured queue starts, like a declared one, where its topics end
      * when hopper first has it; later starts keep its place. */
     for (size_t i = 0; i < cfg->n_queues; i++)
@@ -1002,20 +1173,31 @@ static void feed_free(struct feed *f)
 static struct feed *feed_find(struct feeds *fs, const char *vhost, const char *queue)
 {
     for (struct feed *f = fs->list; f; f = f->next)
-        if (!strcmp(f->queue, queue) && !strcmp(f->vhost, vhost))
+        if (!f->deleted && !strcmp(f->queue, queue) && !strcmp(f->vhost, vhost))
             return f;
     return NULL;
 }
 
 struct feed *feeds_get(struct feeds *fs, const char *vhost, const char *queue)
 {
+    const struct queue *q = topology_queue(fs->topo, vhost, queue);
+    bool memory = q && !topology_queue_in_kafka(q);
     struct feed *f = feed_find(fs, vhost, queue);
+    if (f && memory && !f->memory && !f->rk && !f->n_held) {
+        /* A durable queue deleted, then declared again as a transient one. */
+        f->memory = true;
+        f->auto_delete = q->auto_delete;
+        fs->n_memory++;
+    }
     if (f)
         return f;
     f = xcalloc(1, sizeof *f);
     f->fs = fs;
     f->vhost = xstrdup(vhost);
     f->queue = xstrdup(queue);
+    f->memory = memory;
+    f->auto_delete = memory && q->auto_delete;
+    fs->n_memory += memory;
     f->pipefd[0] = f->pipefd[1] = -1;
     feed_group_name(fs->cfg->group_prefix, vhost, queue, &f->group);
     for (size_t i = 0; i < fs->cfg->n_queues; i++)
@@ -1594,6 +1776,10 @@ void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue)
     struct feed *f = feed_find(fs, vhost, queue);
     if (!f)
         return;
+    if (f->memory) {
+        transient_gone(f);
+        return;
+    }
     while (f->n_cons)
         consume_cancelled_by_server(f->cons[f->n_cons - 1]); /* detaches it */
     stop(f);
@@ -1629,6 +1815,7 @@ void feeds_free(struct feeds *fs)
         fs->list = f->next;
         feed_free(f);
     }
+    event_free(fs->reap_ev);
     if (fs->admin) {
         event_free(fs->admin_ev);
         rd_kafka_queue_io_event_enable(fs->admin_q, -1, NULL, 0);

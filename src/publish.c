@@ -7,6 +7,7 @@
 
 #include "chan.h"
 #include "conn.h"
+#include "feed.h"
 #include "log.h"
 #include "record.h"
 #include "router.h"
@@ -170,6 +171,27 @@ bool publish_retry_parked(struct chan *ch)
     return true;
 }
 
+/* The transient queues (feed.h) the publish reaches take their copies;
+ * returns how many. *only_memory: the default exchange named one, and the
+ * message goes nowhere else. */
+static size_t to_transient_queues(struct chan *ch, const amqp_basic_properties_t *props,
+                                  bool *only_memory)
+{
+    struct conn *c = ch->conn;
+    struct feed_src src = {
+        ch->exchange,
+        ch->exchange_len,
+        ch->routing_key,
+        ch->routing_key_len,
+        ch->raw_props.data,
+        ch->raw_props.len,
+        ch->body,
+        ch->body_size,
+        props->_flags & AMQP_BASIC_HEADERS_FLAG ? &props->headers : NULL,
+    };
+    return feeds_route_transient(c->srv->feeds, c->vhost, &src, only_memory);
+}
+
 static void complete_publish(struct chan *ch)
 {
     struct conn *c = ch->conn;
@@ -184,19 +206,28 @@ static void complete_publish(struct chan *ch)
     }
     srv->stats.published++;
     uint64_t tag = ch->confirm ? confirm_next(ch->confirm) : 0;
+    size_t in_memory = 0;
+    bool only_memory = false;
+    if (srv->feeds)
+        in_memory = to_transient_queues(ch, props, &only_memory);
     struct buf *scratch = &srv->scratch;
     struct route_target target;
-    enum route_status rs = router_route(srv->router, c->vhost, ch->exchange, ch->exchange_len,
-                                        ch->routing_key, ch->routing_key_len, scratch, &target);
+    enum route_status rs =
+        only_memory ? ROUTE_UNROUTABLE
+                    : router_route(srv->router, c->vhost, ch->exchange, ch->exchange_len,
+                                   ch->routing_key, ch->routing_key_len, scratch, &target);
     if (rs == ROUTE_UNROUTABLE) {
-        if (ch->mandatory)
+        if (!in_memory && ch->mandatory)
             send_return(ch, props);
-        else
+        else if (!in_memory)
             srv->stats.unroutable_dropped++;
-        /* RabbitMQ acks unroutable messages: there is nothing to persist. */
+        /* RabbitMQ acks unroutable messages, and transient ones once
+         * queued: there is nothing to persist. */
         if (ch->confirm && !confirm_resolve(ch->confirm, tag, true))
             server_mark_dirty(srv, &ch->owner);
         publish_discard(ch);
+        if (in_memory)
+            server_update_blocked(srv);
         return;
     }
     struct record_src src = {

@@ -38,6 +38,11 @@ static void on_drained(void *arg)
     server_update_blocked(srv);
 }
 
+static void transient_eased(void *arg)
+{
+    server_update_blocked(arg);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
                       int addrlen, void *arg)
 {
@@ -85,6 +90,7 @@ struct server *server_new(struct event_base *base, struct config *cfg, char *err
     srv->topo = topology_new(cfg);
     if (cfg->rabbit_enabled) {
         srv->feeds = feeds_new(base, cfg, srv->topo, srv->router);
+        feeds_on_transient_eased(srv->feeds, transient_eased, srv);
         srv->deadletters = deadletters_new(srv);
     }
     struct sink_callbacks cb = {on_resolved, on_drained, srv};
@@ -154,15 +160,23 @@ void server_flush_confirms(struct server *srv)
     srv->n_dirty = 0;
 }
 
+static bool transient_full(const struct server *srv)
+{
+    return srv->feeds && feeds_transient_full(srv->feeds);
+}
+
 static void set_blocked(struct server *srv, bool blocked)
 {
     srv->blocked = blocked;
-    if (blocked)
+    if (blocked && transient_full(srv))
+        log_warn("transient queues hold rabbit.max_transient_bytes: blocking publishers");
+    else if (blocked)
         log_warn("kafka has %zu messages in flight, over limits.max_inflight_bytes: blocking "
                  "publishers",
                  sink_in_flight(srv->sink));
     else
-        log_info("kafka backlog back under its bound: unblocking publishers");
+        log_info("kafka backlog and transient queues back under their bounds: unblocking "
+                 "publishers");
     for (struct conn *c = srv->conns; c; c = c->next) {
         c->busy++;
         conn_notify_blocked(c, blocked);
@@ -173,9 +187,9 @@ static void set_blocked(struct server *srv, bool blocked)
 
 void server_update_blocked(struct server *srv)
 {
-    if (!srv->blocked && sink_over_limit(srv->sink))
+    if (!srv->blocked && (sink_over_limit(srv->sink) || transient_full(srv)))
         set_blocked(srv, true);
-    else if (srv->blocked && sink_under_resume(srv->sink))
+    else if (srv->blocked && sink_under_resume(srv->sink) && !transient_full(srv))
         set_blocked(srv, false);
 }
 

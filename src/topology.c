@@ -506,7 +506,9 @@ void topology_unbind(struct topology *t, const char *vhost_name, const char *que
     }
 }
 
-void topology_connection_closed(struct topology *t, uint64_t conn_id)
+void topology_connection_closed(struct topology *t, uint64_t conn_id,
+                                void (*gone)(void *arg, const char *vhost, const char *queue),
+                                void *arg)
 {
     for (size_t i = 0; i < t->vhosts.cap; i++) {
         struct vhost *v = t->vhosts.slots[i].value;
@@ -519,6 +521,8 @@ void topology_connection_closed(struct topology *t, uint64_t conn_id)
                 struct queue *q = v->queues.slots[j].value;
                 if (v->queues.slots[j].key && q->exclusive && q->owner == conn_id) {
                     unbind_where(v, q->name, NULL);
+                    if (gone)
+                        gone(arg, t->vhosts.slots[i].key, q->name);
                     queue_free(strmap_del(&v->queues, q->name));
                     again = true;
                     break;
@@ -544,6 +548,39 @@ void topology_queue_exchanges(const struct topology *t, const char *vhost_name, 
             fn(arg, v->bindings[i].exchange);
 }
 
+/* Call fn for each binding of exchange (not the default one) that a
+ * message with rk and headers matches, once per binding, until fn returns
+ * false; queue NULL selects every queue. Returns false when fn stopped. */
+static bool each_match(const struct topology *t, const char *vhost_name, const char *exchange,
+                       size_t exchange_len, const char *rk, size_t rk_len,
+                       const amqp_table_t *headers, const char *queue,
+                       bool (*fn)(void *arg, const char *queue), void *arg)
+{
+    struct vhost *v = vhost(t, vhost_name);
+    if (!v || exchange_len == 0 || exchange_len > 255)
+        return true;
+    char name[256];
+    memcpy(name, exchange, exchange_len);
+    name[exchange_len] = '\0';
+    const struct exchange *e = strmap_get(&v->exchanges, name);
+    if (!e)
+        return true;
+    for (size_t i = 0; i < v->n_bindings; i++) {
+        const struct bound *b = &v->bindings[i];
+        if ((!queue || !strcmp(b->queue, queue)) && !strcmp(b->exchange, name) &&
+            binding_match(e->type, b->routing_key, strlen(b->routing_key), &b->table, rk, rk_len,
+                          headers) &&
+            !fn(arg, b->queue))
+            return false;
+    }
+    return true;
+}
+
+static bool stop_at_first(void *arg, const char *queue)
+{
+    return false;
+}
+
 bool topology_queue_matches(const struct topology *t, const char *vhost_name, const char *queue,
                             const char *exchange, size_t exchange_len, const char *rk,
                             size_t rk_len, const amqp_table_t *headers)
@@ -551,23 +588,15 @@ bool topology_queue_matches(const struct topology *t, const char *vhost_name, co
     /* The default exchange's implicit binding: routing key = queue name. */
     if (exchange_len == 0)
         return rk_len == strlen(queue) && !memcmp(rk, queue, rk_len);
-    struct vhost *v = vhost(t, vhost_name);
-    if (!v || exchange_len > 255)
-        return false;
-    char name[256];
-    memcpy(name, exchange, exchange_len);
-    name[exchange_len] = '\0';
-    const struct exchange *e = strmap_get(&v->exchanges, name);
-    if (!e)
-        return false;
-    for (size_t i = 0; i < v->n_bindings; i++) {
-        const struct bound *b = &v->bindings[i];
-        if (!strcmp(b->queue, queue) && !strcmp(b->exchange, name) &&
-            binding_match(e->type, b->routing_key, strlen(b->routing_key), &b->table, rk, rk_len,
-                          headers))
-            return true;
-    }
-    return false;
+    return !each_match(t, vhost_name, exchange, exchange_len, rk, rk_len, headers, queue,
+                       stop_at_first, NULL);
+}
+
+void topology_route(const struct topology *t, const char *vhost_name, const char *exchange,
+                    size_t exchange_len, const char *rk, size_t rk_len, const amqp_table_t *headers,
+                    bool (*fn)(void *arg, const char *queue), void *arg)
+{
+    each_match(t, vhost_name, exchange, exchange_len, rk, rk_len, headers, NULL, fn, arg);
 }
 
 bool topology_queue_in_kafka(const struct queue *q)

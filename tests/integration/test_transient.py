@@ -1,0 +1,209 @@
+"""Transient queues (README, "Transient queues"): with --enable-rabbit,
+exclusive, auto-delete, non-durable and server-named queues are held in
+hopper's memory and served like RabbitMQ's, never written to Kafka. pika
+against the real cluster; the Kafka reader checks what did (not) land."""
+
+import threading
+import time
+
+import pika
+import pytest
+
+from pikautil import connect
+
+RABBIT = {"rabbit": {"enabled": True, "commit_interval": 50}}
+
+
+def drain(ch, queue, n, timeout=20.0, auto_ack=False):
+    """Up to n deliveries from queue as (method, properties, body)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    for method, props, body in ch.consume(queue, auto_ack=auto_ack, inactivity_timeout=0.3):
+        if method is not None:
+            out.append((method, props, body))
+        if len(out) >= n or time.monotonic() > deadline:
+            break
+    return out
+
+
+def test_server_named_exclusive_queue_serves_the_default_exchange_from_memory(hopper_factory, kafka, uid):
+    h = hopper_factory(RABBIT)
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        assert q.startswith("amq.gen-")
+        props = pika.BasicProperties(
+            content_type="text/plain", headers={"k": "v", "n": 3}, correlation_id="c-" + uid, reply_to="r"
+        )
+        for i in range(5):
+            ch.basic_publish("", q, b"m%d" % i, props, mandatory=True)  # confirmed: no exception
+        assert ch.queue_declare(q, passive=True).method.message_count == 5
+        got = drain(ch, q, 5)
+        assert [b for _, _, b in got] == [b"m%d" % i for i in range(5)]
+        for method, p, _ in got:
+            assert (method.exchange, method.routing_key, method.redelivered) == ("", q, False)
+            assert (p.content_type, p.headers, p.correlation_id, p.reply_to) == (
+                "text/plain",
+                {"k": "v", "n": 3},
+                "c-" + uid,
+                "r",
+            )
+        ch.basic_ack(got[-1][0].delivery_tag, multiple=True)
+        ch.cancel()
+    # Never in Kafka: no topic named after the queue was even created.
+    assert not kafka.topic_exists(q, timeout=3)
+
+
+def test_rpc_reply_to_an_exclusive_queue_through_a_durable_request_queue(hopper_factory, uid):
+    """The RabbitMQ tutorial's RPC: requests through a Kafka-backed queue,
+    replies to the client's exclusive callback queue in memory."""
+    h = hopper_factory(RABBIT)
+    rq = "rpc-" + uid
+    with connect(h.url) as server, connect(h.url) as client:
+        sch = server.channel()
+        sch.queue_declare(rq, durable=True)
+        cch = client.channel()
+        cch.confirm_delivery()
+        callback = cch.queue_declare("", exclusive=True).method.queue
+        for i in range(3):
+            cch.basic_publish(
+                "", rq, b"%d" % i, pika.BasicProperties(reply_to=callback, correlation_id="id-%d" % i, delivery_mode=2)
+            )
+        requests = drain(sch, rq, 3, timeout=30)
+        assert len(requests) == 3
+        for method, p, body in requests:
+            sch.basic_publish("", p.reply_to, b"%d" % (int(body) * 10), pika.BasicProperties(correlation_id=p.correlation_id))
+            sch.basic_ack(method.delivery_tag)
+        replies = drain(cch, callback, 3)
+        assert sorted((p.correlation_id, b) for _, p, b in replies) == [
+            ("id-0", b"0"),
+            ("id-1", b"10"),
+            ("id-2", b"20"),
+        ]
+
+
+def test_a_bound_exchange_copies_into_every_matching_transient_queue_once(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    x = "fan-" + uid
+    with connect(h.url) as c1, connect(h.url) as c2:
+        ch1, ch2 = c1.channel(), c2.channel()
+        ch1.exchange_declare(x, "topic")
+        q1 = ch1.queue_declare("", exclusive=True).method.queue
+        q2 = ch2.queue_declare("", exclusive=True).method.queue
+        ch1.queue_bind(q1, x, "a.*")
+        ch1.queue_bind(q1, x, "#")  # matches too: still one copy
+        ch2.queue_bind(q2, x, "a.b")
+        ch1.confirm_delivery()
+        ch1.basic_publish(x, "a.b", b"both")
+        ch1.basic_publish(x, "c.d", b"only-q1")
+        got1 = drain(ch1, q1, 3, timeout=3, auto_ack=True)
+        got2 = drain(ch2, q2, 2, timeout=3, auto_ack=True)
+        assert [b for _, _, b in got1] == [b"both", b"only-q1"]
+        assert [b for _, _, b in got2] == [b"both"]
+        assert got2[0][0].exchange == x and got2[0][0].routing_key == "a.b"
+
+
+def test_requeue_and_a_closed_channel_give_messages_back_redelivered(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    q = "work-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, durable=False)
+        for i in range(3):
+            ch.basic_publish("", q, b"%d" % i)
+        got = drain(ch, q, 3)
+        ch.basic_nack(got[0][0].delivery_tag, requeue=True)
+        again = drain(ch, q, 1)
+        assert again[0][2] == b"0" and again[0][0].redelivered
+        ch.cancel()
+        ch.close()  # 1, 2 and 0 unacked: back to the queue
+        ch = conn.channel()
+        back = drain(ch, q, 3)
+        assert [b for _, _, b in back] == [b"0", b"1", b"2"]
+        assert all(m.redelivered for m, _, _ in back)
+        ch.basic_ack(0, multiple=True)
+        ch.cancel()
+        assert ch.queue_declare(q, passive=True).method.message_count == 0
+
+
+def test_get_purge_and_delete_counts(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    q = "tmp-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, auto_delete=True)
+        for i in range(4):
+            ch.basic_publish("", q, b"%d" % i)
+        method, _, body = ch.basic_get(q, auto_ack=True)
+        assert body == b"0" and method.message_count == 3
+        assert ch.queue_purge(q).method.message_count == 3
+        assert ch.basic_get(q)[0] is None
+        ch.basic_publish("", q, b"x")
+        assert ch.queue_delete(q).method.message_count == 1
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            ch.queue_declare(q, passive=True)
+        assert e.value.reply_code == 404
+
+
+def test_auto_delete_goes_with_its_last_consumer_and_exclusive_with_its_connection(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    ad = "ad-" + uid
+    ex = "ex-" + uid
+    owner = pika.BlockingConnection(pika.URLParameters(h.url))
+    with connect(h.url) as other:
+        och = owner.channel()
+        och.queue_declare(ad, auto_delete=True)
+        och.queue_declare(ex, exclusive=True)
+        tag = och.basic_consume(ad, lambda *a: None)
+        xch = other.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            xch.queue_declare(ex, passive=True)
+        assert e.value.reply_code == 405  # RESOURCE_LOCKED while its owner lives
+        xch = other.channel()
+        assert xch.queue_declare(ad, passive=True).method.consumer_count == 1
+        och.basic_cancel(tag)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            xch.queue_declare(ad, passive=True)
+        assert e.value.reply_code == 404
+        owner.close()
+        xch = other.channel()
+        deadline = time.monotonic() + 10
+        while True:  # the owner's close reaches hopper a moment later
+            try:
+                xch.queue_declare(ex, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as err:
+                assert err.reply_code == 404
+                break
+            assert time.monotonic() < deadline, "exclusive queue outlived its connection"
+            time.sleep(0.1)
+
+
+def test_full_transient_queues_block_publishers_until_consumed_and_lose_nothing(hopper_factory, uid):
+    h = hopper_factory({"rabbit": {"enabled": True, "max_transient_bytes": 1 << 20}})
+    q = "big-" + uid
+    n, body = 60, b"x" * 32 * 1024  # 1.9 MiB: twice the bound
+    sent = []
+
+    def publisher():
+        with connect(h.url) as conn:
+            ch = conn.channel()
+            ch.confirm_delivery()  # each publish waits for its ack: stops where hopper stops reading
+            for i in range(n):
+                ch.basic_publish("", q, b"%d:" % i + body)
+                sent.append(i)
+
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, durable=False)
+        t = threading.Thread(target=publisher, daemon=True)
+        t.start()
+        h.wait_for_log("transient queues hold rabbit.max_transient_bytes: blocking publishers", timeout=20)
+        stalled = len(sent)
+        time.sleep(1.0)
+        assert len(sent) == stalled < n, "the publisher went on past the bound"
+        got = drain(ch, q, n, timeout=60, auto_ack=True)
+        t.join(30)
+        assert len(sent) == n
+        assert [int(b.split(b":")[0]) for _, _, b in got] == list(range(n))
+    assert "unblocking publishers" in h.log_text()
