@@ -1,12 +1,9 @@
 /* sink.c - the Kafka producers, driven from the libevent loop (see sink.h).
  *
- * Every accepted message holds a slot in a table; the slot's index (plus
- * one) is the message's opaque, so a delivery report finds its channel's
- * confirm tracker without a per-message allocation. Slots are the unit of
- * the in-flight bound: their cost (body plus a fixed allowance for key,
- * headers and librdkafka's bookkeeping) is summed against
- * limits.max_inflight_bytes, whether the message is in librdkafka or still
- * held here.
+ * Every accepted message holds a slot in the table of messages in flight
+ * (slot.h); the slot's index (plus one) is the message's opaque, so a
+ * delivery report finds its channel's confirm tracker without a
+ * per-message allocation.
  *
  * The partition gate. librdkafka's idempotent producer stops sending a
  * partition once five of its messages are in flight (it counts messages
@@ -59,13 +56,8 @@
 
 #include "log.h"
 #include "partition.h"
+#include "slot.h"
 
-/* Per-message allowance on top of body and key, so that the bound holds for
- * what a message really costs: its record headers (~500 bytes for hopper's
- * four), librdkafka's message struct (~250), its slot here (~100, twice
- * that while the table has just doubled) and, while held, the key's copy.
- * Also what bounds a flood of empty messages. */
-#define MSG_OVERHEAD 1024
 /* A record's size in a produce request beyond body and key (headers,
  * framing), estimated high so that one release never outgrows batch.size
  * and leaves in two requests. */
@@ -78,7 +70,6 @@
 /* A keyless message goes to the first partition with nothing in
  * librdkafka among this many, looking from a rotating start. */
 #define SPREAD_SCAN 8
-#define NO_SLOT UINT32_MAX
 /* The largest release the prompt producer takes: librdkafka's idempotent
  * producer sends a partition's messages while fewer than five
  * (RD_KAFKA_IDEMP_MAX_INFLIGHT) are in flight, so a release of five or
@@ -113,41 +104,16 @@ struct log_limit {
     uint64_t left_out;
 };
 
-enum slot_state {
-    SLOT_FREE,
-    SLOT_TAKEN,    /* accepted, not yet held or handed over */
-    SLOT_HELD,     /* waiting in its partition's queue here */
-    SLOT_IN_KAFKA, /* handed to librdkafka; a delivery report will come */
-};
-
-struct sink_topic;
-
-struct slot {
-    enum slot_state state;
-    struct confirm *tracker; /* NULL: no confirm wanted */
-    uint64_t tag;
-    uint64_t cost;
-    struct sink_topic *topic;
-    int32_t partition; /* RD_KAFKA_PARTITION_UA: handed over unpartitioned */
-    uint32_t next;     /* free list or held queue link */
-    uint8_t requeues;  /* times librdkafka lost its partition (requeue()) */
-    /* Held only: what producev will take, and since when it waits. */
-    int64_t held_since_ms;
-    void *body;
-    size_t body_len;
-    void *key; /* a copy: the caller's key lives only for the call */
-    size_t key_len;
-    rd_kafka_headers_t *headers;
-};
+struct topic;
 
 struct part {
     uint32_t in_kafka;      /* handed over, no report yet */
     enum lane lane;         /* whose producer has them, while in_kafka */
-    uint32_t head, tail;    /* held queue, NO_SLOT when empty */
+    uint32_t head, tail;    /* held queue, SLOT_NONE when empty */
     uint32_t requeued_tail; /* last of the release's messages put back at the head */
 };
 
-struct sink_topic {
+struct topic {
     char *name;
     rd_kafka_topic_t *rkt[N_LANES];
     const struct partitioner *partitioner;
@@ -182,13 +148,8 @@ struct sink {
     int64_t msg_timeout_ms;
     int64_t refresh_ms;
 
-    struct slot *slots;
-    uint32_t n_slots; /* slots ever used (high mark) */
-    uint32_t cap_slots;
-    uint32_t free_head; /* NO_SLOT: empty */
-    size_t in_flight;
+    struct slot_table slots;
     size_t held;
-    uint64_t bytes_in_flight;
     /* Messages sent unpartitioned whose topic librdkafka lost before hopper
      * knew its partition count: resent unpartitioned, in order, from the
      * timer (limbo_retry). Linked through slot.next. */
@@ -196,7 +157,7 @@ struct sink {
     size_t n_limbo;
 
     struct strmap topics;       /* created (or being created) this run */
-    struct strmap handles;      /* topic name -> struct sink_topic of the current producers */
+    struct strmap handles;      /* topic name -> struct topic of the current producers */
     struct log_limit error_log; /* producer error events */
     struct log_limit nack_log;  /* messages Kafka did not persist */
     struct sink_stats stats;
@@ -237,59 +198,17 @@ static void log_nack(struct sink *s, const char *topic, int32_t partition, rd_ka
     l->left_out = 0;
 }
 
-static uint32_t slot_take(struct sink *s, struct confirm *tracker, uint64_t tag, uint64_t cost)
-{
-    uint32_t i;
-    if (s->free_head != NO_SLOT) {
-        i = s->free_head;
-        s->free_head = s->slots[i].next;
-    } else {
-        if (s->n_slots == s->cap_slots) {
-            s->cap_slots = s->cap_slots ? s->cap_slots * 2 : 1024;
-            s->slots = xrealloc(s->slots, s->cap_slots * sizeof *s->slots);
-        }
-        i = s->n_slots++;
-    }
-    s->slots[i] = (struct slot){
-        .state = SLOT_TAKEN, .tracker = tracker, .tag = tag, .cost = cost, .next = NO_SLOT};
-    s->in_flight++;
-    s->bytes_in_flight += cost;
-    return i;
-}
-
-/* Put slot i back on the free list. */
-static void slot_release(struct sink *s, uint32_t i)
-{
-    struct slot *sl = &s->slots[i];
-    s->in_flight--;
-    s->bytes_in_flight -= sl->cost;
-    sl->state = SLOT_FREE;
-    sl->tracker = NULL;
-    sl->next = s->free_head;
-    s->free_head = i;
-}
-
-/* Drop what a held slot owns (it was never handed over). */
-static void slot_free_payload(struct slot *sl)
-{
-    FREE_AND_NULL(sl->body);
-    FREE_AND_NULL(sl->key);
-    if (sl->headers)
-        rd_kafka_headers_destroy(sl->headers);
-    sl->headers = NULL;
-}
-
 /* Settle slot i with its outcome and free it. */
-static void slot_settle(struct sink *s, uint32_t i, bool ok)
+static void settle(struct sink *s, uint32_t i, bool ok)
 {
-    if (i >= s->n_slots || s->slots[i].state == SLOT_FREE) {
+    if (i >= s->slots.n_slots || s->slots.at[i].state == SLOT_FREE) {
         log_error("kafka: delivery report for unknown message %" PRIu32, i);
         return;
     }
-    struct confirm *c = s->slots[i].tracker;
-    uint64_t tag = s->slots[i].tag;
-    slot_free_payload(&s->slots[i]);
-    slot_release(s, i);
+    struct confirm *c = s->slots.at[i].tracker;
+    uint64_t tag = s->slots.at[i].tag;
+    slot_free_payload(&s->slots.at[i]);
+    slot_release(&s->slots, i);
     if (ok)
         s->stats.persisted++;
     else
@@ -305,9 +224,9 @@ static void slot_settle(struct sink *s, uint32_t i, bool ok)
  * Held messages were nacked before (purge_all), so their counts are 0. */
 static void nack_all_slots(struct sink *s)
 {
-    for (uint32_t i = 0; i < s->n_slots; i++)
-        if (s->slots[i].state != SLOT_FREE)
-            slot_settle(s, i, false);
+    for (uint32_t i = 0; i < s->slots.n_slots; i++)
+        if (s->slots.at[i].state != SLOT_FREE)
+            settle(s, i, false);
 }
 
 /* librdkafka's partitioner callback, for messages handed over
@@ -317,7 +236,7 @@ static void nack_all_slots(struct sink *s)
 static int32_t partition_and_learn(const rd_kafka_topic_t *rkt, const void *key, size_t key_len,
                                    int32_t partition_cnt, void *rkt_opaque, void *msg_opaque)
 {
-    struct sink_topic *t = rkt_opaque;
+    struct topic *t = rkt_opaque;
     __atomic_store_n(&t->learned_cnt, partition_cnt, __ATOMIC_RELEASE);
     if (partition_spreads(t->partitioner, key, key_len))
         return rd_kafka_msg_partitioner_random(rkt, key, key_len, partition_cnt, rkt_opaque,
@@ -325,14 +244,14 @@ static int32_t partition_and_learn(const rd_kafka_topic_t *rkt, const void *key,
     return t->partitioner->hash(rkt, key, key_len, partition_cnt, rkt_opaque, msg_opaque);
 }
 
-static bool part_open(const struct sink_topic *t, int32_t p)
+static bool part_open(const struct topic *t, int32_t p)
 {
-    return !t->unpartitioned && !t->parts[p].in_kafka && t->parts[p].head == NO_SLOT;
+    return !t->unpartitioned && !t->parts[p].in_kafka && t->parts[p].head == SLOT_NONE;
 }
 
 /* A keyless message: the first partition with nothing in librdkafka, from
  * a rotating start, else the one with the fewest messages there. */
-static int32_t spread_pick(struct sink_topic *t)
+static int32_t spread_pick(struct topic *t)
 {
     int32_t best = t->spread_next % t->cnt;
     int32_t n = t->cnt < SPREAD_SCAN ? t->cnt : SPREAD_SCAN;
@@ -351,7 +270,7 @@ static int32_t spread_pick(struct sink_topic *t)
 
 /* Take the partition count librdkafka's partitioner last saw. Returns
  * false while none is known. */
-static bool learn_count(struct sink_topic *t)
+static bool learn_count(struct topic *t)
 {
     int32_t learned = __atomic_load_n(&t->learned_cnt, __ATOMIC_ACQUIRE);
     if (learned <= 0)
@@ -359,7 +278,8 @@ static bool learn_count(struct sink_topic *t)
     if (learned > t->n_parts) {
         t->parts = xrealloc(t->parts, (size_t)learned * sizeof *t->parts);
         for (int32_t p = t->n_parts; p < learned; p++)
-            t->parts[p] = (struct part){.head = NO_SLOT, .tail = NO_SLOT, .requeued_tail = NO_SLOT};
+            t->parts[p] =
+                (struct part){.head = SLOT_NONE, .tail = SLOT_NONE, .requeued_tail = SLOT_NONE};
         t->n_parts = learned;
     }
     if (learned != t->cnt) {
@@ -372,7 +292,7 @@ static bool learn_count(struct sink_topic *t)
 
 /* The partition for a message, or RD_KAFKA_PARTITION_UA to let librdkafka
  * place it (and learn the count). */
-static int32_t pick_partition(struct sink *s, struct sink_topic *t, const void *key, size_t key_len)
+static int32_t pick_partition(struct sink *s, struct topic *t, const void *key, size_t key_len)
 {
     if (!learn_count(t))
         return RD_KAFKA_PARTITION_UA;
@@ -394,8 +314,8 @@ static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, enum lane lane,
                                      size_t body_len, const void *key, size_t key_len,
                                      rd_kafka_headers_t *headers)
 {
-    struct slot *sl = &s->slots[i];
-    struct sink_topic *t = sl->topic;
+    struct slot *sl = &s->slots.at[i];
+    struct topic *t = sl->topic;
     rd_kafka_resp_err_t err = rd_kafka_producev(
         s->producers[lane].rk, RD_KAFKA_V_RKT(t->rkt[lane]), RD_KAFKA_V_PARTITION(sl->partition),
         RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(body, body_len),
@@ -419,7 +339,7 @@ static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, enum lane lane,
  * in the partition the message will land in, unless the count changed: in
  * one producer librdkafka keeps them in order, through the other the probe
  * could overtake them. Spread messages promise no order. */
-static enum lane unpartitioned_lane(const struct sink_topic *t, const void *key, size_t key_len)
+static enum lane unpartitioned_lane(const struct topic *t, const void *key, size_t key_len)
 {
     if (t->cnt <= 0 || partition_spreads(t->partitioner, key, key_len))
         return LANE_PROMPT;
@@ -434,19 +354,19 @@ static void refused(struct sink *s, uint32_t i, rd_kafka_resp_err_t err)
      * the error event may not have been polled yet. */
     if (err == RD_KAFKA_RESP_ERR__FATAL)
         s->fatal_pending = true;
-    log_nack(s, s->slots[i].topic->name, s->slots[i].partition, err);
-    slot_settle(s, i, false);
+    log_nack(s, s->slots.at[i].topic->name, s->slots.at[i].partition, err);
+    settle(s, i, false);
 }
 
-static uint32_t held_pop(struct sink *s, struct sink_topic *t, int32_t p)
+static uint32_t held_pop(struct sink *s, struct topic *t, int32_t p)
 {
     struct part *pt = &t->parts[p];
     uint32_t i = pt->head;
-    pt->head = s->slots[i].next;
-    if (pt->head == NO_SLOT)
-        pt->tail = NO_SLOT;
+    pt->head = s->slots.at[i].next;
+    if (pt->head == SLOT_NONE)
+        pt->tail = SLOT_NONE;
     if (i == pt->requeued_tail)
-        pt->requeued_tail = NO_SLOT;
+        pt->requeued_tail = SLOT_NONE;
     t->held--;
     s->held--;
     return i;
@@ -474,7 +394,7 @@ static bool lost_partition(rd_kafka_resp_err_t err)
  * own, or for one handed over unpartitioned (a relearning probe) the one
  * it would have landed in, while the count is known. UA: none (a topic
  * never seen, whose messages are nacked). */
-static int32_t requeue_partition(struct sink_topic *t, int32_t p, const rd_kafka_message_t *m)
+static int32_t requeue_partition(struct topic *t, int32_t p, const rd_kafka_message_t *m)
 {
     /* A topic's first message goes over before hopper has the count that
      * librdkafka's partitioner saw for it: take it now. */
@@ -485,22 +405,12 @@ static int32_t requeue_partition(struct sink_topic *t, int32_t p, const rd_kafka
     return partition_of_key(t->partitioner, m->key, m->key_len, t->cnt);
 }
 
-/* A copy of the record key in slot sl (none for a null key). */
-static void slot_keep_key(struct slot *sl, const void *key, size_t key_len)
-{
-    if (!key)
-        return;
-    sl->key = xmalloc(key_len ? key_len : 1);
-    memcpy(sl->key, key, key_len);
-    sl->key_len = key_len;
-}
-
 /* Take slot i's message back from its report, to hand it over again:
  * librdkafka frees its payload and key with the report; the headers can be
  * taken back. */
 static void take_back(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 {
-    struct slot *sl = &s->slots[i];
+    struct slot *sl = &s->slots.at[i];
     sl->state = SLOT_HELD;
     sl->held_since_ms = mono_ms();
     sl->requeues++;
@@ -519,11 +429,11 @@ static void take_back(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 static void limbo_add(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 {
     take_back(s, i, m);
-    s->slots[i].next = NO_SLOT;
-    if (s->limbo_tail == NO_SLOT)
+    s->slots.at[i].next = SLOT_NONE;
+    if (s->limbo_tail == SLOT_NONE)
         s->limbo_head = i;
     else
-        s->slots[s->limbo_tail].next = i;
+        s->slots.at[s->limbo_tail].next = i;
     s->limbo_tail = i;
     s->n_limbo++;
 }
@@ -533,15 +443,15 @@ static void limbo_add(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
  * back before it, before everything that waited behind the release. */
 static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 {
-    struct slot *sl = &s->slots[i];
+    struct slot *sl = &s->slots.at[i];
     struct part *pt = &sl->topic->parts[sl->partition];
     take_back(s, i, m);
     uint32_t after = pt->requeued_tail;
-    sl->next = after == NO_SLOT ? pt->head : s->slots[after].next;
-    if (after == NO_SLOT)
+    sl->next = after == SLOT_NONE ? pt->head : s->slots.at[after].next;
+    if (after == SLOT_NONE)
         pt->head = i;
     else
-        s->slots[after].next = i;
+        s->slots.at[after].next = i;
     if (pt->tail == after)
         pt->tail = i;
     pt->requeued_tail = i;
@@ -554,23 +464,23 @@ static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 static enum lane release_lane(const struct sink *s, const struct part *pt)
 {
     uint32_t n = 0;
-    for (uint32_t i = pt->head; i != NO_SLOT && n <= PROMPT_MAX; i = s->slots[i].next)
+    for (uint32_t i = pt->head; i != SLOT_NONE && n <= PROMPT_MAX; i = s->slots.at[i].next)
         n++;
     return n <= PROMPT_MAX ? LANE_PROMPT : LANE_BATCH;
 }
 
 /* Hand partition p's held messages over, at most one request's worth, if
  * nothing of it is in librdkafka. */
-static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
+static void part_release(struct sink *s, struct topic *t, int32_t p)
 {
     struct part *pt = &t->parts[p];
-    if (t->unpartitioned || pt->in_kafka || pt->head == NO_SLOT)
+    if (t->unpartitioned || pt->in_kafka || pt->head == SLOT_NONE)
         return;
     enum lane lane = release_lane(s, pt);
     uint64_t bytes = 0;
     uint32_t n = 0;
-    while (pt->head != NO_SLOT) {
-        struct slot *sl = &s->slots[pt->head];
+    while (pt->head != SLOT_NONE) {
+        struct slot *sl = &s->slots.at[pt->head];
         uint64_t size = sl->body_len + sl->key_len + RECORD_OVERHEAD;
         if (n && (n >= s->batch_msgs || bytes + size > s->batch_bytes))
             break;
@@ -579,7 +489,7 @@ static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || lost_partition(err))
             break; /* the timer tries again, within message.timeout.ms */
         uint32_t i = held_pop(s, t, p);
-        sl = &s->slots[i];
+        sl = &s->slots.at[i];
         FREE_AND_NULL(sl->key); /* librdkafka copied it */
         if (err) {
             refused(s, i, err);
@@ -595,7 +505,7 @@ static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
 }
 
 /* A report came for a message handed over to partition p (or UA). */
-static void gate_reported(struct sink *s, struct sink_topic *t, int32_t p)
+static void gate_reported(struct sink *s, struct topic *t, int32_t p)
 {
     if (p == RD_KAFKA_PARTITION_UA) {
         if (--t->unpartitioned == 0)
@@ -608,11 +518,11 @@ static void gate_reported(struct sink *s, struct sink_topic *t, int32_t p)
 
 /* Nack partition p's held messages that have waited since older_than or
  * longer. */
-static void nack_held(struct sink *s, struct sink_topic *t, int32_t p, int64_t older_than,
+static void nack_held(struct sink *s, struct topic *t, int32_t p, int64_t older_than,
                       rd_kafka_resp_err_t why)
 {
     struct part *pt = &t->parts[p];
-    while (pt->head != NO_SLOT && s->slots[pt->head].held_since_ms <= older_than)
+    while (pt->head != SLOT_NONE && s->slots.at[pt->head].held_since_ms <= older_than)
         refused(s, held_pop(s, t, p), why);
 }
 
@@ -621,9 +531,9 @@ static void nack_held(struct sink *s, struct sink_topic *t, int32_t p, int64_t o
  * older_than is INT64_MAX). */
 static void limbo_retry(struct sink *s, int64_t older_than, rd_kafka_resp_err_t why)
 {
-    while (s->limbo_head != NO_SLOT) {
+    while (s->limbo_head != SLOT_NONE) {
         uint32_t i = s->limbo_head;
-        struct slot *sl = &s->slots[i];
+        struct slot *sl = &s->slots.at[i];
         rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
         bool late = older_than == INT64_MAX || sl->held_since_ms < older_than;
         if (!late && s->producers[LANE_PROMPT].rk) {
@@ -633,8 +543,8 @@ static void limbo_retry(struct sink *s, int64_t older_than, rd_kafka_resp_err_t 
                 return; /* still lost: the next tick tries again */
         }
         s->limbo_head = sl->next;
-        if (s->limbo_head == NO_SLOT)
-            s->limbo_tail = NO_SLOT;
+        if (s->limbo_head == SLOT_NONE)
+            s->limbo_tail = SLOT_NONE;
         s->n_limbo--;
         FREE_AND_NULL(sl->key); /* librdkafka copied it, or it is refused */
         if (!late && !err) {
@@ -658,7 +568,7 @@ static void sweep_held(struct sink *s, bool nack_all)
         limbo_retry(s, older_than, why);
     if (!s->held)
         return;
-    struct sink_topic *t;
+    struct topic *t;
     FOR_EACH_TOPIC(s, t)
     {
         if (!t->held)
@@ -679,16 +589,16 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
         bool ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
                   rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED;
         uint32_t i = (uint32_t)((uintptr_t)m->_private - 1);
-        if (i >= s->n_slots || s->slots[i].state != SLOT_IN_KAFKA) {
+        if (i >= s->slots.n_slots || s->slots.at[i].state != SLOT_IN_KAFKA) {
             log_error("kafka: delivery report for unknown message %" PRIu32, i);
             continue;
         }
-        struct sink_topic *t = s->slots[i].topic;
-        int32_t p = s->slots[i].partition;
-        if (!ok && lost_partition(m->err) && s->slots[i].requeues < MAX_REQUEUES) {
+        struct topic *t = s->slots.at[i].topic;
+        int32_t p = s->slots.at[i].partition;
+        if (!ok && lost_partition(m->err) && s->slots.at[i].requeues < MAX_REQUEUES) {
             int32_t q = requeue_partition(t, p, m);
             if (q != RD_KAFKA_PARTITION_UA) {
-                s->slots[i].partition = q;
+                s->slots.at[i].partition = q;
                 requeue(s, i, m);
             } else {
                 limbo_add(s, i, m);
@@ -698,7 +608,7 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
         }
         if (!ok)
             log_nack(s, rd_kafka_topic_name(m->rkt), m->partition, m->err);
-        slot_settle(s, i, ok);
+        settle(s, i, ok);
         /* The partition could not be reached for message.timeout.ms: what
          * waits behind the batch would only wait as long again. */
         if (m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && p != RD_KAFKA_PARTITION_UA)
@@ -744,7 +654,7 @@ static void handle_create_topics(struct sink *s, rd_kafka_event_t *ev)
             log_error("kafka: cannot create topic %s: %s", name,
                       rd_kafka_topic_result_error_string(topics[i]));
             strmap_del(&s->topics, name);
-            struct sink_topic *t = strmap_get(&s->handles, name);
+            struct topic *t = strmap_get(&s->handles, name);
             if (t)
                 t->retry_create = true;
         }
@@ -940,7 +850,7 @@ static int build_producers(struct sink *s, char *err, size_t errlen)
 
 static void detach_producers(struct sink *s)
 {
-    struct sink_topic *t;
+    struct topic *t;
     FOR_EACH_TOPIC(s, t)
     for (enum lane lane = 0; lane < N_LANES; lane++)
         rd_kafka_topic_destroy(t->rkt[lane]);
@@ -974,7 +884,8 @@ static void rebuild(struct sink *s)
 {
     s->fatal_pending = false;
     if (s->producers[LANE_PROMPT].rk) {
-        log_error("kafka: rebuilding producers, nacking %zu messages in flight", s->in_flight);
+        log_error("kafka: rebuilding producers, nacking %zu messages in flight",
+                  s->slots.in_flight);
         purge_all(s);
         s->fatal_pending = false;
         detach_producers(s);
@@ -1023,8 +934,8 @@ struct sink *sink_new(struct event_base *base, const struct config *cfg,
     s->base = base;
     s->cfg = cfg;
     s->cb = *cb;
-    s->free_head = NO_SLOT;
-    s->limbo_head = s->limbo_tail = NO_SLOT;
+    slot_table_init(&s->slots);
+    s->limbo_head = s->limbo_tail = SLOT_NONE;
     s->partitioner = partition_default();
     for (size_t i = 0; i < cfg->n_kafka_props; i++) {
         const struct kv *p = &cfg->kafka_props[i];
@@ -1073,15 +984,15 @@ void sink_free(struct sink *s)
     close(s->pipefd[0]);
     close(s->pipefd[1]);
     strmap_free(&s->topics);
-    free(s->slots);
+    slot_table_free(&s->slots);
     free(s);
 }
 
 void sink_abandon(struct sink *s)
 {
-    if (!s->in_flight)
+    if (!s->slots.in_flight)
         return;
-    log_warn("kafka: giving up on %zu messages in flight (nacked)", s->in_flight);
+    log_warn("kafka: giving up on %zu messages in flight (nacked)", s->slots.in_flight);
     if (s->producers[LANE_PROMPT].rk)
         purge_all(s);
     /* Purged in-flight requests report only when their broker answers. */
@@ -1120,9 +1031,9 @@ void sink_ensure_topic(struct sink *s, const char *topic)
 
 /* The topic's state for the current producers, made on first use; NULL if
  * librdkafka refuses the name. */
-static struct sink_topic *topic_get(struct sink *s, const char *name)
+static struct topic *topic_get(struct sink *s, const char *name)
 {
-    struct sink_topic *t = strmap_get(&s->handles, name);
+    struct topic *t = strmap_get(&s->handles, name);
     if (t) {
         if (t->retry_create) {
             t->retry_create = false;
@@ -1158,8 +1069,8 @@ static struct sink_topic *topic_get(struct sink *s, const char *name)
 /* Keep slot i's message in its partition's queue. Takes body and headers. */
 static void hold(struct sink *s, uint32_t i, struct sink_msg *m)
 {
-    struct slot *sl = &s->slots[i];
-    struct sink_topic *t = sl->topic;
+    struct slot *sl = &s->slots.at[i];
+    struct topic *t = sl->topic;
     struct part *pt = &t->parts[sl->partition];
     sl->state = SLOT_HELD;
     sl->held_since_ms = mono_ms();
@@ -1167,10 +1078,10 @@ static void hold(struct sink *s, uint32_t i, struct sink_msg *m)
     sl->body_len = m->body_len;
     sl->headers = m->headers;
     slot_keep_key(sl, m->key, m->key_len);
-    if (pt->tail == NO_SLOT)
+    if (pt->tail == SLOT_NONE)
         pt->head = i;
     else
-        s->slots[pt->tail].next = i;
+        s->slots.at[pt->tail].next = i;
     pt->tail = i;
     t->held++;
     s->held++;
@@ -1181,15 +1092,15 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
 {
     /* Without producers (a rebuild failed) nothing can be persisted. */
     bool producing = s->producers[LANE_PROMPT].rk != NULL;
-    struct sink_topic *t = producing ? topic_get(s, m->topic) : NULL;
-    uint64_t cost = m->body_len + m->key_len + MSG_OVERHEAD;
-    uint32_t i = slot_take(s, m->tracker, m->tag, cost);
+    struct topic *t = producing ? topic_get(s, m->topic) : NULL;
+    uint64_t cost = slot_cost(m->body_len, m->key_len);
+    uint32_t i = slot_take(&s->slots, m->tracker, m->tag, cost);
     rd_kafka_resp_err_t err = producing ? RD_KAFKA_RESP_ERR__INVALID_ARG : RD_KAFKA_RESP_ERR__FATAL;
     if (t) {
-        s->slots[i].topic = t;
-        s->slots[i].partition = pick_partition(s, t, m->key, m->key_len);
-        if (s->slots[i].partition != RD_KAFKA_PARTITION_UA &&
-            !part_open(t, s->slots[i].partition)) {
+        s->slots.at[i].topic = t;
+        s->slots.at[i].partition = pick_partition(s, t, m->key, m->key_len);
+        if (s->slots.at[i].partition != RD_KAFKA_PARTITION_UA &&
+            !part_open(t, s->slots.at[i].partition)) {
             hold(s, i, m);
             s->stats.produced++;
             return SINK_OK;
@@ -1197,7 +1108,7 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
         /* One message to an idle partition goes at once, and so do a
          * topic's first messages (unpartitioned): a burst of those before
          * librdkafka knows the topic may spin for a round trip, once. */
-        enum lane lane = s->slots[i].partition == RD_KAFKA_PARTITION_UA
+        enum lane lane = s->slots.at[i].partition == RD_KAFKA_PARTITION_UA
                              ? unpartitioned_lane(t, m->key, m->key_len)
                              : LANE_PROMPT;
         err = hand_over(s, i, lane, m->body, m->body_len, m->key, m->key_len, m->headers);
@@ -1207,10 +1118,10 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
         }
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             /* Give the slot back without an outcome: the caller retries. */
-            slot_release(s, i);
+            slot_release(&s->slots, i);
             return SINK_FULL;
         }
-        if (lost_partition(err) && s->slots[i].partition != RD_KAFKA_PARTITION_UA) {
+        if (lost_partition(err) && s->slots.at[i].partition != RD_KAFKA_PARTITION_UA) {
             hold(s, i, m);
             s->stats.produced++;
             return SINK_OK;
@@ -1224,24 +1135,24 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
         refused(s, i, err);
     } else {
         log_nack(s, m->topic, RD_KAFKA_PARTITION_UA, err);
-        slot_settle(s, i, false);
+        settle(s, i, false);
     }
     return SINK_FAILED;
 }
 
 bool sink_over_limit(const struct sink *s)
 {
-    return s->bytes_in_flight >= s->cfg->max_inflight_bytes;
+    return s->slots.bytes_in_flight >= s->cfg->max_inflight_bytes;
 }
 
 bool sink_under_resume(const struct sink *s)
 {
-    return s->bytes_in_flight <= s->cfg->max_inflight_bytes / 100 * RESUME_PERCENT;
+    return s->slots.bytes_in_flight <= s->cfg->max_inflight_bytes / 100 * RESUME_PERCENT;
 }
 
 size_t sink_in_flight(const struct sink *s)
 {
-    return s->in_flight;
+    return s->slots.in_flight;
 }
 
 void sink_inject_fatal(struct sink *s, const char *reason)
