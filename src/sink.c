@@ -19,21 +19,8 @@
  * they would have inside librdkafka, and no batch sits expired behind a
  * request in flight.
  *
- * Two producers. A batch must reach librdkafka whole: if the broker thread
- * wakes on its first message and sends those, the rest sit behind that
- * request, and the spin is back. With linger.ms 0 that happens all the
- * time; with a linger the batch is whole but waits the linger, which a
- * publisher that waits for each confirm pays on every message. librdkafka
- * has no way to hand over a batch at once with headers, and linger.ms is
- * per producer. So there are two, and a release takes the one that suits
- * it. Up to PROMPT_MAX messages go to the prompt producer (linger.ms 0):
- * if the broker thread sends only the first of them, fewer than five are
- * in flight, so it sends the rest at once and never spins. Larger releases
- * go to the batch producer, whose linger.ms (1 by default) is longer than
- * handing a batch over takes. A partition is in one producer at a time
- * (its previous release has been answered), so its records stay in order.
- * Both producers are one unit for errors: a fatal error in either rebuilds
- * both.
+ * Two producers, a prompt one and a batch one: producer.c says why, and
+ * the gate below chooses between them for each release.
  *
  * The partition count comes from librdkafka: a topic's first messages are
  * handed over unpartitioned and the partitioner callback that places them
@@ -56,6 +43,7 @@
 
 #include "log.h"
 #include "partition.h"
+#include "producer.h"
 #include "slot.h"
 
 /* A record's size in a produce request beyond body and key (headers,
@@ -75,28 +63,12 @@
  * (RD_KAFKA_IDEMP_MAX_INFLIGHT) are in flight, so a release of five or
  * fewer never waits behind its own first request. */
 #define PROMPT_MAX 5
-/* The batch producer's linger.ms unless kafka.properties sets one: more
- * than handing a batch over takes (microseconds), and the broker thread
- * wakes at millisecond granularity anyway. */
-#define BATCH_LINGER_MS "1"
 /* How often a message may go back to its partition's queue because
  * librdkafka lost the partition (requeue()) before it is nacked. */
 #define MAX_REQUEUES 10
-/* Producer timeouts unless kafka.properties sets them (build_producer). */
-#define REQUEST_TIMEOUT_MS "5000"
-#define SOCKET_TIMEOUT_MS "7000"
-#define METADATA_REFRESH_MS "2000"
 /* After a failed producer rebuild, the next try comes this much later;
  * publishes are nacked meanwhile. */
 #define REBUILD_RETRY_MS 1000
-
-/* The two producers (see "Two producers" above). */
-enum lane { LANE_PROMPT, LANE_BATCH, N_LANES };
-
-struct producer {
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *mainq;
-};
 
 struct log_limit {
     rd_kafka_resp_err_t err;
@@ -107,15 +79,15 @@ struct log_limit {
 struct topic;
 
 struct part {
-    uint32_t in_kafka;      /* handed over, no report yet */
-    enum lane lane;         /* whose producer has them, while in_kafka */
-    uint32_t head, tail;    /* held queue, SLOT_NONE when empty */
-    uint32_t requeued_tail; /* last of the release's messages put back at the head */
+    uint32_t in_kafka;       /* handed over, no report yet */
+    enum producer_lane lane; /* whose producer has them, while in_kafka */
+    uint32_t head, tail;     /* held queue, SLOT_NONE when empty */
+    uint32_t requeued_tail;  /* last of the release's messages put back at the head */
 };
 
 struct topic {
     char *name;
-    rd_kafka_topic_t *rkt[N_LANES];
+    rd_kafka_topic_t *rkt[PRODUCER_LANES];
     const struct partitioner *partitioner;
     /* Written by the partitioner callback, possibly on a librdkafka thread. */
     int32_t learned_cnt;
@@ -136,17 +108,14 @@ struct sink {
     const struct partitioner *partitioner;
 
     /* Both NULL after a failed rebuild, until the retry at rebuild_due_ms. */
-    struct producer producers[N_LANES];
+    struct producer producers[PRODUCER_LANES];
     int pipefd[2]; /* both producers' main queues signal it */
     struct event *pipe_ev;
     struct event *timer_ev;
     bool fatal_pending;
     int64_t rebuild_due_ms;
     /* From the producers' configuration (the same in both). */
-    uint64_t batch_bytes;
-    uint32_t batch_msgs;
-    int64_t msg_timeout_ms;
-    int64_t refresh_ms;
+    struct producer_limits limits;
 
     struct slot_table slots;
     size_t held;
@@ -299,7 +268,7 @@ static int32_t pick_partition(struct sink *s, struct topic *t, const void *key, 
     if (!t->held && !t->unpartitioned) {
         int64_t now = mono_ms();
         if (now >= t->learn_due_ms) {
-            t->learn_due_ms = now + s->refresh_ms;
+            t->learn_due_ms = now + s->limits.refresh_ms;
             return RD_KAFKA_PARTITION_UA;
         }
     }
@@ -310,8 +279,8 @@ static int32_t pick_partition(struct sink *s, struct topic *t, const void *key, 
 
 /* Hand slot i's message to librdkafka, through the producer of lane. On
  * success librdkafka owns body and headers; on failure nothing was taken. */
-static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, enum lane lane, void *body,
-                                     size_t body_len, const void *key, size_t key_len,
+static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, enum producer_lane lane,
+                                     void *body, size_t body_len, const void *key, size_t key_len,
                                      rd_kafka_headers_t *headers)
 {
     struct slot *sl = &s->slots.at[i];
@@ -339,12 +308,12 @@ static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, enum lane lane,
  * in the partition the message will land in, unless the count changed: in
  * one producer librdkafka keeps them in order, through the other the probe
  * could overtake them. Spread messages promise no order. */
-static enum lane unpartitioned_lane(const struct topic *t, const void *key, size_t key_len)
+static enum producer_lane unpartitioned_lane(const struct topic *t, const void *key, size_t key_len)
 {
     if (t->cnt <= 0 || partition_spreads(t->partitioner, key, key_len))
-        return LANE_PROMPT;
+        return PRODUCER_PROMPT;
     const struct part *pt = &t->parts[partition_of_key(t->partitioner, key, key_len, t->cnt)];
-    return pt->in_kafka ? pt->lane : LANE_PROMPT;
+    return pt->in_kafka ? pt->lane : PRODUCER_PROMPT;
 }
 
 /* librdkafka refused slot i's message for good: nack it. */
@@ -461,12 +430,12 @@ static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 
 /* The producer for a partition's next release: the prompt one when at most
  * PROMPT_MAX messages wait. */
-static enum lane release_lane(const struct sink *s, const struct part *pt)
+static enum producer_lane release_lane(const struct sink *s, const struct part *pt)
 {
     uint32_t n = 0;
     for (uint32_t i = pt->head; i != SLOT_NONE && n <= PROMPT_MAX; i = s->slots.at[i].next)
         n++;
-    return n <= PROMPT_MAX ? LANE_PROMPT : LANE_BATCH;
+    return n <= PROMPT_MAX ? PRODUCER_PROMPT : PRODUCER_BATCH;
 }
 
 /* Hand partition p's held messages over, at most one request's worth, if
@@ -476,13 +445,13 @@ static void part_release(struct sink *s, struct topic *t, int32_t p)
     struct part *pt = &t->parts[p];
     if (t->unpartitioned || pt->in_kafka || pt->head == SLOT_NONE)
         return;
-    enum lane lane = release_lane(s, pt);
+    enum producer_lane lane = release_lane(s, pt);
     uint64_t bytes = 0;
     uint32_t n = 0;
     while (pt->head != SLOT_NONE) {
         struct slot *sl = &s->slots.at[pt->head];
         uint64_t size = sl->body_len + sl->key_len + RECORD_OVERHEAD;
-        if (n && (n >= s->batch_msgs || bytes + size > s->batch_bytes))
+        if (n && (n >= s->limits.batch_msgs || bytes + size > s->limits.batch_bytes))
             break;
         rd_kafka_resp_err_t err =
             hand_over(s, pt->head, lane, sl->body, sl->body_len, sl->key, sl->key_len, sl->headers);
@@ -536,7 +505,7 @@ static void limbo_retry(struct sink *s, int64_t older_than, rd_kafka_resp_err_t 
         struct slot *sl = &s->slots.at[i];
         rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
         bool late = older_than == INT64_MAX || sl->held_since_ms < older_than;
-        if (!late && s->producers[LANE_PROMPT].rk) {
+        if (!late && s->producers[PRODUCER_PROMPT].rk) {
             err = hand_over(s, i, unpartitioned_lane(sl->topic, sl->key, sl->key_len), sl->body,
                             sl->body_len, sl->key, sl->key_len, sl->headers);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || lost_partition(err))
@@ -561,7 +530,7 @@ static void limbo_retry(struct sink *s, int64_t older_than, rd_kafka_resp_err_t 
  * them; retry releases refused for a full queue. */
 static void sweep_held(struct sink *s, bool nack_all)
 {
-    int64_t older_than = nack_all ? INT64_MAX : mono_ms() - s->msg_timeout_ms;
+    int64_t older_than = nack_all ? INT64_MAX : mono_ms() - s->limits.msg_timeout_ms;
     rd_kafka_resp_err_t why =
         nack_all ? RD_KAFKA_RESP_ERR__PURGE_QUEUE : RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
     if (s->n_limbo)
@@ -617,9 +586,9 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
     }
 }
 
-static const char *const lane_names[N_LANES] = {"prompt", "batch"};
+static const char *const lane_names[PRODUCER_LANES] = {"prompt", "batch"};
 
-static void handle_error(struct sink *s, enum lane lane, rd_kafka_event_t *ev)
+static void handle_error(struct sink *s, enum producer_lane lane, rd_kafka_event_t *ev)
 {
     rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
     if (rd_kafka_event_error_is_fatal(ev)) {
@@ -661,7 +630,7 @@ static void handle_create_topics(struct sink *s, rd_kafka_event_t *ev)
     }
 }
 
-static void handle_log(enum lane lane, rd_kafka_event_t *ev)
+static void handle_log(enum producer_lane lane, rd_kafka_event_t *ev)
 {
     const char *fac, *str;
     int level;
@@ -672,7 +641,7 @@ static void handle_log(enum lane lane, rd_kafka_event_t *ev)
                 "kafka: %s producer: %s: %s", lane_names[lane], fac, str);
 }
 
-static void drain_lane(struct sink *s, enum lane lane)
+static void drain_lane(struct sink *s, enum producer_lane lane)
 {
     rd_kafka_event_t *ev;
     while ((ev = rd_kafka_queue_poll(s->producers[lane].mainq, 0))) {
@@ -700,150 +669,27 @@ static void drain_lane(struct sink *s, enum lane lane)
  * set when the producers must be rebuilt. */
 static void drain_queue(struct sink *s)
 {
-    for (enum lane lane = 0; lane < N_LANES; lane++)
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++)
         if (s->producers[lane].mainq)
             drain_lane(s, lane);
 }
 
-static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
-                    size_t errlen)
-{
-    char why[256];
-    if (rd_kafka_conf_set(conf, key, value, why, sizeof why) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "kafka.properties.%s: %s", key, why);
-        return -1;
-    }
-    return 0;
-}
-
-/* Properties that would break "a confirm means persisted on
- * min.insync.replicas brokers" are refused, not silently overridden. */
-static int check_durability_prop(const struct kv *p, char *err, size_t errlen)
-{
-    if (!strcmp(p->key, "acks") || !strcmp(p->key, "request.required.acks")) {
-        if (strcmp(p->value, "all") != 0 && strcmp(p->value, "-1") != 0) {
-            snprintf(err, errlen, "kafka.properties.%s: hopper requires acks=all", p->key);
-            return -1;
-        }
-    } else if (!strcmp(p->key, "enable.idempotence") && strcmp(p->value, "true") != 0) {
-        snprintf(err, errlen, "kafka.properties.%s: hopper requires the idempotent producer",
-                 p->key);
-        return -1;
-    } else if (!strcmp(p->key, "transactional.id")) {
-        snprintf(err, errlen, "kafka.properties.%s: not supported", p->key);
-        return -1;
-    }
-    return 0;
-}
-
-/* A number from the producer's effective configuration. */
-static int64_t conf_number(rd_kafka_t *rk, const char *name, int64_t dflt)
-{
-    char v[32];
-    size_t n = sizeof v;
-    if (rd_kafka_conf_get(rd_kafka_conf(rk), name, v, &n) != RD_KAFKA_CONF_OK)
-        return dflt;
-    return strtoll(v, NULL, 10);
-}
-
-static rd_kafka_t *build_producer(struct sink *s, enum lane lane, char *err, size_t errlen)
-{
-    const struct config *cfg = s->cfg;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char num[32];
-    /* Our own in-flight bound is the one that pushes back on clients;
-     * librdkafka's queue limits sit above it so produce() never fills up
-     * in normal operation. */
-    uint64_t kbytes = cfg->max_inflight_bytes / 1024 * 2 + 1024;
-    if (kbytes > INT32_MAX)
-        kbytes = INT32_MAX;
-    snprintf(num, sizeof num, "%" PRIu64, kbytes);
-    if (set_prop(conf, "bootstrap.servers", cfg->bootstrap_servers, err, errlen) ||
-        set_prop(conf, "enable.idempotence", "true", err, errlen) ||
-        set_prop(conf, "acks", "all", err, errlen) ||
-        set_prop(conf, "linger.ms", BATCH_LINGER_MS, err, errlen) ||
-        /* A broker cut off from its peers holds an acks=all produce until
-         * this much has passed (the broker's own wait), one cut off from
-         * hopper until the client gives up; librdkafka's 30 s and 60 s
-         * stalled a partition for half a minute. Metadata every 2 s finds
-         * the new leader when nothing else makes librdkafka ask
-         * (tests/faults/README.md has the measurements). */
-        set_prop(conf, "request.timeout.ms", REQUEST_TIMEOUT_MS, err, errlen) ||
-        set_prop(conf, "socket.timeout.ms", SOCKET_TIMEOUT_MS, err, errlen) ||
-        set_prop(conf, "topic.metadata.refresh.interval.ms", METADATA_REFRESH_MS, err, errlen) ||
-        /* Keyless messages must reach the partitioner callback (the gate
-         * learns partition counts there); hopper spreads them itself. */
-        set_prop(conf, "sticky.partitioning.linger.ms", "0", err, errlen) ||
-        set_prop(conf, "queue.buffering.max.kbytes", num, err, errlen) ||
-        set_prop(conf, "queue.buffering.max.messages", "2000000", err, errlen) ||
-        set_prop(conf, "log.queue", "true", err, errlen))
-        goto fail;
-    snprintf(num, sizeof num, "%" PRIu32, cfg->max_message_size + (1u << 20));
-    if (set_prop(conf, "message.max.bytes", num, err, errlen))
-        goto fail;
-    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
-        const struct kv *p = &cfg->kafka_props[i];
-        if (check_durability_prop(p, err, errlen))
-            goto fail;
-        if (!strcmp(p->key, "partitioner"))
-            continue; /* hopper partitions (sink_new) */
-        if (set_prop(conf, p->key, p->value, err, errlen))
-            goto fail;
-    }
-    /* The prompt producer sends what it is given at once, whatever
-     * kafka.properties says linger.ms is (that is the batch producer's). */
-    if (lane == LANE_PROMPT && set_prop(conf, "linger.ms", "0", err, errlen))
-        goto fail;
-    rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG |
-                                       RD_KAFKA_EVENT_CREATETOPICS_RESULT);
-    char why[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-    if (!rk) {
-        snprintf(err, errlen, "kafka: %s", why);
-        goto fail;
-    }
-    /* conf now belongs to rk. */
-    rd_kafka_set_log_queue(rk, NULL);
-    s->batch_bytes = (uint64_t)conf_number(rk, "batch.size", 1000000);
-    s->batch_msgs = (uint32_t)conf_number(rk, "batch.num.messages", 10000);
-    s->msg_timeout_ms = conf_number(rk, "message.timeout.ms", 300000);
-    if (s->msg_timeout_ms <= 0) /* 0: librdkafka's "infinite" */
-        s->msg_timeout_ms = INT64_MAX / 2;
-    s->refresh_ms = conf_number(rk, "topic.metadata.refresh.interval.ms", 300000);
-    if (s->refresh_ms <= 0) /* -1: never refresh */
-        s->refresh_ms = INT64_MAX / 2;
-    return rk;
-fail:
-    rd_kafka_conf_destroy(conf);
-    return NULL;
-}
-
 static void destroy_producers(struct sink *s)
 {
-    for (enum lane lane = 0; lane < N_LANES; lane++) {
-        struct producer *p = &s->producers[lane];
-        if (!p->rk)
-            continue;
-        rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
-        rd_kafka_queue_destroy(p->mainq);
-        rd_kafka_destroy(p->rk);
-        *p = (struct producer){NULL, NULL};
-    }
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++)
+        producer_close(&s->producers[lane]);
 }
 
 /* Build both producers, their main queues signalling the pipe. On failure
  * neither exists and err says why. */
 static int build_producers(struct sink *s, char *err, size_t errlen)
 {
-    for (enum lane lane = 0; lane < N_LANES; lane++) {
-        struct producer *p = &s->producers[lane];
-        p->rk = build_producer(s, lane, err, errlen);
-        if (!p->rk) {
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++) {
+        if (producer_open(&s->producers[lane], s->cfg, lane, s->pipefd[1], &s->limits, err,
+                          errlen)) {
             destroy_producers(s);
             return -1;
         }
-        p->mainq = rd_kafka_queue_get_main(p->rk);
-        rd_kafka_queue_io_event_enable(p->mainq, s->pipefd[1], "1", 1);
     }
     return 0;
 }
@@ -852,7 +698,7 @@ static void detach_producers(struct sink *s)
 {
     struct topic *t;
     FOR_EACH_TOPIC(s, t)
-    for (enum lane lane = 0; lane < N_LANES; lane++)
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++)
         rd_kafka_topic_destroy(t->rkt[lane]);
     destroy_producers(s);
     /* Only now: librdkafka's partitioner callback has the topics as its
@@ -871,7 +717,7 @@ static void detach_producers(struct sink *s)
 static void purge_all(struct sink *s)
 {
     sweep_held(s, true);
-    for (enum lane lane = 0; lane < N_LANES; lane++)
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++)
         rd_kafka_purge(s->producers[lane].rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     drain_queue(s);
 }
@@ -883,7 +729,7 @@ static void purge_all(struct sink *s)
 static void rebuild(struct sink *s)
 {
     s->fatal_pending = false;
-    if (s->producers[LANE_PROMPT].rk) {
+    if (s->producers[PRODUCER_PROMPT].rk) {
         log_error("kafka: rebuilding producers, nacking %zu messages in flight",
                   s->slots.in_flight);
         purge_all(s);
@@ -921,7 +767,7 @@ static void on_pipe(evutil_socket_t fd, short what, void *arg)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct sink *s = arg;
-    if (!s->producers[LANE_PROMPT].rk && mono_ms() >= s->rebuild_due_ms)
+    if (!s->producers[PRODUCER_PROMPT].rk && mono_ms() >= s->rebuild_due_ms)
         rebuild(s);
     sweep_held(s, false);
     poll_and_notify(s);
@@ -993,7 +839,7 @@ void sink_abandon(struct sink *s)
     if (!s->slots.in_flight)
         return;
     log_warn("kafka: giving up on %zu messages in flight (nacked)", s->slots.in_flight);
-    if (s->producers[LANE_PROMPT].rk)
+    if (s->producers[PRODUCER_PROMPT].rk)
         purge_all(s);
     /* Purged in-flight requests report only when their broker answers. */
     nack_all_slots(s);
@@ -1019,8 +865,8 @@ static void ensure_topic(struct sink *s, const char *topic)
         log_error("kafka: topic %s: cannot set min.insync.replicas", topic);
     /* The result arrives on the main queue. Messages produced meanwhile wait
      * for the topic's metadata (topic.metadata.propagation.max.ms). */
-    rd_kafka_CreateTopics(s->producers[LANE_PROMPT].rk, &nt, 1, NULL,
-                          s->producers[LANE_PROMPT].mainq);
+    rd_kafka_CreateTopics(s->producers[PRODUCER_PROMPT].rk, &nt, 1, NULL,
+                          s->producers[PRODUCER_PROMPT].mainq);
     rd_kafka_NewTopic_destroy(nt);
 }
 
@@ -1042,7 +888,7 @@ static struct topic *topic_get(struct sink *s, const char *name)
         return t;
     }
     t = xcalloc(1, sizeof *t);
-    for (enum lane lane = 0; lane < N_LANES; lane++) {
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++) {
         rd_kafka_t *rk = s->producers[lane].rk;
         rd_kafka_topic_conf_t *tconf = rd_kafka_default_topic_conf_dup(rk);
         rd_kafka_topic_conf_set_partitioner_cb(tconf, partition_and_learn);
@@ -1052,8 +898,8 @@ static struct topic *topic_get(struct sink *s, const char *name)
         if (!t->rkt[lane]) {
             log_error("kafka: cannot use topic %s: %s", name,
                       rd_kafka_err2str(rd_kafka_last_error()));
-            if (lane > LANE_PROMPT)
-                rd_kafka_topic_destroy(t->rkt[LANE_PROMPT]);
+            if (lane > PRODUCER_PROMPT)
+                rd_kafka_topic_destroy(t->rkt[PRODUCER_PROMPT]);
             free(t);
             return NULL;
         }
@@ -1061,7 +907,7 @@ static struct topic *topic_get(struct sink *s, const char *name)
     ensure_topic(s, name);
     t->name = xstrdup(name);
     t->partitioner = s->partitioner;
-    t->learn_due_ms = mono_ms() + s->refresh_ms;
+    t->learn_due_ms = mono_ms() + s->limits.refresh_ms;
     strmap_put(&s->handles, name, t);
     return t;
 }
@@ -1091,7 +937,7 @@ static void hold(struct sink *s, uint32_t i, struct sink_msg *m)
 enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
 {
     /* Without producers (a rebuild failed) nothing can be persisted. */
-    bool producing = s->producers[LANE_PROMPT].rk != NULL;
+    bool producing = s->producers[PRODUCER_PROMPT].rk != NULL;
     struct topic *t = producing ? topic_get(s, m->topic) : NULL;
     uint64_t cost = slot_cost(m->body_len, m->key_len);
     uint32_t i = slot_take(&s->slots, m->tracker, m->tag, cost);
@@ -1108,9 +954,9 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
         /* One message to an idle partition goes at once, and so do a
          * topic's first messages (unpartitioned): a burst of those before
          * librdkafka knows the topic may spin for a round trip, once. */
-        enum lane lane = s->slots.at[i].partition == RD_KAFKA_PARTITION_UA
-                             ? unpartitioned_lane(t, m->key, m->key_len)
-                             : LANE_PROMPT;
+        enum producer_lane lane = s->slots.at[i].partition == RD_KAFKA_PARTITION_UA
+                                      ? unpartitioned_lane(t, m->key, m->key_len)
+                                      : PRODUCER_PROMPT;
         err = hand_over(s, i, lane, m->body, m->body_len, m->key, m->key_len, m->headers);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             s->stats.produced++;
@@ -1157,10 +1003,10 @@ size_t sink_in_flight(const struct sink *s)
 
 void sink_inject_fatal(struct sink *s, const char *reason)
 {
-    if (!s->producers[LANE_PROMPT].rk)
+    if (!s->producers[PRODUCER_PROMPT].rk)
         return;
     rd_kafka_resp_err_t err = rd_kafka_test_fatal_error(
-        s->producers[LANE_PROMPT].rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason);
+        s->producers[PRODUCER_PROMPT].rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason);
     if (err)
         log_warn("kafka: cannot inject fatal error: %s", rd_kafka_err2str(err));
 }
