@@ -45,6 +45,7 @@
 #include "partition.h"
 #include "producer.h"
 #include "slot.h"
+#include "topic.h"
 
 /* A record's size in a produce request beyond body and key (headers,
  * framing), estimated high so that one release never outgrows batch.size
@@ -76,36 +77,17 @@ struct log_limit {
     uint64_t left_out;
 };
 
-struct topic;
-
-struct part {
+struct gate_part {
     uint32_t in_kafka;       /* handed over, no report yet */
     enum producer_lane lane; /* whose producer has them, while in_kafka */
     uint32_t head, tail;     /* held queue, SLOT_NONE when empty */
     uint32_t requeued_tail;  /* last of the release's messages put back at the head */
 };
 
-struct topic {
-    char *name;
-    rd_kafka_topic_t *rkt[PRODUCER_LANES];
-    const struct partitioner *partitioner;
-    /* Written by the partitioner callback, possibly on a librdkafka thread. */
-    int32_t learned_cnt;
-    int32_t cnt;     /* partition count in use, 0 = not known yet */
-    int32_t n_parts; /* size of parts (never shrinks) */
-    struct part *parts;
-    uint32_t unpartitioned; /* handed over with PARTITION_UA, no report yet */
-    uint32_t held;
-    int32_t spread_next;
-    int64_t learn_due_ms;
-    bool retry_create;
-};
-
 struct sink {
     struct event_base *base;
     const struct config *cfg;
     struct sink_callbacks cb;
-    const struct partitioner *partitioner;
 
     /* Both NULL after a failed rebuild, until the retry at rebuild_due_ms. */
     struct producer producers[PRODUCER_LANES];
@@ -125,16 +107,11 @@ struct sink {
     uint32_t limbo_head, limbo_tail;
     size_t n_limbo;
 
-    struct strmap topics;       /* created (or being created) this run */
-    struct strmap handles;      /* topic name -> struct topic of the current producers */
+    struct topic_cache topics;
     struct log_limit error_log; /* producer error events */
     struct log_limit nack_log;  /* messages Kafka did not persist */
     struct sink_stats stats;
 };
-
-#define FOR_EACH_TOPIC(s, t)                                                                       \
-    for (size_t k_ = 0; k_ < (s)->handles.cap; k_++)                                               \
-        if (((t) = (s)->handles.slots[k_].key ? (s)->handles.slots[k_].value : NULL))
 
 /* Signed, since deadlines here are computed by subtraction. */
 static int64_t mono_ms(void)
@@ -198,21 +175,6 @@ static void nack_all_slots(struct sink *s)
             settle(s, i, false);
 }
 
-/* librdkafka's partitioner callback, for messages handed over
- * unpartitioned: places them as the configured partitioner would, and
- * tells the loop thread the partition count. Runs under the topic's lock,
- * on the producing thread or a librdkafka thread. */
-static int32_t partition_and_learn(const rd_kafka_topic_t *rkt, const void *key, size_t key_len,
-                                   int32_t partition_cnt, void *rkt_opaque, void *msg_opaque)
-{
-    struct topic *t = rkt_opaque;
-    __atomic_store_n(&t->learned_cnt, partition_cnt, __ATOMIC_RELEASE);
-    if (partition_spreads(t->partitioner, key, key_len))
-        return rd_kafka_msg_partitioner_random(rkt, key, key_len, partition_cnt, rkt_opaque,
-                                               msg_opaque);
-    return t->partitioner->hash(rkt, key, key_len, partition_cnt, rkt_opaque, msg_opaque);
-}
-
 static bool part_open(const struct topic *t, int32_t p)
 {
     return !t->unpartitioned && !t->parts[p].in_kafka && t->parts[p].head == SLOT_NONE;
@@ -247,8 +209,8 @@ static bool learn_count(struct topic *t)
     if (learned > t->n_parts) {
         t->parts = xrealloc(t->parts, (size_t)learned * sizeof *t->parts);
         for (int32_t p = t->n_parts; p < learned; p++)
-            t->parts[p] =
-                (struct part){.head = SLOT_NONE, .tail = SLOT_NONE, .requeued_tail = SLOT_NONE};
+            t->parts[p] = (struct gate_part){
+                .head = SLOT_NONE, .tail = SLOT_NONE, .requeued_tail = SLOT_NONE};
         t->n_parts = learned;
     }
     if (learned != t->cnt) {
@@ -312,7 +274,7 @@ static enum producer_lane unpartitioned_lane(const struct topic *t, const void *
 {
     if (t->cnt <= 0 || partition_spreads(t->partitioner, key, key_len))
         return PRODUCER_PROMPT;
-    const struct part *pt = &t->parts[partition_of_key(t->partitioner, key, key_len, t->cnt)];
+    const struct gate_part *pt = &t->parts[partition_of_key(t->partitioner, key, key_len, t->cnt)];
     return pt->in_kafka ? pt->lane : PRODUCER_PROMPT;
 }
 
@@ -329,7 +291,7 @@ static void refused(struct sink *s, uint32_t i, rd_kafka_resp_err_t err)
 
 static uint32_t held_pop(struct sink *s, struct topic *t, int32_t p)
 {
-    struct part *pt = &t->parts[p];
+    struct gate_part *pt = &t->parts[p];
     uint32_t i = pt->head;
     pt->head = s->slots.at[i].next;
     if (pt->head == SLOT_NONE)
@@ -413,7 +375,7 @@ static void limbo_add(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 {
     struct slot *sl = &s->slots.at[i];
-    struct part *pt = &sl->topic->parts[sl->partition];
+    struct gate_part *pt = &sl->topic->parts[sl->partition];
     take_back(s, i, m);
     uint32_t after = pt->requeued_tail;
     sl->next = after == SLOT_NONE ? pt->head : s->slots.at[after].next;
@@ -430,7 +392,7 @@ static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
 
 /* The producer for a partition's next release: the prompt one when at most
  * PROMPT_MAX messages wait. */
-static enum producer_lane release_lane(const struct sink *s, const struct part *pt)
+static enum producer_lane release_lane(const struct sink *s, const struct gate_part *pt)
 {
     uint32_t n = 0;
     for (uint32_t i = pt->head; i != SLOT_NONE && n <= PROMPT_MAX; i = s->slots.at[i].next)
@@ -442,7 +404,7 @@ static enum producer_lane release_lane(const struct sink *s, const struct part *
  * nothing of it is in librdkafka. */
 static void part_release(struct sink *s, struct topic *t, int32_t p)
 {
-    struct part *pt = &t->parts[p];
+    struct gate_part *pt = &t->parts[p];
     if (t->unpartitioned || pt->in_kafka || pt->head == SLOT_NONE)
         return;
     enum producer_lane lane = release_lane(s, pt);
@@ -490,7 +452,7 @@ static void gate_reported(struct sink *s, struct topic *t, int32_t p)
 static void nack_held(struct sink *s, struct topic *t, int32_t p, int64_t older_than,
                       rd_kafka_resp_err_t why)
 {
-    struct part *pt = &t->parts[p];
+    struct gate_part *pt = &t->parts[p];
     while (pt->head != SLOT_NONE && s->slots.at[pt->head].held_since_ms <= older_than)
         refused(s, held_pop(s, t, p), why);
 }
@@ -538,7 +500,7 @@ static void sweep_held(struct sink *s, bool nack_all)
     if (!s->held)
         return;
     struct topic *t;
-    FOR_EACH_TOPIC(s, t)
+    TOPIC_FOR_EACH(&s->topics, t)
     {
         if (!t->held)
             continue;
@@ -622,10 +584,7 @@ static void handle_create_topics(struct sink *s, rd_kafka_event_t *ev)
              * and are nacked. */
             log_error("kafka: cannot create topic %s: %s", name,
                       rd_kafka_topic_result_error_string(topics[i]));
-            strmap_del(&s->topics, name);
-            struct topic *t = strmap_get(&s->handles, name);
-            if (t)
-                t->retry_create = true;
+            topic_create_failed(&s->topics, name);
         }
     }
 }
@@ -696,20 +655,11 @@ static int build_producers(struct sink *s, char *err, size_t errlen)
 
 static void detach_producers(struct sink *s)
 {
-    struct topic *t;
-    FOR_EACH_TOPIC(s, t)
-    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++)
-        rd_kafka_topic_destroy(t->rkt[lane]);
+    topic_cache_drop_handles(&s->topics);
     destroy_producers(s);
     /* Only now: librdkafka's partitioner callback has the topics as its
      * opaque until the producers are gone. */
-    FOR_EACH_TOPIC(s, t)
-    {
-        free(t->name);
-        free(t->parts);
-        free(t);
-    }
-    strmap_free(&s->handles);
+    topic_cache_clear(&s->topics);
 }
 
 /* Purge whatever librdkafka holds and settle it as nacked. Held messages
@@ -782,19 +732,20 @@ struct sink *sink_new(struct event_base *base, const struct config *cfg,
     s->cb = *cb;
     slot_table_init(&s->slots);
     s->limbo_head = s->limbo_tail = SLOT_NONE;
-    s->partitioner = partition_default();
+    const struct partitioner *partitioner = partition_default();
     for (size_t i = 0; i < cfg->n_kafka_props; i++) {
         const struct kv *p = &cfg->kafka_props[i];
         if (strcmp(p->key, "partitioner"))
             continue;
-        s->partitioner = partition_find(p->value);
-        if (!s->partitioner) {
+        partitioner = partition_find(p->value);
+        if (!partitioner) {
             snprintf(err, errlen, "kafka.properties.partitioner: unknown partitioner \"%s\"",
                      p->value);
             free(s);
             return NULL;
         }
     }
+    topic_cache_init(&s->topics, cfg, partitioner, s->producers, &s->limits);
     if (pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         free(s);
@@ -829,7 +780,7 @@ void sink_free(struct sink *s)
         event_free(s->timer_ev);
     close(s->pipefd[0]);
     close(s->pipefd[1]);
-    strmap_free(&s->topics);
+    topic_cache_free(&s->topics);
     slot_table_free(&s->slots);
     free(s);
 }
@@ -846,70 +797,9 @@ void sink_abandon(struct sink *s)
     s->cb.drained(s->cb.arg);
 }
 
-static void ensure_topic(struct sink *s, const char *topic)
-{
-    if (strmap_has(&s->topics, topic))
-        return;
-    strmap_put(&s->topics, topic, NULL);
-    if (!s->cfg->auto_create_topics)
-        return;
-    char why[256], num[16];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, s->cfg->topic_partitions,
-                                                    s->cfg->replication_factor, why, sizeof why);
-    if (!nt) {
-        log_error("kafka: cannot create topic %s: %s", topic, why);
-        return;
-    }
-    snprintf(num, sizeof num, "%" PRId32, s->cfg->min_insync_replicas);
-    if (rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", num))
-        log_error("kafka: topic %s: cannot set min.insync.replicas", topic);
-    /* The result arrives on the main queue. Messages produced meanwhile wait
-     * for the topic's metadata (topic.metadata.propagation.max.ms). */
-    rd_kafka_CreateTopics(s->producers[PRODUCER_PROMPT].rk, &nt, 1, NULL,
-                          s->producers[PRODUCER_PROMPT].mainq);
-    rd_kafka_NewTopic_destroy(nt);
-}
-
 void sink_ensure_topic(struct sink *s, const char *topic)
 {
-    ensure_topic(s, topic);
-}
-
-/* The topic's state for the current producers, made on first use; NULL if
- * librdkafka refuses the name. */
-static struct topic *topic_get(struct sink *s, const char *name)
-{
-    struct topic *t = strmap_get(&s->handles, name);
-    if (t) {
-        if (t->retry_create) {
-            t->retry_create = false;
-            ensure_topic(s, name);
-        }
-        return t;
-    }
-    t = xcalloc(1, sizeof *t);
-    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++) {
-        rd_kafka_t *rk = s->producers[lane].rk;
-        rd_kafka_topic_conf_t *tconf = rd_kafka_default_topic_conf_dup(rk);
-        rd_kafka_topic_conf_set_partitioner_cb(tconf, partition_and_learn);
-        rd_kafka_topic_conf_set_opaque(tconf, t);
-        /* tconf belongs to librdkafka from here, whatever the outcome. */
-        t->rkt[lane] = rd_kafka_topic_new(rk, name, tconf);
-        if (!t->rkt[lane]) {
-            log_error("kafka: cannot use topic %s: %s", name,
-                      rd_kafka_err2str(rd_kafka_last_error()));
-            if (lane > PRODUCER_PROMPT)
-                rd_kafka_topic_destroy(t->rkt[PRODUCER_PROMPT]);
-            free(t);
-            return NULL;
-        }
-    }
-    ensure_topic(s, name);
-    t->name = xstrdup(name);
-    t->partitioner = s->partitioner;
-    t->learn_due_ms = mono_ms() + s->limits.refresh_ms;
-    strmap_put(&s->handles, name, t);
-    return t;
+    topic_ensure(&s->topics, topic);
 }
 
 /* Keep slot i's message in its partition's queue. Takes body and headers. */
@@ -917,7 +807,7 @@ static void hold(struct sink *s, uint32_t i, struct sink_msg *m)
 {
     struct slot *sl = &s->slots.at[i];
     struct topic *t = sl->topic;
-    struct part *pt = &t->parts[sl->partition];
+    struct gate_part *pt = &t->parts[sl->partition];
     sl->state = SLOT_HELD;
     sl->held_since_ms = mono_ms();
     sl->body = m->body;
@@ -938,7 +828,7 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
 {
     /* Without producers (a rebuild failed) nothing can be persisted. */
     bool producing = s->producers[PRODUCER_PROMPT].rk != NULL;
-    struct topic *t = producing ? topic_get(s, m->topic) : NULL;
+    struct topic *t = producing ? topic_get(&s->topics, m->topic) : NULL;
     uint64_t cost = slot_cost(m->body_len, m->key_len);
     uint32_t i = slot_take(&s->slots, m->tracker, m->tag, cost);
     rd_kafka_resp_err_t err = producing ? RD_KAFKA_RESP_ERR__INVALID_ARG : RD_KAFKA_RESP_ERR__FATAL;
