@@ -113,6 +113,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhopper.a | pkg-check-unit
 $(BUILD)/tests/test_confirm: ALL_LDFLAGS += -Wl,--wrap=free
 $(BUILD)/tests/test_conn: ALL_LDFLAGS += -Wl,--wrap=bufferevent_socket_new,--wrap=event_new
 $(BUILD)/tests/test_publish: ALL_LDFLAGS += -Wl,--wrap=rd_kafka_new
+$(BUILD)/tests/test_gate: ALL_LDFLAGS += -Wl,--wrap=rd_kafka_message_detach_headers
 
 # Installs missing Debian packages and fetches the Kafka jars (idempotent).
 setup:

@@ -1,6 +1,6 @@
 /* partition.h - librdkafka's partitioners by their `partitioner` property
  * names, for hopper to choose a message's partition itself (the sink's
- * partition gate, see sink.c).
+ * partition gate, see gate.c).
  *
  * The hashes are librdkafka's own (murmur2 is the Java client's), pure
  * functions of the key. Where a partitioner spreads instead (no key, or

@@ -19,7 +19,7 @@
  * wait here, in order, counted in the in-flight bound, and are nacked if
  * they wait longer than message.timeout.ms. A release of a few messages
  * goes to a producer that sends at once, a larger one to a producer that
- * lingers until it is whole. sink.c says why. */
+ * lingers until it is whole. gate.c and producer.c say why. */
 #ifndef HOPPER_SINK_H
 #define HOPPER_SINK_H
 

@@ -1,52 +1,21 @@
 /* sink.c - the Kafka producers, driven from the libevent loop (see sink.h).
  *
- * Every accepted message holds a slot in a table; the slot's index (plus
- * one) is the message's opaque, so a delivery report finds its channel's
- * confirm tracker without a per-message allocation. Slots are the unit of
- * the in-flight bound: their cost (body plus a fixed allowance for key,
- * headers and librdkafka's bookkeeping) is summed against
- * limits.max_inflight_bytes, whether the message is in librdkafka or still
- * held here.
+ * Every accepted message holds a slot in the table of messages in flight
+ * (slot.h); the slot's index (plus one) is the message's opaque, so a
+ * delivery report finds its channel's confirm tracker without a
+ * per-message allocation.
  *
- * The partition gate. librdkafka's idempotent producer stops sending a
- * partition once five of its messages are in flight (it counts messages
- * against a limit meant for requests; librdkafka PR #4989), and while it
- * is stopped, its broker thread polls with a zero timeout as soon as the
- * partition's next batch has waited linger.ms: a spin that takes the
- * brokers' CPU and makes round trips longer still (tests/bench/NOTES.md).
- * So hopper picks each message's partition itself, as the configured
- * partitioner would, and hands a partition's messages to librdkafka only
- * while none of its earlier ones are there. The rest are held here, in
- * order, and go over together, at most one request's worth, when the last
- * delivery report of the previous batch arrives. They wait no longer than
- * they would have inside librdkafka, and no batch sits expired behind a
- * request in flight.
+ * Between sink_produce and librdkafka sits the partition gate (gate.c):
+ * it picks each message's partition and holds what must wait. The gate's
+ * releases go to one of two producers, a prompt one and a batch one
+ * (producer.c says why); both are one unit for errors: a fatal error in
+ * either rebuilds both. Topics and their librdkafka handles live in the
+ * topic cache (topic.c).
  *
- * Two producers. A batch must reach librdkafka whole: if the broker thread
- * wakes on its first message and sends those, the rest sit behind that
- * request, and the spin is back. With linger.ms 0 that happens all the
- * time; with a linger the batch is whole but waits the linger, which a
- * publisher that waits for each confirm pays on every message. librdkafka
- * has no way to hand over a batch at once with headers, and linger.ms is
- * per producer. So there are two, and a release takes the one that suits
- * it. Up to PROMPT_MAX messages go to the prompt producer (linger.ms 0):
- * if the broker thread sends only the first of them, fewer than five are
- * in flight, so it sends the rest at once and never spins. Larger releases
- * go to the batch producer, whose linger.ms (1 by default) is longer than
- * handing a batch over takes. A partition is in one producer at a time
- * (its previous release has been answered), so its records stay in order.
- * Both producers are one unit for errors: a fatal error in either rebuilds
- * both.
- *
- * The partition count comes from librdkafka: a topic's first messages are
- * handed over unpartitioned and the partitioner callback that places them
- * records the count. It is learned again the same way every
- * topic.metadata.refresh.interval.ms, at a moment when nothing of the topic
- * is held (so a topic that never stops queueing notices added partitions
- * late; keys keep their old partitions meanwhile). While an unpartitioned
- * message of a topic is in librdkafka, all of the topic's partitions hold,
- * so nothing overtakes it, and it goes to the producer that has its
- * partition's messages, so it overtakes nothing either. */
+ * This file keeps what ties them together: sink_produce, the delivery
+ * reports and other events drained from both producers' main queues
+ * (signalled through a pipe, polled from a timer too), and the rebuild
+ * after a fatal error. */
 #include "sink.h"
 
 #include <errno.h>
@@ -57,55 +26,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gate.h"
 #include "log.h"
 #include "partition.h"
+#include "producer.h"
+#include "slot.h"
+#include "topic.h"
 
-/* Per-message allowance on top of body and key, so that the bound holds for
- * what a message really costs: its record headers (~500 bytes for hopper's
- * four), librdkafka's message struct (~250), its slot here (~100, twice
- * that while the table has just doubled) and, while held, the key's copy.
- * Also what bounds a flood of empty messages. */
-#define MSG_OVERHEAD 1024
-/* A record's size in a produce request beyond body and key (headers,
- * framing), estimated high so that one release never outgrows batch.size
- * and leaves in two requests. */
-#define RECORD_OVERHEAD 512
 /* Resume intake once in-flight bytes fell to this share of the bound. */
 #define RESUME_PERCENT 75
 /* Repeats of the same producer error, or of nacks for the same reason, are
  * logged at most this often; the next line says how many were left out. */
 #define ERROR_LOG_INTERVAL_S 10
-/* A keyless message goes to the first partition with nothing in
- * librdkafka among this many, looking from a rotating start. */
-#define SPREAD_SCAN 8
-#define NO_SLOT UINT32_MAX
-/* The largest release the prompt producer takes: librdkafka's idempotent
- * producer sends a partition's messages while fewer than five
- * (RD_KAFKA_IDEMP_MAX_INFLIGHT) are in flight, so a release of five or
- * fewer never waits behind its own first request. */
-#define PROMPT_MAX 5
-/* The batch producer's linger.ms unless kafka.properties sets one: more
- * than handing a batch over takes (microseconds), and the broker thread
- * wakes at millisecond granularity anyway. */
-#define BATCH_LINGER_MS "1"
 /* How often a message may go back to its partition's queue because
- * librdkafka lost the partition (requeue()) before it is nacked. */
+ * librdkafka lost the partition (gate_requeue) before it is nacked. */
 #define MAX_REQUEUES 10
-/* Producer timeouts unless kafka.properties sets them (build_producer). */
-#define REQUEST_TIMEOUT_MS "5000"
-#define SOCKET_TIMEOUT_MS "7000"
-#define METADATA_REFRESH_MS "2000"
 /* After a failed producer rebuild, the next try comes this much later;
  * publishes are nacked meanwhile. */
 #define REBUILD_RETRY_MS 1000
-
-/* The two producers (see "Two producers" above). */
-enum lane { LANE_PROMPT, LANE_BATCH, N_LANES };
-
-struct producer {
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *mainq;
-};
 
 struct log_limit {
     rd_kafka_resp_err_t err;
@@ -113,98 +51,29 @@ struct log_limit {
     uint64_t left_out;
 };
 
-enum slot_state {
-    SLOT_FREE,
-    SLOT_TAKEN,    /* accepted, not yet held or handed over */
-    SLOT_HELD,     /* waiting in its partition's queue here */
-    SLOT_IN_KAFKA, /* handed to librdkafka; a delivery report will come */
-};
-
-struct sink_topic;
-
-struct slot {
-    enum slot_state state;
-    struct confirm *tracker; /* NULL: no confirm wanted */
-    uint64_t tag;
-    uint64_t cost;
-    struct sink_topic *topic;
-    int32_t partition; /* RD_KAFKA_PARTITION_UA: handed over unpartitioned */
-    uint32_t next;     /* free list or held queue link */
-    uint8_t requeues;  /* times librdkafka lost its partition (requeue()) */
-    /* Held only: what producev will take, and since when it waits. */
-    int64_t held_since_ms;
-    void *body;
-    size_t body_len;
-    void *key; /* a copy: the caller's key lives only for the call */
-    size_t key_len;
-    rd_kafka_headers_t *headers;
-};
-
-struct part {
-    uint32_t in_kafka;      /* handed over, no report yet */
-    enum lane lane;         /* whose producer has them, while in_kafka */
-    uint32_t head, tail;    /* held queue, NO_SLOT when empty */
-    uint32_t requeued_tail; /* last of the release's messages put back at the head */
-};
-
-struct sink_topic {
-    char *name;
-    rd_kafka_topic_t *rkt[N_LANES];
-    const struct partitioner *partitioner;
-    /* Written by the partitioner callback, possibly on a librdkafka thread. */
-    int32_t learned_cnt;
-    int32_t cnt;     /* partition count in use, 0 = not known yet */
-    int32_t n_parts; /* size of parts (never shrinks) */
-    struct part *parts;
-    uint32_t unpartitioned; /* handed over with PARTITION_UA, no report yet */
-    uint32_t held;
-    int32_t spread_next;
-    int64_t learn_due_ms;
-    bool retry_create;
-};
-
 struct sink {
     struct event_base *base;
     const struct config *cfg;
     struct sink_callbacks cb;
-    const struct partitioner *partitioner;
 
     /* Both NULL after a failed rebuild, until the retry at rebuild_due_ms. */
-    struct producer producers[N_LANES];
+    struct producer producers[PRODUCER_LANES];
     int pipefd[2]; /* both producers' main queues signal it */
     struct event *pipe_ev;
     struct event *timer_ev;
     bool fatal_pending;
     int64_t rebuild_due_ms;
     /* From the producers' configuration (the same in both). */
-    uint64_t batch_bytes;
-    uint32_t batch_msgs;
-    int64_t msg_timeout_ms;
-    int64_t refresh_ms;
+    struct producer_limits limits;
 
-    struct slot *slots;
-    uint32_t n_slots; /* slots ever used (high mark) */
-    uint32_t cap_slots;
-    uint32_t free_head; /* NO_SLOT: empty */
-    size_t in_flight;
-    size_t held;
-    uint64_t bytes_in_flight;
-    /* Messages sent unpartitioned whose topic librdkafka lost before hopper
-     * knew its partition count: resent unpartitioned, in order, from the
-     * timer (limbo_retry). Linked through slot.next. */
-    uint32_t limbo_head, limbo_tail;
-    size_t n_limbo;
+    struct slot_table slots;
+    struct gate gate;
 
-    struct strmap topics;       /* created (or being created) this run */
-    struct strmap handles;      /* topic name -> struct sink_topic of the current producers */
+    struct topic_cache topics;
     struct log_limit error_log; /* producer error events */
     struct log_limit nack_log;  /* messages Kafka did not persist */
     struct sink_stats stats;
 };
-
-#define FOR_EACH_TOPIC(s, t)                                                                       \
-    for (size_t k_ = 0; k_ < (s)->handles.cap; k_++)                                               \
-        if (((t) = (s)->handles.slots[k_].key ? (s)->handles.slots[k_].value : NULL))
 
 /* Signed, since deadlines here are computed by subtraction. */
 static int64_t mono_ms(void)
@@ -237,59 +106,17 @@ static void log_nack(struct sink *s, const char *topic, int32_t partition, rd_ka
     l->left_out = 0;
 }
 
-static uint32_t slot_take(struct sink *s, struct confirm *tracker, uint64_t tag, uint64_t cost)
-{
-    uint32_t i;
-    if (s->free_head != NO_SLOT) {
-        i = s->free_head;
-        s->free_head = s->slots[i].next;
-    } else {
-        if (s->n_slots == s->cap_slots) {
-            s->cap_slots = s->cap_slots ? s->cap_slots * 2 : 1024;
-            s->slots = xrealloc(s->slots, s->cap_slots * sizeof *s->slots);
-        }
-        i = s->n_slots++;
-    }
-    s->slots[i] = (struct slot){
-        .state = SLOT_TAKEN, .tracker = tracker, .tag = tag, .cost = cost, .next = NO_SLOT};
-    s->in_flight++;
-    s->bytes_in_flight += cost;
-    return i;
-}
-
-/* Put slot i back on the free list. */
-static void slot_release(struct sink *s, uint32_t i)
-{
-    struct slot *sl = &s->slots[i];
-    s->in_flight--;
-    s->bytes_in_flight -= sl->cost;
-    sl->state = SLOT_FREE;
-    sl->tracker = NULL;
-    sl->next = s->free_head;
-    s->free_head = i;
-}
-
-/* Drop what a held slot owns (it was never handed over). */
-static void slot_free_payload(struct slot *sl)
-{
-    FREE_AND_NULL(sl->body);
-    FREE_AND_NULL(sl->key);
-    if (sl->headers)
-        rd_kafka_headers_destroy(sl->headers);
-    sl->headers = NULL;
-}
-
 /* Settle slot i with its outcome and free it. */
-static void slot_settle(struct sink *s, uint32_t i, bool ok)
+static void settle(struct sink *s, uint32_t i, bool ok)
 {
-    if (i >= s->n_slots || s->slots[i].state == SLOT_FREE) {
+    if (i >= s->slots.n_slots || s->slots.at[i].state == SLOT_FREE) {
         log_error("kafka: delivery report for unknown message %" PRIu32, i);
         return;
     }
-    struct confirm *c = s->slots[i].tracker;
-    uint64_t tag = s->slots[i].tag;
-    slot_free_payload(&s->slots[i]);
-    slot_release(s, i);
+    struct confirm *c = s->slots.at[i].tracker;
+    uint64_t tag = s->slots.at[i].tag;
+    slot_free_payload(&s->slots.at[i]);
+    slot_release(&s->slots, i);
     if (ok)
         s->stats.persisted++;
     else
@@ -305,369 +132,55 @@ static void slot_settle(struct sink *s, uint32_t i, bool ok)
  * Held messages were nacked before (purge_all), so their counts are 0. */
 static void nack_all_slots(struct sink *s)
 {
-    for (uint32_t i = 0; i < s->n_slots; i++)
-        if (s->slots[i].state != SLOT_FREE)
-            slot_settle(s, i, false);
+    for (uint32_t i = 0; i < s->slots.n_slots; i++)
+        if (s->slots.at[i].state != SLOT_FREE)
+            settle(s, i, false);
 }
 
-/* librdkafka's partitioner callback, for messages handed over
- * unpartitioned: places them as the configured partitioner would, and
- * tells the loop thread the partition count. Runs under the topic's lock,
- * on the producing thread or a librdkafka thread. */
-static int32_t partition_and_learn(const rd_kafka_topic_t *rkt, const void *key, size_t key_len,
-                                   int32_t partition_cnt, void *rkt_opaque, void *msg_opaque)
+/* gate_ops.produce: slot i's message to librdkafka, through the producer of
+ * lane. On success librdkafka owns body and headers; on failure nothing was
+ * taken. */
+static rd_kafka_resp_err_t produce(void *arg, uint32_t i, enum producer_lane lane, void *body,
+                                   size_t body_len, const void *key, size_t key_len,
+                                   rd_kafka_headers_t *headers)
 {
-    struct sink_topic *t = rkt_opaque;
-    __atomic_store_n(&t->learned_cnt, partition_cnt, __ATOMIC_RELEASE);
-    if (partition_spreads(t->partitioner, key, key_len))
-        return rd_kafka_msg_partitioner_random(rkt, key, key_len, partition_cnt, rkt_opaque,
-                                               msg_opaque);
-    return t->partitioner->hash(rkt, key, key_len, partition_cnt, rkt_opaque, msg_opaque);
-}
-
-static bool part_open(const struct sink_topic *t, int32_t p)
-{
-    return !t->unpartitioned && !t->parts[p].in_kafka && t->parts[p].head == NO_SLOT;
-}
-
-/* A keyless message: the first partition with nothing in librdkafka, from
- * a rotating start, else the one with the fewest messages there. */
-static int32_t spread_pick(struct sink_topic *t)
-{
-    int32_t best = t->spread_next % t->cnt;
-    int32_t n = t->cnt < SPREAD_SCAN ? t->cnt : SPREAD_SCAN;
-    for (int32_t k = 0; k < n; k++) {
-        int32_t p = (t->spread_next + k) % t->cnt;
-        if (part_open(t, p)) {
-            best = p;
-            break;
-        }
-        if (t->parts[p].in_kafka < t->parts[best].in_kafka)
-            best = p;
-    }
-    t->spread_next = (best + 1) % t->cnt;
-    return best;
-}
-
-/* Take the partition count librdkafka's partitioner last saw. Returns
- * false while none is known. */
-static bool learn_count(struct sink_topic *t)
-{
-    int32_t learned = __atomic_load_n(&t->learned_cnt, __ATOMIC_ACQUIRE);
-    if (learned <= 0)
-        return false;
-    if (learned > t->n_parts) {
-        t->parts = xrealloc(t->parts, (size_t)learned * sizeof *t->parts);
-        for (int32_t p = t->n_parts; p < learned; p++)
-            t->parts[p] = (struct part){.head = NO_SLOT, .tail = NO_SLOT, .requeued_tail = NO_SLOT};
-        t->n_parts = learned;
-    }
-    if (learned != t->cnt) {
-        if (t->cnt)
-            log_info("kafka: topic %s now has %" PRId32 " partitions", t->name, learned);
-        t->cnt = learned;
-    }
-    return true;
-}
-
-/* The partition for a message, or RD_KAFKA_PARTITION_UA to let librdkafka
- * place it (and learn the count). */
-static int32_t pick_partition(struct sink *s, struct sink_topic *t, const void *key, size_t key_len)
-{
-    if (!learn_count(t))
-        return RD_KAFKA_PARTITION_UA;
-    if (!t->held && !t->unpartitioned) {
-        int64_t now = mono_ms();
-        if (now >= t->learn_due_ms) {
-            t->learn_due_ms = now + s->refresh_ms;
-            return RD_KAFKA_PARTITION_UA;
-        }
-    }
-    if (partition_spreads(t->partitioner, key, key_len))
-        return spread_pick(t);
-    return partition_of_key(t->partitioner, key, key_len, t->cnt);
-}
-
-/* Hand slot i's message to librdkafka, through the producer of lane. On
- * success librdkafka owns body and headers; on failure nothing was taken. */
-static rd_kafka_resp_err_t hand_over(struct sink *s, uint32_t i, enum lane lane, void *body,
-                                     size_t body_len, const void *key, size_t key_len,
-                                     rd_kafka_headers_t *headers)
-{
-    struct slot *sl = &s->slots[i];
-    struct sink_topic *t = sl->topic;
+    struct sink *s = arg;
+    struct slot *sl = &s->slots.at[i];
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        s->producers[lane].rk, RD_KAFKA_V_RKT(t->rkt[lane]), RD_KAFKA_V_PARTITION(sl->partition),
-        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(body, body_len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_HEADERS(headers),
-        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(i + 1)), RD_KAFKA_V_END);
-    if (err)
-        return err;
-    sl->state = SLOT_IN_KAFKA;
-    s->stats.handed[lane]++;
-    if (sl->partition == RD_KAFKA_PARTITION_UA) {
-        t->unpartitioned++;
-    } else {
-        t->parts[sl->partition].in_kafka++;
-        t->parts[sl->partition].lane = lane;
-    }
-    return RD_KAFKA_RESP_ERR_NO_ERROR;
+        s->producers[lane].rk, RD_KAFKA_V_RKT(sl->topic->rkt[lane]),
+        RD_KAFKA_V_PARTITION(sl->partition), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE(body, body_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(i + 1)), RD_KAFKA_V_END);
+    if (!err)
+        s->stats.handed[lane]++;
+    return err;
 }
 
-/* The producer for a message handed over unpartitioned. When the partition
- * count is known (a relearning probe), the one that has messages in flight
- * in the partition the message will land in, unless the count changed: in
- * one producer librdkafka keeps them in order, through the other the probe
- * could overtake them. Spread messages promise no order. */
-static enum lane unpartitioned_lane(const struct sink_topic *t, const void *key, size_t key_len)
+/* librdkafka refused slot i's message for good: nack it (gate_ops.refuse
+ * too). */
+static void refused(void *arg, uint32_t i, rd_kafka_resp_err_t err)
 {
-    if (t->cnt <= 0 || partition_spreads(t->partitioner, key, key_len))
-        return LANE_PROMPT;
-    const struct part *pt = &t->parts[partition_of_key(t->partitioner, key, key_len, t->cnt)];
-    return pt->in_kafka ? pt->lane : LANE_PROMPT;
-}
-
-/* librdkafka refused slot i's message for good: nack it. */
-static void refused(struct sink *s, uint32_t i, rd_kafka_resp_err_t err)
-{
+    struct sink *s = arg;
     /* A fatal error refuses every produce until the producers are rebuilt;
      * the error event may not have been polled yet. */
     if (err == RD_KAFKA_RESP_ERR__FATAL)
         s->fatal_pending = true;
-    log_nack(s, s->slots[i].topic->name, s->slots[i].partition, err);
-    slot_settle(s, i, false);
+    log_nack(s, s->slots.at[i].topic->name, s->slots.at[i].partition, err);
+    settle(s, i, false);
 }
 
-static uint32_t held_pop(struct sink *s, struct sink_topic *t, int32_t p)
-{
-    struct part *pt = &t->parts[p];
-    uint32_t i = pt->head;
-    pt->head = s->slots[i].next;
-    if (pt->head == NO_SLOT)
-        pt->tail = NO_SLOT;
-    if (i == pt->requeued_tail)
-        pt->requeued_tail = NO_SLOT;
-    t->held--;
-    s->held--;
-    return i;
-}
-
-/* librdkafka lost track of the message's partition. A topic just created
- * can be missing from one broker's metadata for a moment, and librdkafka
- * before 2.10 then takes the topic for gone at once (it waits
- * topic.metadata.propagation.max.ms only for a topic it never saw): the
- * partition count drops to 0 and the partition's messages fail, those
- * already sent once with POSSIBLY_PERSISTED. Such a message waits in its
- * partition's queue, in order, and is handed over again, instead of being
- * nacked: for one that was in fact written this gives a duplicate, as the
- * nack would have (its publisher sends it again). */
-static bool lost_partition(rd_kafka_resp_err_t err)
-{
-    /* __DESTROY: the lost partition's queue was dropped from its broker's
-     * thread (seen in the mock-cluster test); hopper's own teardown never
-     * polls reports. */
-    return err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-           err == RD_KAFKA_RESP_ERR__DESTROY;
-}
-
-/* The partition a message reported with a lost partition waits in: its
- * own, or for one handed over unpartitioned (a relearning probe) the one
- * it would have landed in, while the count is known. UA: none (a topic
- * never seen, whose messages are nacked). */
-static int32_t requeue_partition(struct sink_topic *t, int32_t p, const rd_kafka_message_t *m)
-{
-    /* A topic's first message goes over before hopper has the count that
-     * librdkafka's partitioner saw for it: take it now. */
-    if (p != RD_KAFKA_PARTITION_UA || (t->cnt <= 0 && !learn_count(t)))
-        return p;
-    if (partition_spreads(t->partitioner, m->key, m->key_len))
-        return spread_pick(t);
-    return partition_of_key(t->partitioner, m->key, m->key_len, t->cnt);
-}
-
-/* A copy of the record key in slot sl (none for a null key). */
-static void slot_keep_key(struct slot *sl, const void *key, size_t key_len)
-{
-    if (!key)
-        return;
-    sl->key = xmalloc(key_len ? key_len : 1);
-    memcpy(sl->key, key, key_len);
-    sl->key_len = key_len;
-}
-
-/* Take slot i's message back from its report, to hand it over again:
- * librdkafka frees its payload and key with the report; the headers can be
- * taken back. */
-static void take_back(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
-{
-    struct slot *sl = &s->slots[i];
-    sl->state = SLOT_HELD;
-    sl->held_since_ms = mono_ms();
-    sl->requeues++;
-    sl->body = xmalloc(m->len ? m->len : 1);
-    memcpy(sl->body, m->payload, m->len);
-    sl->body_len = m->len;
-    slot_keep_key(sl, m->key, m->key_len);
-    rd_kafka_headers_t *headers = NULL;
-    rd_kafka_message_detach_headers((rd_kafka_message_t *)m, &headers);
-    sl->headers = headers;
-    s->stats.requeued++;
-}
-
-/* Slot i's message went unpartitioned and its topic was lost before its
- * partition count was known: it waits in the limbo list. */
-static void limbo_add(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
-{
-    take_back(s, i, m);
-    s->slots[i].next = NO_SLOT;
-    if (s->limbo_tail == NO_SLOT)
-        s->limbo_head = i;
-    else
-        s->slots[s->limbo_tail].next = i;
-    s->limbo_tail = i;
-    s->n_limbo++;
-}
-
-/* Put slot i's message, which librdkafka reported with a lost partition,
- * back into its partition's queue: after the ones of the same release put
- * back before it, before everything that waited behind the release. */
-static void requeue(struct sink *s, uint32_t i, const rd_kafka_message_t *m)
-{
-    struct slot *sl = &s->slots[i];
-    struct part *pt = &sl->topic->parts[sl->partition];
-    take_back(s, i, m);
-    uint32_t after = pt->requeued_tail;
-    sl->next = after == NO_SLOT ? pt->head : s->slots[after].next;
-    if (after == NO_SLOT)
-        pt->head = i;
-    else
-        s->slots[after].next = i;
-    if (pt->tail == after)
-        pt->tail = i;
-    pt->requeued_tail = i;
-    sl->topic->held++;
-    s->held++;
-}
-
-/* The producer for a partition's next release: the prompt one when at most
- * PROMPT_MAX messages wait. */
-static enum lane release_lane(const struct sink *s, const struct part *pt)
-{
-    uint32_t n = 0;
-    for (uint32_t i = pt->head; i != NO_SLOT && n <= PROMPT_MAX; i = s->slots[i].next)
-        n++;
-    return n <= PROMPT_MAX ? LANE_PROMPT : LANE_BATCH;
-}
-
-/* Hand partition p's held messages over, at most one request's worth, if
- * nothing of it is in librdkafka. */
-static void part_release(struct sink *s, struct sink_topic *t, int32_t p)
-{
-    struct part *pt = &t->parts[p];
-    if (t->unpartitioned || pt->in_kafka || pt->head == NO_SLOT)
-        return;
-    enum lane lane = release_lane(s, pt);
-    uint64_t bytes = 0;
-    uint32_t n = 0;
-    while (pt->head != NO_SLOT) {
-        struct slot *sl = &s->slots[pt->head];
-        uint64_t size = sl->body_len + sl->key_len + RECORD_OVERHEAD;
-        if (n && (n >= s->batch_msgs || bytes + size > s->batch_bytes))
-            break;
-        rd_kafka_resp_err_t err =
-            hand_over(s, pt->head, lane, sl->body, sl->body_len, sl->key, sl->key_len, sl->headers);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || lost_partition(err))
-            break; /* the timer tries again, within message.timeout.ms */
-        uint32_t i = held_pop(s, t, p);
-        sl = &s->slots[i];
-        FREE_AND_NULL(sl->key); /* librdkafka copied it */
-        if (err) {
-            refused(s, i, err);
-            continue;
-        }
-        sl->body = NULL;
-        sl->headers = NULL;
-        bytes += size;
-        n++;
-    }
-    if (n)
-        s->stats.batches_released++;
-}
-
-/* A report came for a message handed over to partition p (or UA). */
-static void gate_reported(struct sink *s, struct sink_topic *t, int32_t p)
-{
-    if (p == RD_KAFKA_PARTITION_UA) {
-        if (--t->unpartitioned == 0)
-            for (int32_t q = 0; q < t->n_parts; q++)
-                part_release(s, t, q);
-    } else if (--t->parts[p].in_kafka == 0) {
-        part_release(s, t, p);
-    }
-}
-
-/* Nack partition p's held messages that have waited since older_than or
- * longer. */
-static void nack_held(struct sink *s, struct sink_topic *t, int32_t p, int64_t older_than,
-                      rd_kafka_resp_err_t why)
-{
-    struct part *pt = &t->parts[p];
-    while (pt->head != NO_SLOT && s->slots[pt->head].held_since_ms <= older_than)
-        refused(s, held_pop(s, t, p), why);
-}
-
-/* Hand the limbo's messages over again, in order, while librdkafka takes
- * them; nack those that waited past the deadline (all of them when
- * older_than is INT64_MAX). */
-static void limbo_retry(struct sink *s, int64_t older_than, rd_kafka_resp_err_t why)
-{
-    while (s->limbo_head != NO_SLOT) {
-        uint32_t i = s->limbo_head;
-        struct slot *sl = &s->slots[i];
-        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-        bool late = older_than == INT64_MAX || sl->held_since_ms < older_than;
-        if (!late && s->producers[LANE_PROMPT].rk) {
-            err = hand_over(s, i, unpartitioned_lane(sl->topic, sl->key, sl->key_len), sl->body,
-                            sl->body_len, sl->key, sl->key_len, sl->headers);
-            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || lost_partition(err))
-                return; /* still lost: the next tick tries again */
-        }
-        s->limbo_head = sl->next;
-        if (s->limbo_head == NO_SLOT)
-            s->limbo_tail = NO_SLOT;
-        s->n_limbo--;
-        FREE_AND_NULL(sl->key); /* librdkafka copied it, or it is refused */
-        if (!late && !err) {
-            sl->body = NULL; /* librdkafka owns body and headers now */
-            sl->headers = NULL;
-            continue;
-        }
-        refused(s, i, late ? why : err);
-    }
-}
-
-/* Nack held messages whose wait passed message.timeout.ms (librdkafka's
- * own deadline starts again when a message is handed over), or all of
- * them; retry releases refused for a full queue. */
+/* The gate's timer work (gate_sweep), counted; nack_all before a purge. */
 static void sweep_held(struct sink *s, bool nack_all)
 {
-    int64_t older_than = nack_all ? INT64_MAX : mono_ms() - s->msg_timeout_ms;
-    rd_kafka_resp_err_t why =
-        nack_all ? RD_KAFKA_RESP_ERR__PURGE_QUEUE : RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
-    if (s->n_limbo)
-        limbo_retry(s, older_than, why);
-    if (!s->held)
-        return;
-    struct sink_topic *t;
-    FOR_EACH_TOPIC(s, t)
-    {
-        if (!t->held)
-            continue;
-        for (int32_t p = 0; p < t->n_parts; p++) {
-            nack_held(s, t, p, older_than, why);
-            part_release(s, t, p);
-        }
-    }
+    bool producing = s->producers[PRODUCER_PROMPT].rk != NULL;
+    s->stats.batches_released += gate_sweep(&s->gate, &s->topics, nack_all, producing);
+}
+
+/* Keep slot i's message in its partition's queue. Takes body and headers. */
+static void hold(struct sink *s, uint32_t i, struct sink_msg *m)
+{
+    gate_hold(&s->gate, i, m->body, m->body_len, m->key, m->key_len, m->headers);
+    s->stats.held++;
 }
 
 static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
@@ -679,37 +192,32 @@ static void handle_dr(struct sink *s, rd_kafka_event_t *ev)
         bool ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
                   rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED;
         uint32_t i = (uint32_t)((uintptr_t)m->_private - 1);
-        if (i >= s->n_slots || s->slots[i].state != SLOT_IN_KAFKA) {
+        if (i >= s->slots.n_slots || s->slots.at[i].state != SLOT_IN_KAFKA) {
             log_error("kafka: delivery report for unknown message %" PRIu32, i);
             continue;
         }
-        struct sink_topic *t = s->slots[i].topic;
-        int32_t p = s->slots[i].partition;
-        if (!ok && lost_partition(m->err) && s->slots[i].requeues < MAX_REQUEUES) {
-            int32_t q = requeue_partition(t, p, m);
-            if (q != RD_KAFKA_PARTITION_UA) {
-                s->slots[i].partition = q;
-                requeue(s, i, m);
-            } else {
-                limbo_add(s, i, m);
-            }
-            gate_reported(s, t, p);
+        struct topic *t = s->slots.at[i].topic;
+        int32_t p = s->slots.at[i].partition;
+        if (!ok && gate_lost_partition(m->err) && s->slots.at[i].requeues < MAX_REQUEUES) {
+            gate_requeue(&s->gate, i, m);
+            s->stats.requeued++;
+            s->stats.batches_released += gate_reported(&s->gate, t, p);
             continue;
         }
         if (!ok)
             log_nack(s, rd_kafka_topic_name(m->rkt), m->partition, m->err);
-        slot_settle(s, i, ok);
+        settle(s, i, ok);
         /* The partition could not be reached for message.timeout.ms: what
          * waits behind the batch would only wait as long again. */
         if (m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && p != RD_KAFKA_PARTITION_UA)
-            nack_held(s, t, p, INT64_MAX, m->err);
-        gate_reported(s, t, p);
+            gate_nack_held(&s->gate, t, p, INT64_MAX, m->err);
+        s->stats.batches_released += gate_reported(&s->gate, t, p);
     }
 }
 
-static const char *const lane_names[N_LANES] = {"prompt", "batch"};
+static const char *const lane_names[PRODUCER_LANES] = {"prompt", "batch"};
 
-static void handle_error(struct sink *s, enum lane lane, rd_kafka_event_t *ev)
+static void handle_error(struct sink *s, enum producer_lane lane, rd_kafka_event_t *ev)
 {
     rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
     if (rd_kafka_event_error_is_fatal(ev)) {
@@ -743,15 +251,12 @@ static void handle_create_topics(struct sink *s, rd_kafka_event_t *ev)
              * and are nacked. */
             log_error("kafka: cannot create topic %s: %s", name,
                       rd_kafka_topic_result_error_string(topics[i]));
-            strmap_del(&s->topics, name);
-            struct sink_topic *t = strmap_get(&s->handles, name);
-            if (t)
-                t->retry_create = true;
+            topic_create_failed(&s->topics, name);
         }
     }
 }
 
-static void handle_log(enum lane lane, rd_kafka_event_t *ev)
+static void handle_log(enum producer_lane lane, rd_kafka_event_t *ev)
 {
     const char *fac, *str;
     int level;
@@ -762,7 +267,7 @@ static void handle_log(enum lane lane, rd_kafka_event_t *ev)
                 "kafka: %s producer: %s: %s", lane_names[lane], fac, str);
 }
 
-static void drain_lane(struct sink *s, enum lane lane)
+static void drain_lane(struct sink *s, enum producer_lane lane)
 {
     rd_kafka_event_t *ev;
     while ((ev = rd_kafka_queue_poll(s->producers[lane].mainq, 0))) {
@@ -790,170 +295,38 @@ static void drain_lane(struct sink *s, enum lane lane)
  * set when the producers must be rebuilt. */
 static void drain_queue(struct sink *s)
 {
-    for (enum lane lane = 0; lane < N_LANES; lane++)
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++)
         if (s->producers[lane].mainq)
             drain_lane(s, lane);
 }
 
-static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
-                    size_t errlen)
-{
-    char why[256];
-    if (rd_kafka_conf_set(conf, key, value, why, sizeof why) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "kafka.properties.%s: %s", key, why);
-        return -1;
-    }
-    return 0;
-}
-
-/* Properties that would break "a confirm means persisted on
- * min.insync.replicas brokers" are refused, not silently overridden. */
-static int check_durability_prop(const struct kv *p, char *err, size_t errlen)
-{
-    if (!strcmp(p->key, "acks") || !strcmp(p->key, "request.required.acks")) {
-        if (strcmp(p->value, "all") != 0 && strcmp(p->value, "-1") != 0) {
-            snprintf(err, errlen, "kafka.properties.%s: hopper requires acks=all", p->key);
-            return -1;
-        }
-    } else if (!strcmp(p->key, "enable.idempotence") && strcmp(p->value, "true") != 0) {
-        snprintf(err, errlen, "kafka.properties.%s: hopper requires the idempotent producer",
-                 p->key);
-        return -1;
-    } else if (!strcmp(p->key, "transactional.id")) {
-        snprintf(err, errlen, "kafka.properties.%s: not supported", p->key);
-        return -1;
-    }
-    return 0;
-}
-
-/* A number from the producer's effective configuration. */
-static int64_t conf_number(rd_kafka_t *rk, const char *name, int64_t dflt)
-{
-    char v[32];
-    size_t n = sizeof v;
-    if (rd_kafka_conf_get(rd_kafka_conf(rk), name, v, &n) != RD_KAFKA_CONF_OK)
-        return dflt;
-    return strtoll(v, NULL, 10);
-}
-
-static rd_kafka_t *build_producer(struct sink *s, enum lane lane, char *err, size_t errlen)
-{
-    const struct config *cfg = s->cfg;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char num[32];
-    /* Our own in-flight bound is the one that pushes back on clients;
-     * librdkafka's queue limits sit above it so produce() never fills up
-     * in normal operation. */
-    uint64_t kbytes = cfg->max_inflight_bytes / 1024 * 2 + 1024;
-    if (kbytes > INT32_MAX)
-        kbytes = INT32_MAX;
-    snprintf(num, sizeof num, "%" PRIu64, kbytes);
-    if (set_prop(conf, "bootstrap.servers", cfg->bootstrap_servers, err, errlen) ||
-        set_prop(conf, "enable.idempotence", "true", err, errlen) ||
-        set_prop(conf, "acks", "all", err, errlen) ||
-        set_prop(conf, "linger.ms", BATCH_LINGER_MS, err, errlen) ||
-        /* A broker cut off from its peers holds an acks=all produce until
-         * this much has passed (the broker's own wait), one cut off from
-         * hopper until the client gives up; librdkafka's 30 s and 60 s
-         * stalled a partition for half a minute. Metadata every 2 s finds
-         * the new leader when nothing else makes librdkafka ask
-         * (tests/faults/README.md has the measurements). */
-        set_prop(conf, "request.timeout.ms", REQUEST_TIMEOUT_MS, err, errlen) ||
-        set_prop(conf, "socket.timeout.ms", SOCKET_TIMEOUT_MS, err, errlen) ||
-        set_prop(conf, "topic.metadata.refresh.interval.ms", METADATA_REFRESH_MS, err, errlen) ||
-        /* Keyless messages must reach the partitioner callback (the gate
-         * learns partition counts there); hopper spreads them itself. */
-        set_prop(conf, "sticky.partitioning.linger.ms", "0", err, errlen) ||
-        set_prop(conf, "queue.buffering.max.kbytes", num, err, errlen) ||
-        set_prop(conf, "queue.buffering.max.messages", "2000000", err, errlen) ||
-        set_prop(conf, "log.queue", "true", err, errlen))
-        goto fail;
-    snprintf(num, sizeof num, "%" PRIu32, cfg->max_message_size + (1u << 20));
-    if (set_prop(conf, "message.max.bytes", num, err, errlen))
-        goto fail;
-    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
-        const struct kv *p = &cfg->kafka_props[i];
-        if (check_durability_prop(p, err, errlen))
-            goto fail;
-        if (!strcmp(p->key, "partitioner"))
-            continue; /* hopper partitions (sink_new) */
-        if (set_prop(conf, p->key, p->value, err, errlen))
-            goto fail;
-    }
-    /* The prompt producer sends what it is given at once, whatever
-     * kafka.properties says linger.ms is (that is the batch producer's). */
-    if (lane == LANE_PROMPT && set_prop(conf, "linger.ms", "0", err, errlen))
-        goto fail;
-    rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG |
-                                       RD_KAFKA_EVENT_CREATETOPICS_RESULT);
-    char why[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-    if (!rk) {
-        snprintf(err, errlen, "kafka: %s", why);
-        goto fail;
-    }
-    /* conf now belongs to rk. */
-    rd_kafka_set_log_queue(rk, NULL);
-    s->batch_bytes = (uint64_t)conf_number(rk, "batch.size", 1000000);
-    s->batch_msgs = (uint32_t)conf_number(rk, "batch.num.messages", 10000);
-    s->msg_timeout_ms = conf_number(rk, "message.timeout.ms", 300000);
-    if (s->msg_timeout_ms <= 0) /* 0: librdkafka's "infinite" */
-        s->msg_timeout_ms = INT64_MAX / 2;
-    s->refresh_ms = conf_number(rk, "topic.metadata.refresh.interval.ms", 300000);
-    if (s->refresh_ms <= 0) /* -1: never refresh */
-        s->refresh_ms = INT64_MAX / 2;
-    return rk;
-fail:
-    rd_kafka_conf_destroy(conf);
-    return NULL;
-}
-
 static void destroy_producers(struct sink *s)
 {
-    for (enum lane lane = 0; lane < N_LANES; lane++) {
-        struct producer *p = &s->producers[lane];
-        if (!p->rk)
-            continue;
-        rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
-        rd_kafka_queue_destroy(p->mainq);
-        rd_kafka_destroy(p->rk);
-        *p = (struct producer){NULL, NULL};
-    }
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++)
+        producer_close(&s->producers[lane]);
 }
 
 /* Build both producers, their main queues signalling the pipe. On failure
  * neither exists and err says why. */
 static int build_producers(struct sink *s, char *err, size_t errlen)
 {
-    for (enum lane lane = 0; lane < N_LANES; lane++) {
-        struct producer *p = &s->producers[lane];
-        p->rk = build_producer(s, lane, err, errlen);
-        if (!p->rk) {
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++) {
+        if (producer_open(&s->producers[lane], s->cfg, lane, s->pipefd[1], &s->limits, err,
+                          errlen)) {
             destroy_producers(s);
             return -1;
         }
-        p->mainq = rd_kafka_queue_get_main(p->rk);
-        rd_kafka_queue_io_event_enable(p->mainq, s->pipefd[1], "1", 1);
     }
     return 0;
 }
 
 static void detach_producers(struct sink *s)
 {
-    struct sink_topic *t;
-    FOR_EACH_TOPIC(s, t)
-    for (enum lane lane = 0; lane < N_LANES; lane++)
-        rd_kafka_topic_destroy(t->rkt[lane]);
+    topic_cache_drop_handles(&s->topics);
     destroy_producers(s);
     /* Only now: librdkafka's partitioner callback has the topics as its
      * opaque until the producers are gone. */
-    FOR_EACH_TOPIC(s, t)
-    {
-        free(t->name);
-        free(t->parts);
-        free(t);
-    }
-    strmap_free(&s->handles);
+    topic_cache_clear(&s->topics);
 }
 
 /* Purge whatever librdkafka holds and settle it as nacked. Held messages
@@ -961,7 +334,7 @@ static void detach_producers(struct sink *s)
 static void purge_all(struct sink *s)
 {
     sweep_held(s, true);
-    for (enum lane lane = 0; lane < N_LANES; lane++)
+    for (enum producer_lane lane = 0; lane < PRODUCER_LANES; lane++)
         rd_kafka_purge(s->producers[lane].rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     drain_queue(s);
 }
@@ -973,8 +346,9 @@ static void purge_all(struct sink *s)
 static void rebuild(struct sink *s)
 {
     s->fatal_pending = false;
-    if (s->producers[LANE_PROMPT].rk) {
-        log_error("kafka: rebuilding producers, nacking %zu messages in flight", s->in_flight);
+    if (s->producers[PRODUCER_PROMPT].rk) {
+        log_error("kafka: rebuilding producers, nacking %zu messages in flight",
+                  s->slots.in_flight);
         purge_all(s);
         s->fatal_pending = false;
         detach_producers(s);
@@ -1010,7 +384,7 @@ static void on_pipe(evutil_socket_t fd, short what, void *arg)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct sink *s = arg;
-    if (!s->producers[LANE_PROMPT].rk && mono_ms() >= s->rebuild_due_ms)
+    if (!s->producers[PRODUCER_PROMPT].rk && mono_ms() >= s->rebuild_due_ms)
         rebuild(s);
     sweep_held(s, false);
     poll_and_notify(s);
@@ -1023,21 +397,23 @@ struct sink *sink_new(struct event_base *base, const struct config *cfg,
     s->base = base;
     s->cfg = cfg;
     s->cb = *cb;
-    s->free_head = NO_SLOT;
-    s->limbo_head = s->limbo_tail = NO_SLOT;
-    s->partitioner = partition_default();
+    slot_table_init(&s->slots);
+    const struct partitioner *partitioner = partition_default();
     for (size_t i = 0; i < cfg->n_kafka_props; i++) {
         const struct kv *p = &cfg->kafka_props[i];
         if (strcmp(p->key, "partitioner"))
             continue;
-        s->partitioner = partition_find(p->value);
-        if (!s->partitioner) {
+        partitioner = partition_find(p->value);
+        if (!partitioner) {
             snprintf(err, errlen, "kafka.properties.partitioner: unknown partitioner \"%s\"",
                      p->value);
             free(s);
             return NULL;
         }
     }
+    topic_cache_init(&s->topics, cfg, partitioner, s->producers, &s->limits);
+    gate_init(&s->gate, &s->slots, &s->limits,
+              &(struct gate_ops){.produce = produce, .refuse = refused, .arg = s});
     if (pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         free(s);
@@ -1072,124 +448,41 @@ void sink_free(struct sink *s)
         event_free(s->timer_ev);
     close(s->pipefd[0]);
     close(s->pipefd[1]);
-    strmap_free(&s->topics);
-    free(s->slots);
+    topic_cache_free(&s->topics);
+    slot_table_free(&s->slots);
     free(s);
 }
 
 void sink_abandon(struct sink *s)
 {
-    if (!s->in_flight)
+    if (!s->slots.in_flight)
         return;
-    log_warn("kafka: giving up on %zu messages in flight (nacked)", s->in_flight);
-    if (s->producers[LANE_PROMPT].rk)
+    log_warn("kafka: giving up on %zu messages in flight (nacked)", s->slots.in_flight);
+    if (s->producers[PRODUCER_PROMPT].rk)
         purge_all(s);
     /* Purged in-flight requests report only when their broker answers. */
     nack_all_slots(s);
     s->cb.drained(s->cb.arg);
 }
 
-static void ensure_topic(struct sink *s, const char *topic)
-{
-    if (strmap_has(&s->topics, topic))
-        return;
-    strmap_put(&s->topics, topic, NULL);
-    if (!s->cfg->auto_create_topics)
-        return;
-    char why[256], num[16];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, s->cfg->topic_partitions,
-                                                    s->cfg->replication_factor, why, sizeof why);
-    if (!nt) {
-        log_error("kafka: cannot create topic %s: %s", topic, why);
-        return;
-    }
-    snprintf(num, sizeof num, "%" PRId32, s->cfg->min_insync_replicas);
-    if (rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", num))
-        log_error("kafka: topic %s: cannot set min.insync.replicas", topic);
-    /* The result arrives on the main queue. Messages produced meanwhile wait
-     * for the topic's metadata (topic.metadata.propagation.max.ms). */
-    rd_kafka_CreateTopics(s->producers[LANE_PROMPT].rk, &nt, 1, NULL,
-                          s->producers[LANE_PROMPT].mainq);
-    rd_kafka_NewTopic_destroy(nt);
-}
-
 void sink_ensure_topic(struct sink *s, const char *topic)
 {
-    ensure_topic(s, topic);
-}
-
-/* The topic's state for the current producers, made on first use; NULL if
- * librdkafka refuses the name. */
-static struct sink_topic *topic_get(struct sink *s, const char *name)
-{
-    struct sink_topic *t = strmap_get(&s->handles, name);
-    if (t) {
-        if (t->retry_create) {
-            t->retry_create = false;
-            ensure_topic(s, name);
-        }
-        return t;
-    }
-    t = xcalloc(1, sizeof *t);
-    for (enum lane lane = 0; lane < N_LANES; lane++) {
-        rd_kafka_t *rk = s->producers[lane].rk;
-        rd_kafka_topic_conf_t *tconf = rd_kafka_default_topic_conf_dup(rk);
-        rd_kafka_topic_conf_set_partitioner_cb(tconf, partition_and_learn);
-        rd_kafka_topic_conf_set_opaque(tconf, t);
-        /* tconf belongs to librdkafka from here, whatever the outcome. */
-        t->rkt[lane] = rd_kafka_topic_new(rk, name, tconf);
-        if (!t->rkt[lane]) {
-            log_error("kafka: cannot use topic %s: %s", name,
-                      rd_kafka_err2str(rd_kafka_last_error()));
-            if (lane > LANE_PROMPT)
-                rd_kafka_topic_destroy(t->rkt[LANE_PROMPT]);
-            free(t);
-            return NULL;
-        }
-    }
-    ensure_topic(s, name);
-    t->name = xstrdup(name);
-    t->partitioner = s->partitioner;
-    t->learn_due_ms = mono_ms() + s->refresh_ms;
-    strmap_put(&s->handles, name, t);
-    return t;
-}
-
-/* Keep slot i's message in its partition's queue. Takes body and headers. */
-static void hold(struct sink *s, uint32_t i, struct sink_msg *m)
-{
-    struct slot *sl = &s->slots[i];
-    struct sink_topic *t = sl->topic;
-    struct part *pt = &t->parts[sl->partition];
-    sl->state = SLOT_HELD;
-    sl->held_since_ms = mono_ms();
-    sl->body = m->body;
-    sl->body_len = m->body_len;
-    sl->headers = m->headers;
-    slot_keep_key(sl, m->key, m->key_len);
-    if (pt->tail == NO_SLOT)
-        pt->head = i;
-    else
-        s->slots[pt->tail].next = i;
-    pt->tail = i;
-    t->held++;
-    s->held++;
-    s->stats.held++;
+    topic_ensure(&s->topics, topic);
 }
 
 enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
 {
     /* Without producers (a rebuild failed) nothing can be persisted. */
-    bool producing = s->producers[LANE_PROMPT].rk != NULL;
-    struct sink_topic *t = producing ? topic_get(s, m->topic) : NULL;
-    uint64_t cost = m->body_len + m->key_len + MSG_OVERHEAD;
-    uint32_t i = slot_take(s, m->tracker, m->tag, cost);
+    bool producing = s->producers[PRODUCER_PROMPT].rk != NULL;
+    struct topic *t = producing ? topic_get(&s->topics, m->topic) : NULL;
+    uint64_t cost = slot_cost(m->body_len, m->key_len);
+    uint32_t i = slot_take(&s->slots, m->tracker, m->tag, cost);
     rd_kafka_resp_err_t err = producing ? RD_KAFKA_RESP_ERR__INVALID_ARG : RD_KAFKA_RESP_ERR__FATAL;
     if (t) {
-        s->slots[i].topic = t;
-        s->slots[i].partition = pick_partition(s, t, m->key, m->key_len);
-        if (s->slots[i].partition != RD_KAFKA_PARTITION_UA &&
-            !part_open(t, s->slots[i].partition)) {
+        s->slots.at[i].topic = t;
+        s->slots.at[i].partition = gate_pick_partition(&s->gate, t, m->key, m->key_len);
+        if (s->slots.at[i].partition != RD_KAFKA_PARTITION_UA &&
+            !gate_open(t, s->slots.at[i].partition)) {
             hold(s, i, m);
             s->stats.produced++;
             return SINK_OK;
@@ -1197,20 +490,21 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
         /* One message to an idle partition goes at once, and so do a
          * topic's first messages (unpartitioned): a burst of those before
          * librdkafka knows the topic may spin for a round trip, once. */
-        enum lane lane = s->slots[i].partition == RD_KAFKA_PARTITION_UA
-                             ? unpartitioned_lane(t, m->key, m->key_len)
-                             : LANE_PROMPT;
-        err = hand_over(s, i, lane, m->body, m->body_len, m->key, m->key_len, m->headers);
+        enum producer_lane lane = s->slots.at[i].partition == RD_KAFKA_PARTITION_UA
+                                      ? gate_unpartitioned_lane(t, m->key, m->key_len)
+                                      : PRODUCER_PROMPT;
+        err =
+            gate_hand_over(&s->gate, i, lane, m->body, m->body_len, m->key, m->key_len, m->headers);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             s->stats.produced++;
             return SINK_OK;
         }
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             /* Give the slot back without an outcome: the caller retries. */
-            slot_release(s, i);
+            slot_release(&s->slots, i);
             return SINK_FULL;
         }
-        if (lost_partition(err) && s->slots[i].partition != RD_KAFKA_PARTITION_UA) {
+        if (gate_lost_partition(err) && s->slots.at[i].partition != RD_KAFKA_PARTITION_UA) {
             hold(s, i, m);
             s->stats.produced++;
             return SINK_OK;
@@ -1224,32 +518,32 @@ enum sink_status sink_produce(struct sink *s, struct sink_msg *m)
         refused(s, i, err);
     } else {
         log_nack(s, m->topic, RD_KAFKA_PARTITION_UA, err);
-        slot_settle(s, i, false);
+        settle(s, i, false);
     }
     return SINK_FAILED;
 }
 
 bool sink_over_limit(const struct sink *s)
 {
-    return s->bytes_in_flight >= s->cfg->max_inflight_bytes;
+    return s->slots.bytes_in_flight >= s->cfg->max_inflight_bytes;
 }
 
 bool sink_under_resume(const struct sink *s)
 {
-    return s->bytes_in_flight <= s->cfg->max_inflight_bytes / 100 * RESUME_PERCENT;
+    return s->slots.bytes_in_flight <= s->cfg->max_inflight_bytes / 100 * RESUME_PERCENT;
 }
 
 size_t sink_in_flight(const struct sink *s)
 {
-    return s->in_flight;
+    return s->slots.in_flight;
 }
 
 void sink_inject_fatal(struct sink *s, const char *reason)
 {
-    if (!s->producers[LANE_PROMPT].rk)
+    if (!s->producers[PRODUCER_PROMPT].rk)
         return;
     rd_kafka_resp_err_t err = rd_kafka_test_fatal_error(
-        s->producers[LANE_PROMPT].rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason);
+        s->producers[PRODUCER_PROMPT].rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason);
     if (err)
         log_warn("kafka: cannot inject fatal error: %s", rd_kafka_err2str(err));
 }
