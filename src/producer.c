@@ -3,11 +3,13 @@
  *
  * Two producers. A batch must reach librdkafka whole: if the broker thread
  * wakes on its first message and sends those, the rest sit behind that
- * request, and the spin is back (gate.c, "The partition gate"). With linger.ms 0 that happens all
- * the time; with a linger the batch is whole but waits the linger, which a publisher that waits for
- * each confirm pays on every message. librdkafka has no way to hand over a batch at once with
- * headers, and linger.ms is per producer. So there are two, and a release takes the one that suits
- * it (gate.c, release_lane). Up to PROMPT_MAX messages go to the prompt producer (linger.ms 0):
+ * request, and the spin is back (gate.c, "The partition gate"). With
+ * linger.ms 0 that happens all the time; with a linger the batch is whole
+ * but waits the linger, which a publisher that waits for each confirm pays
+ * on every message. librdkafka has no way to hand over a batch at once
+ * with headers, and linger.ms is per producer. So there are two, and a
+ * release takes the one that suits it (gate.c, release_lane). Up to
+ * PROMPT_MAX messages go to the prompt producer (linger.ms 0):
  * if the broker thread sends only the first of them, fewer than five are
  * in flight, so it sends the rest at once and never spins. Larger releases
  * go to the batch producer, whose linger.ms (1 by default) is longer than

@@ -45,7 +45,7 @@ SIZES = (256, 1024, 16384)
 SIZE_NAMES = {256: "256 B", 1024: "1 KiB", 16384: "16 KiB"}
 
 
-# hopper's own linger.ms (src/sink.c BATCH_LINGER_MS): the wait of a batch
+# hopper's own linger.ms (src/producer.c BATCH_LINGER_MS): the wait of a batch
 # of more than five messages; a partition's message sent while nothing of it
 # is in flight, or a release of up to five, goes at once (linger.ms 0).
 # config/hopper.yaml does not set it, so load runs use hopper's default.

@@ -15,7 +15,7 @@
 #define FAKE_SINK_SMALL_QUEUE 0x08  /* SINK_FULL past two messages in flight */
 #define FAKE_SINK_HOLD 0x10         /* keep every report until fake_sink_release */
 
-/* Every message costs its body and key plus this, as in sink.c. */
+/* Every message costs its body and key plus this, as in slot.c. */
 #define FAKE_SINK_MSG_OVERHEAD 1024
 /* The fake's own in-flight bound: a handful of messages, so that the
  * blocked / unblocked switch is reachable with small inputs. */

@@ -61,7 +61,7 @@ def test_default_exchange_routes_to_topic_named_by_routing_key(hopper, kafka, ui
 
 
 def test_keyed_records_land_in_the_java_clients_partition(hopper, kafka, uid):
-    """hopper picks partitions itself (the partition gate in sink.c): a key
+    """hopper picks partitions itself (the partition gate, gate.c): a key
     must still land where the Java client would put it."""
     exchange = "part-" + uid
     keys = ["key-%d-%s" % (i, uid) for i in range(30)]
