@@ -33,7 +33,6 @@ struct chan {
     struct confirm_owner owner; /* its outcomes come back here (publish_flush_confirms) */
     bool over_limit;            /* at max_unconfirmed: the connection stops reading */
     char last_queue[256];       /* for queue.bind etc. with an empty queue name */
-    bool active;                /* channel.flow: deliveries allowed */
     struct feed_place *placing; /* a queue.declare or bind waiting for its group's place */
     char placing_queue[256];
     amqp_method_number_t placing_method;

@@ -1,5 +1,5 @@
-/* deadletter.h - dead-lettering from Kafka-backed queues (README, "Task
- * queues").
+/* deadletter.h - dead-lettering, from Kafka-backed and transient queues
+ * (README, "Task queues").
  *
  * A message rejected or nacked without requeue from a queue declared with
  * x-dead-letter-exchange is published again, to that exchange, through the
@@ -11,12 +11,13 @@
  * rest, field for field); an expiration property moves to
  * original-expiration.
  *
- * The rejected record is done (its offset may be committed) only once
- * Kafka has persisted the dead letter; if Kafka refuses it, the record goes
- * back to its queue, redelivered. Hopper is the publisher here: it owns a
- * confirm tracker whose outcomes the server hands back like a channel's.
- * A dead-letter exchange that routes nowhere drops the message, as on
- * RabbitMQ. */
+ * Transient queues the dead letter reaches take their copies at once. The
+ * rejected record is done (its offset may be committed) only once Kafka has
+ * persisted the dead letter, if it routes to Kafka; if Kafka refuses it,
+ * the record goes back to its queue, redelivered (and a transient queue
+ * that took a copy gets another when it is dead-lettered again). Hopper is the publisher here: it
+ * owns a confirm tracker whose outcomes the server hands back like a channel's. A dead-letter
+ * exchange that routes nowhere drops the message, as on RabbitMQ. */
 #ifndef HOPPER_DEADLETTER_H
 #define HOPPER_DEADLETTER_H
 

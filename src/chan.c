@@ -17,7 +17,6 @@ struct chan *chan_new(struct conn *c, uint16_t id)
     ch->conn = c;
     ch->id = id;
     ch->state = CHAN_OPEN;
-    ch->active = true;
     return ch;
 }
 
@@ -167,12 +166,14 @@ static void handle_method(struct chan *ch, amqp_method_number_t id, void *m)
     case AMQP_CHANNEL_CLOSE_OK_METHOD:
         return; /* we sent no close: ignore */
     case AMQP_CHANNEL_FLOW_METHOD: {
-        /* Pauses deliveries (there are none without task queues). */
-        amqp_channel_flow_ok_t ok = {((amqp_channel_flow_t *)m)->active};
-        ch->active = ok.active;
+        /* As RabbitMQ 3.x: a client may not pause its deliveries this way
+         * (prefetch does that); clients test for the 540. */
+        if (!((amqp_channel_flow_t *)m)->active) {
+            conn_close(ch->conn, AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED - active=false", id);
+            return;
+        }
+        amqp_channel_flow_ok_t ok = {true};
         chan_send(ch, AMQP_CHANNEL_FLOW_OK_METHOD, &ok);
-        if (ch->active)
-            consume_conn_writable(ch->conn);
         return;
     }
     case AMQP_CHANNEL_FLOW_OK_METHOD:

@@ -172,7 +172,7 @@ static bool output_has_room(const struct conn *c)
 bool consume_can_take(const struct consumer *cons)
 {
     const struct chan *ch = cons->ch;
-    if (!usable(ch) || !ch->active || !output_has_room(ch->conn))
+    if (!usable(ch) || !output_has_room(ch->conn))
         return false;
     if (cons->no_ack)
         return true;

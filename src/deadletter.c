@@ -1,4 +1,4 @@
-/* deadletter.c - dead-lettering from Kafka-backed queues (deadletter.h).
+/* deadletter.c - dead-lettering (deadletter.h).
  *
  * The x-death bookkeeping follows RabbitMQ 3.13's rabbit_dead_letter: the
  * entry for this (queue, reason) moves to the head of the array with its
@@ -284,8 +284,10 @@ static amqp_bytes_t encode(amqp_pool_t *pool, amqp_basic_properties_t *props, si
     return (amqp_bytes_t){0, NULL};
 }
 
-/* Produce m's dead letter; false when it goes nowhere (no such exchange,
- * no route) or cannot be built: then m is simply done. */
+/* Publish m's dead letter: copies to the transient queues it reaches, a
+ * record to Kafka if it routes there. false when nothing waits for Kafka
+ * (no such exchange, no route, transient queues only) or it cannot be
+ * built: then m is simply done. */
 static bool publish(struct deadletters *d, struct feed_msg *m, const char *vhost, const char *queue,
                     amqp_bytes_t dlx, amqp_bytes_t rk, const char *reason, amqp_pool_t *pool)
 {
@@ -315,9 +317,15 @@ static bool publish(struct deadletters *d, struct feed_msg *m, const char *vhost
     if (!raw.bytes)
         return false;
 
+    bool only_memory = false;
+    if (srv->feeds) {
+        struct feed_src copy = {dlx.bytes, dlx.len, rk.bytes,    rk.len,         raw.bytes,
+                                raw.len,   m->body, m->body_len, &props->headers};
+        feeds_route_transient(srv->feeds, vhost, &copy, &only_memory);
+    }
     struct route_target target;
-    if (router_route(srv->router, vhost, dlx.bytes, dlx.len, rk.bytes, rk.len, &srv->scratch,
-                     &target) != ROUTE_OK)
+    if (only_memory || router_route(srv->router, vhost, dlx.bytes, dlx.len, rk.bytes, rk.len,
+                                    &srv->scratch, &target) != ROUTE_OK)
         return false;
     /* The record says what the dead letter was published with: the
      * dead-letter exchange and routing key, the new properties. */

@@ -100,9 +100,10 @@ struct feed {
 
     /* A transient queue: its records are published into it, not fetched. */
     bool memory;
-    bool auto_delete; /* goes with its last consumer */
-    bool deleted;     /* freed once the records its consumers hold are settled */
-    uint64_t routed;  /* the last publish it took (feeds.route_seq) */
+    bool auto_delete;  /* goes with its last consumer */
+    bool deleted;      /* freed once the records its consumers hold are settled */
+    bool dispatch_due; /* took a publish: deal to consumers (on_later) */
+    uint64_t routed;   /* the last publish it took (feeds.route_seq) */
 };
 
 struct feeds {
@@ -124,7 +125,10 @@ struct feeds {
     bool transient_over; /* at rabbit.max_transient_bytes, until back under RESUME_TRANSIENT */
     bool eased;          /* came back under: tell the server (from reap) */
     uint64_t route_seq;
-    struct event *reap_ev; /* frees deleted transient queues, outside any caller's loop */
+    /* Deals what publishes put in transient queues and frees deleted ones,
+     * outside any caller's loop: a publish can come from inside a
+     * channel's settling (dead letters), which a delivery must not touch. */
+    struct event *later_ev;
     void (*on_eased)(void *arg);
     void *eased_arg;
 };
@@ -300,10 +304,10 @@ static void release(struct feed *f, struct feed_msg *m)
             fs->transient_bytes * 100 <= fs->cfg->max_transient_bytes * RESUME_TRANSIENT) {
             fs->transient_over = false;
             fs->eased = true;
-            event_active(fs->reap_ev, 0, 0);
+            event_active(fs->later_ev, 0, 0);
         }
         if (f->deleted && !f->n_held)
-            event_active(fs->reap_ev, 0, 0);
+            event_active(fs->later_ev, 0, 0);
     }
     free(m);
 }
@@ -950,12 +954,17 @@ static void transient_gone(struct feed *f)
     while (f->n_cons)
         consume_cancelled_by_server(f->cons[f->n_cons - 1]); /* detaches it */
     feed_purge(f);
-    event_active(f->fs->reap_ev, 0, 0);
+    event_active(f->fs->later_ev, 0, 0);
 }
 
-static void on_reap(evutil_socket_t fd, short what, void *arg)
+static void on_later(evutil_socket_t fd, short what, void *arg)
 {
     struct feeds *fs = arg;
+    for (struct feed *f = fs->list; f; f = f->next) {
+        if (f->dispatch_due && !f->deleted)
+            feed_dispatch(f);
+        f->dispatch_due = false;
+    }
     for (struct feed **pp = &fs->list; *pp;) {
         struct feed *f = *pp;
         if (f->deleted && !f->n_held) {
@@ -987,7 +996,8 @@ static void push(struct feed *f, const struct feed_src *src)
     if (f->fs->transient_bytes >= f->fs->cfg->max_transient_bytes)
         f->fs->transient_over = true;
     ready_insert(f, m);
-    feed_dispatch(f);
+    f->dispatch_due = true;
+    event_active(f->fs->later_ev, 0, 0);
 }
 
 static bool push_bound(void *arg, const char *queue)
@@ -1136,8 +1146,8 @@ struct feeds *feeds_new(struct event_base *base, const struct config *cfg, struc
     fs->topo = topo;
     fs->router = router;
     fs->admin_pipe[0] = fs->admin_pipe[1] = -1;
-    fs->reap_ev = event_new(base, -1, 0, on_reap, fs);
-    if (!fs->reap_ev)
+    fs->later_ev = event_new(base, -1, 0, on_later, fs);
+    if (!fs->later_ev)
         abort(); /* as xmalloc does when memory runs out */
     /* A configured queue starts, like a declared one, where its topics end
      * when hopper first has it; later starts keep its place. */
@@ -1815,7 +1825,7 @@ void feeds_free(struct feeds *fs)
         fs->list = f->next;
         feed_free(f);
     }
-    event_free(fs->reap_ev);
+    event_free(fs->later_ev);
     if (fs->admin) {
         event_free(fs->admin_ev);
         rd_kafka_queue_io_event_enable(fs->admin_q, -1, NULL, 0);

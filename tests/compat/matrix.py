@@ -29,9 +29,8 @@ NOTES = [
     "consume step reads the scenario's queue from the group `hopper.%2F.<queue>`, which starts at the queue's "
     "declaration; an ack becomes a committed offset within `rabbit.commit_interval` (200 ms), so on hopper the "
     "step waits 1 s before its closing basic.get, and the runner checks that the group committed the end of "
-    "every partition. Transient queues (exclusive, auto-delete, non-durable, server-named) are not served yet: "
-    "basic.consume or basic.get on one closes the connection with 540; client-suite tests that use them are "
-    "classified transient-queues below.",
+    "every partition. Transient queues (exclusive, auto-delete, non-durable, server-named) are held in hopper's "
+    "memory and never reach Kafka (README: Task queues).",
 ]
 
 # hopper bugs the compat run found that the scenario no longer meets
@@ -256,9 +255,7 @@ class Report:
             a("Not run (`--no-suites`).")
         else:
             a("Each suite runs against hopper (task queues on: `--enable-rabbit`) and, as the reference, against "
-              "RabbitMQ. A failure on hopper is classified: **transient-queues** (the test consumes, gets or counts "
-              "an exclusive, auto-delete, non-durable or server-named queue: hopper answers basic.consume/get on "
-              "one with 540, it serves durable queues only so far), **not-implemented** (tx, exchange-to-exchange "
+              "RabbitMQ. A failure on hopper is classified: **not-implemented** (tx, exchange-to-exchange "
               "bindings, connection.update-secret and other methods hopper answers with 540 by design for now), "
               "**intended** (a reviewed difference, with the reason), **env** (fails on RabbitMQ as well, or needs "
               "something this machine does not have), **needs-consuming** (hopper ran with task queues off), "

@@ -76,41 +76,21 @@ NOT_RABBITMQ = ("intended", "server product is 'hopper', so the test skips its R
 PIKA = "pika acceptance (blocking adapter)"
 UNBOUND_ROUTED = ("intended", "mandatory publish to an exchange without bindings: hopper routes it to the exchange's "
                   "topic (default route), so no basic.return; RabbitMQ returns it")
-TRANSIENT_COUNT = ("transient-queues", "waits until queue.declare counts the messages published to an exclusive "
-                   "queue; hopper does not serve transient queues, so it counts 0 and the test times out (a durable "
-                   "queue counts only the records its group has fetched: a lower bound, README: Task queues)")
 # With task queues on, hopper serves durable queues from Kafka: a delivery
 # goes through Kafka and the queue's consumer group.
-DELIVERY_LATENCY = ("intended", "expects each delivery within 200 ms of its publish; on hopper the message goes "
-                    "through Kafka, and the queue's group reads a topic this very test created only after its next "
-                    "metadata refresh and rebalance (about 2 s here). The queue is durable and auto-delete, which "
-                    "hopper serves from Kafka although auto-delete queues are listed as not served yet (MATRIX.md: "
-                    "known hopper bugs)")
-GET_LATENCY = ("intended", "basic.get right after the publish (GetEmpty: expects the message GetOk left): hopper "
-               "answers basic.get from what the queue's group has fetched, get-empty until the group has joined "
-               "and fetched (the first get starts it; records still in Kafka are not counted, README: Task queues). "
-               "The queue is durable and auto-delete (MATRIX.md: known hopper bugs)")
 REVIEWED = {
     (GO, "TestIntegrationConfirm"): CONFIRM_TIMING,
     (GO, "TestIntegrationQueuePurge"): CONFIRM_TIMING,
     (GO, "TestIntegrationReturn"): ("intended", "mandatory publish to the default exchange: hopper routes it to topic "
                                     "<routing key> (default_route on), so nothing is returned; with default_route off "
                                     "it is returned 312 NO_ROUTE (the scenario's mandatory step)"),
+    (GO, "TestIntegrationQueueUnbind"): UNBOUND_ROUTED,
     (GO, "TestIntegrationRecoverNotImplemented"): NOT_RABBITMQ,
     (GO, "TestRabbitMQQueueTTLGet"): NOT_RABBITMQ,
     (GO, "TestRabbitMQQueueNackMultipleRequeue"): NOT_RABBITMQ,
-    (GO, "TestIntegrationPublishConsume"): DELIVERY_LATENCY,
-    (GO, "TestIntegrationConsumeFlow"): DELIVERY_LATENCY,
-    (GO, "TestQuickPublishConsumeBigBody"): DELIVERY_LATENCY,
-    (GO, "TestCorruptedMessageIssue7"): DELIVERY_LATENCY,
-    (GO, "TestIntegrationGetOk"): GET_LATENCY,
-    (GO, "TestIntegrationGetEmpty"): GET_LATENCY,
     ("amqplib channel/callback/connect tests", "updateSecret"): (
         "not-implemented", "connection.update-secret (RabbitMQ's extension for refreshing credentials): hopper "
         "answers 540 'unknown method'"),
-    ("amqplib channel/callback/connect tests", "sending messages send to and get from queue"): (
-        "transient-queues", "waits until queue.declare counts a message in a server-named exclusive queue, then "
-        "basic.get; hopper does not serve transient queues, so it counts 0 and the test times out"),
     # pika acceptance (only with COMPAT_PIKA_SRC): reviewed by hand on 1.4.4.
     (PIKA, "TestConnectionProperties"): ("not-implemented", "asserts the exchange_exchange_bindings capability, "
                                          "which hopper does not advertise (no exchange.bind)"),
@@ -119,12 +99,6 @@ REVIEWED = {
     (PIKA, "TestUnroutableMessageReturnedInPubackMode"): UNBOUND_ROUTED,
     (PIKA, "TestUnroutableMessagesReturnedInNonPubackMode"): UNBOUND_ROUTED,
     (PIKA, "TestConfirmDeliveryAfterUnroutableMessage"): UNBOUND_ROUTED,
-    (PIKA, "TestBasicPublishDeliveredWhenPendingUnroutable"): TRANSIENT_COUNT,
-    (PIKA, "TestQueueBindAndUnbindAndPurge"): TRANSIENT_COUNT,
-    (PIKA, "TestPublishAndConsumeWithPubacksAndQosOfOne"): TRANSIENT_COUNT,
-    (PIKA, "TestBasicPublishWithoutPubacks"): TRANSIENT_COUNT,
-    (PIKA, "TestBasicCancelWithNonAckableConsumer"): TRANSIENT_COUNT,
-    (PIKA, "TestBasicCancelWithAckableConsumer"): TRANSIENT_COUNT,
     (GO, "TestChannelExceptionWithCloseIssue43"): (
         "hopper bug", "crossing channel.close: hopper frees the channel when the client's close arrives while its "
         "own close (404) is outstanding, then takes the client's close-ok for that channel as a frame on an unopened "
@@ -134,7 +108,6 @@ REVIEWED = {
 # hopper's 540 reply texts (src/chan.c, src/consume.c, src/conn.c), as the
 # client reports them or as hopper logs "closing connection: ...".
 NOT_IMPL_TEXT = re.compile(r"NOT_IMPLEMENTED - [^\n]*")
-TRANSIENT = re.compile(r"NOT_IMPLEMENTED - queue '([^']*)' in vhost '[^']*' is transient")
 NOT_IMPL = re.compile(r"\b540\b|NOT_IMPLEMENTED|not implemented", re.I)
 
 
@@ -152,12 +125,6 @@ def classify(suite, test, rabbit_outcome):
         test.classification, test.reason = "env", "skipped or absent on RabbitMQ: " + first_line(msg)
         return
     for text in (msg, getattr(test, "hopper_log", "")):
-        m = TRANSIENT.search(text or "")
-        if m:
-            test.classification = "transient-queues"
-            test.reason = ("hopper answers 540 NOT_IMPLEMENTED: queue '%s' is transient (transient queues: "
-                           "exclusive, auto-delete, non-durable, server-named; not served yet, issue 11)" % m.group(1))
-            return
         method = not_implemented_method(text)
         if method:
             needs = method.split(".")[0] == "basic" and "needs task queues" in text

@@ -207,3 +207,37 @@ def test_full_transient_queues_block_publishers_until_consumed_and_lose_nothing(
         assert len(sent) == n
         assert [int(b.split(b":")[0]) for _, _, b in got] == list(range(n))
     assert "unblocking publishers" in h.log_text()
+
+
+def test_dead_letters_from_a_transient_queue_reach_a_transient_queue_at_once(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    x, dlx = "dl-src-" + uid, "dl-x-" + uid
+    q, dlq = "dl-q-" + uid, "dl-q-" + uid + "-dead"
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.exchange_declare(x, "fanout", auto_delete=True)
+        ch.exchange_declare(dlx, "fanout", auto_delete=True)
+        ch.queue_declare(dlq, auto_delete=True)
+        ch.queue_bind(dlq, dlx, "#")
+        ch.queue_declare(q, auto_delete=True, arguments={"x-dead-letter-exchange": dlx})
+        ch.queue_bind(q, x, "#")
+        ch.basic_publish(x, "poison", b"bad", pika.BasicProperties(expiration="60000"))
+        got = drain(ch, q, 1)
+        ch.basic_reject(got[0][0].delivery_tag, requeue=False)
+        method, props, body = ch.basic_get(dlq, auto_ack=True)  # no wait: it is there at once
+        assert body == b"bad" and method.exchange == dlx and method.routing_key == "poison"
+        death = props.headers["x-death"]
+        assert isinstance(death, list) and death[0]["queue"] == q and death[0]["reason"] == "rejected"
+        assert death[0]["count"] == 1 and death[0]["original-expiration"] == "60000"
+        assert props.expiration is None
+        assert ch.queue_declare(q, passive=True).method.message_count == 0
+
+
+def test_channel_flow_false_is_540_as_on_rabbitmq(hopper_factory):
+    h = hopper_factory(RABBIT)
+    conn = pika.BlockingConnection(pika.URLParameters(h.url))
+    ch = conn.channel()
+    ch.flow(True)  # allowed, answered with flow-ok
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        ch.flow(False)
+    assert e.value.reply_code == 540 and "active=false" in e.value.reply_text
