@@ -414,6 +414,13 @@ static bool has_vhost(const struct topology *t, const char *vhost)
     return topology_exchange(t, vhost, "") != NULL; /* every vhost has the default exchange */
 }
 
+static void log_redeclared(const char *what, const struct toporecord *r)
+{
+    log_warn("topology: %s '%s' in vhost '%s' was declared again with other properties; the "
+             "last declaration in the topology topic wins",
+             what, r->name, r->vhost);
+}
+
 static void apply_exchange(struct topostore *s, const struct toporecord *r)
 {
     struct topology *t = s->srv->topo;
@@ -430,9 +437,7 @@ static void apply_exchange(struct topostore *s, const struct toporecord *r)
     struct exchange_decl d = {r->name,        r->type,     false,  r->durable,
                               r->auto_delete, r->internal, r->args};
     if (topology_put_exchange(t, r->vhost, &d) && e)
-        log_warn("topology: exchange '%s' in vhost '%s' was declared again with other "
-                 "properties; the last declaration in the topology topic wins",
-                 r->name, r->vhost);
+        log_redeclared("exchange", r);
 }
 
 static void apply_queue(struct topostore *s, const struct toporecord *r)
@@ -452,9 +457,7 @@ static void apply_queue(struct topostore *s, const struct toporecord *r)
     }
     struct queue_decl d = {r->name, false, r->durable, false, r->auto_delete, r->args, 0};
     if (topology_put_queue(t, r->vhost, &d) && q)
-        log_warn("topology: queue '%s' in vhost '%s' was declared again with other "
-                 "properties; the last declaration in the topology topic wins",
-                 r->name, r->vhost);
+        log_redeclared("queue", r);
 }
 
 static void apply_binding(struct topostore *s, const struct toporecord *r)
