@@ -21,6 +21,7 @@ struct conn;
 struct consumer;
 struct unacked;
 struct feed_place;
+struct store_wait;
 
 enum chan_state { CHAN_OPEN, CHAN_CLOSING };
 enum chan_content { CONTENT_NONE, CONTENT_AWAIT_HEADER, CONTENT_AWAIT_BODY };
@@ -36,7 +37,8 @@ struct chan {
     struct feed_place *placing; /* a queue.declare or bind waiting for its group's place */
     char placing_queue[256];
     amqp_method_number_t placing_method;
-    bool placing_reply; /* not nowait */
+    bool placing_reply;         /* not nowait */
+    struct store_wait *storing; /* a method waiting for Kafka to persist its topology (declare.c) */
 
     /* consuming (consume.c) */
     struct consumer *consumers;

@@ -108,6 +108,8 @@ struct config {
     uint32_t commit_interval_ms;  /* default 200: acks become a commit at most this late */
     uint32_t session_timeout_ms;  /* default 10000: a crashed instance's partitions move after it */
     char *instance_id;            /* default "": static group membership when set */
+    char *topology_topic; /* default "_hopper_topology": the durable topology (topostore.h) */
+    uint32_t topology_load_timeout_ms; /* default 30000: connections wait this long for it */
 
     /* routing */
     bool default_route; /* default true */

@@ -5,7 +5,10 @@
  * A durable queue's declare-ok (and a new binding's bind-ok) waits until its
  * consumer group is placed at the ends of its topics, and the connection
  * reads no further frames meanwhile, so that what the client publishes next
- * is the queue's; purge-ok waits for Kafka the same way (ch->placing). */
+ * is the queue's; purge-ok waits for Kafka the same way (ch->placing).
+ * Before that, with task queues on, a method that makes or deletes a kept
+ * durable entity waits until Kafka has persisted its record
+ * (ch->storing, topostore.h): persist, then place, then reply. */
 #ifndef HOPPER_DECLARE_H
 #define HOPPER_DECLARE_H
 

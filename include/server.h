@@ -38,6 +38,7 @@ struct server {
     struct topology *topo;
     struct feeds *feeds;             /* task queues; NULL unless rabbit.enabled */
     struct deadletters *deadletters; /* with feeds */
+    struct topostore *store;         /* the durable topology in Kafka; with feeds */
     struct evconnlistener *listener;
 
     struct conn *conns; /* doubly linked list of live connections */

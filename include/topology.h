@@ -119,4 +119,26 @@ void topology_connection_closed(struct topology *t, uint64_t conn_id,
                                 void (*gone)(void *arg, const char *vhost, const char *queue),
                                 void *arg);
 
+/* ---- for the topology store (topostore.h) ---- */
+
+/* Whether the binding exists (args: encoded, as declare.c has them). */
+bool topology_has_binding(const struct topology *t, const char *vhost, const char *queue,
+                          const char *exchange, const char *routing_key, amqp_bytes_t args);
+
+/* Call fn for every binding in vhost whose queue is `queue` or whose
+ * exchange is `exchange` (NULL matches none). fn must not change them. */
+typedef void (*topology_binding_fn)(void *arg, const char *queue, const char *exchange,
+                                    const char *routing_key, amqp_bytes_t args);
+void topology_each_binding(const struct topology *t, const char *vhost, const char *queue,
+                           const char *exchange, topology_binding_fn fn, void *arg);
+
+/* A declaration read back from the store: the entity is made, or made to
+ * match d when it differs (the last record wins). None of the checks a
+ * client gets (passive, reserved names, exclusive owner): the hopper that
+ * wrote the record made them. A built-in exchange, a queue exclusive to a
+ * connection here, an unknown vhost or exchange type are left alone.
+ * Returns whether anything changed. */
+bool topology_put_exchange(struct topology *t, const char *vhost, const struct exchange_decl *d);
+bool topology_put_queue(struct topology *t, const char *vhost, const struct queue_decl *d);
+
 #endif

@@ -70,6 +70,7 @@ static const char *check_not_empty(const char *s);
 static const char *check_topic_prefix(const char *s);
 static const char *check_group_prefix(const char *s);
 static const char *check_instance_id(const char *s);
+static const char *check_topic(const char *s);
 
 /* Every scalar setting. docs/config-reference.md documents each one; keep
  * the two in step. Listener and Kafka client settings need a restart: the
@@ -108,6 +109,8 @@ static const struct setting settings[] = {
     INTEGER("rabbit.commit_interval", commit_interval_ms, 1, 60000, 200, true),
     INTEGER("rabbit.session_timeout", session_timeout_ms, 6000, 300000, 10000, false),
     STRING("rabbit.instance_id", instance_id, "", check_instance_id, false),
+    STRING("rabbit.topology_topic", topology_topic, "_hopper_topology", check_topic, false),
+    INTEGER("rabbit.topology_load_timeout", topology_load_timeout_ms, 0, 600000, 30000, false),
 
     BOOLEAN("default_route", default_route, true, true),
 };

@@ -11,14 +11,37 @@
 #include "log.h"
 #include "router.h"
 #include "topology.h"
+#include "topostore.h"
 
-/* A reply that waited on Kafka (placing) is no longer wanted. */
+/* A method whose reply waits until Kafka has persisted its topology
+ * records (topostore.h), and what it does then. A method that made a kept
+ * entity made it in memory at once (undone if Kafka refuses the record);
+ * one that deletes a kept entity deletes it once the tombstones are
+ * persisted. Either way the topology ends as Kafka has it. */
+struct store_wait {
+    struct chan *ch; /* NULL once the channel went away: no reply */
+    struct server *srv;
+    amqp_method_number_t id;
+    bool nowait;
+    bool made;      /* undo on failure */
+    uint32_t count; /* queue.delete-ok's message_count */
+    char vhost[256], queue[256], exchange[256], routing_key[256];
+    struct buf args;
+};
+
+/* A reply that waited on Kafka (storing or placing) is no longer wanted. */
 void declare_cancel_wait(struct chan *ch)
 {
-    if (!ch->placing)
+    if (ch->storing) {
+        /* The store answers all the same: the topology follows Kafka. */
+        ch->storing->ch = NULL;
+        ch->storing = NULL;
+    } else if (ch->placing) {
+        feeds_place_cancel(ch->placing);
+        ch->placing = NULL;
+    } else {
         return;
-    feeds_place_cancel(ch->placing);
-    ch->placing = NULL;
+    }
     ch->conn->awaiting--;
     conn_update_reading(ch->conn);
 }
@@ -50,6 +73,32 @@ static amqp_bytes_t encode_args(struct chan *ch, amqp_table_t *t)
     return out;
 }
 
+static void stored(void *arg, bool ok);
+
+/* The method's reply, and the connection's frames after it, wait for
+ * Kafka to persist its records (ch->storing); the caller then hands sw to
+ * a topostore_* write. */
+static struct store_wait *await_store(struct chan *ch, amqp_method_number_t id, bool nowait,
+                                      const char *queue, const char *exchange,
+                                      const char *routing_key, amqp_bytes_t args)
+{
+    struct conn *c = ch->conn;
+    struct store_wait *sw = xcalloc(1, sizeof *sw);
+    sw->ch = ch;
+    sw->srv = c->srv;
+    sw->id = id;
+    sw->nowait = nowait;
+    snprintf(sw->vhost, sizeof sw->vhost, "%s", c->vhost);
+    snprintf(sw->queue, sizeof sw->queue, "%s", queue ? queue : "");
+    snprintf(sw->exchange, sizeof sw->exchange, "%s", exchange ? exchange : "");
+    snprintf(sw->routing_key, sizeof sw->routing_key, "%s", routing_key ? routing_key : "");
+    buf_append(&sw->args, args.bytes, args.len);
+    ch->storing = sw;
+    c->awaiting++;
+    conn_update_reading(c);
+    return sw;
+}
+
 void declare_exchange(struct chan *ch, amqp_exchange_declare_t *m)
 {
     char name[256], type[256];
@@ -64,10 +113,28 @@ void declare_exchange(struct chan *ch, amqp_exchange_declare_t *m)
                               m->internal,
                               encode_args(ch, &m->arguments)};
     struct topo_reply r;
-    topology_declare_exchange(ch->conn->srv->topo, ch->conn->vhost, &d, &r);
-    if (reply_failed(ch, &r, AMQP_EXCHANGE_DECLARE_METHOD) || m->nowait)
+    struct server *srv = ch->conn->srv;
+    const char *vhost = ch->conn->vhost;
+    bool existed = topology_exchange(srv->topo, vhost, name) != NULL;
+    topology_declare_exchange(srv->topo, vhost, &d, &r);
+    if (reply_failed(ch, &r, AMQP_EXCHANGE_DECLARE_METHOD))
         return;
-    chan_send(ch, AMQP_EXCHANGE_DECLARE_OK_METHOD, NULL);
+    const struct exchange *e = topology_exchange(srv->topo, vhost, name);
+    if (!existed && topostore_keeps_exchange(srv->store, vhost, e)) {
+        struct store_wait *sw = await_store(ch, AMQP_EXCHANGE_DECLARE_METHOD, m->nowait, NULL, name,
+                                            NULL, amqp_empty_bytes);
+        sw->made = true;
+        topostore_put_exchange(srv->store, vhost, e, stored, sw);
+        return;
+    }
+    if (!m->nowait)
+        chan_send(ch, AMQP_EXCHANGE_DECLARE_OK_METHOD, NULL);
+}
+
+static void count_binding(void *arg, const char *queue, const char *exchange,
+                          const char *routing_key, amqp_bytes_t args)
+{
+    ++*(size_t *)arg;
 }
 
 void declare_exchange_delete(struct chan *ch, amqp_exchange_delete_t *m)
@@ -75,8 +142,20 @@ void declare_exchange_delete(struct chan *ch, amqp_exchange_delete_t *m)
     char name[256];
     if (!chan_copy_name(ch, name, m->exchange, AMQP_EXCHANGE_DELETE_METHOD))
         return;
+    struct server *srv = ch->conn->srv;
+    const char *vhost = ch->conn->vhost;
+    size_t in_use = 0;
+    if (m->if_unused)
+        topology_each_binding(srv->topo, vhost, NULL, name, count_binding, &in_use);
+    if (!in_use &&
+        topostore_keeps_exchange(srv->store, vhost, topology_exchange(srv->topo, vhost, name))) {
+        struct store_wait *sw = await_store(ch, AMQP_EXCHANGE_DELETE_METHOD, m->nowait, NULL, name,
+                                            NULL, amqp_empty_bytes);
+        topostore_delete_exchange(srv->store, vhost, name, stored, sw);
+        return;
+    }
     struct topo_reply r;
-    topology_delete_exchange(ch->conn->srv->topo, ch->conn->vhost, name, m->if_unused, &r);
+    topology_delete_exchange(srv->topo, vhost, name, m->if_unused, &r);
     if (reply_failed(ch, &r, AMQP_EXCHANGE_DELETE_METHOD) || m->nowait)
         return;
     chan_send(ch, AMQP_EXCHANGE_DELETE_OK_METHOD, NULL);
@@ -190,12 +269,23 @@ void declare_queue(struct chan *ch, amqp_queue_declare_t *m)
                            m->exclusive, m->auto_delete, encode_args(ch, &m->arguments),
                            ch->conn->id};
     struct topo_reply r;
-    topology_declare_queue(ch->conn->srv->topo, ch->conn->vhost, &d, actual, &r);
+    struct server *srv = ch->conn->srv;
+    const char *vhost = ch->conn->vhost;
+    bool existed = name[0] && topology_queue(srv->topo, vhost, name);
+    topology_declare_queue(srv->topo, vhost, &d, actual, &r);
     if (reply_failed(ch, &r, AMQP_QUEUE_DECLARE_METHOD))
         return;
     memcpy(ch->last_queue, actual, sizeof actual);
-    if (ch->conn->srv->feeds) /* a transient queue holds messages from here */
-        feeds_get(ch->conn->srv->feeds, ch->conn->vhost, actual);
+    if (srv->feeds) /* a transient queue holds messages from here */
+        feeds_get(srv->feeds, vhost, actual);
+    const struct queue *q = topology_queue(srv->topo, vhost, actual);
+    if (!existed && topostore_keeps_queue(srv->store, vhost, q)) {
+        struct store_wait *sw = await_store(ch, AMQP_QUEUE_DECLARE_METHOD, m->nowait, actual, NULL,
+                                            NULL, amqp_empty_bytes);
+        sw->made = true;
+        topostore_put_queue(srv->store, vhost, q, stored, sw);
+        return;
+    }
     if (wait_for_place(ch, actual, NULL, AMQP_QUEUE_DECLARE_METHOD, m->nowait))
         return;
     if (!m->nowait)
@@ -211,12 +301,26 @@ void declare_bind(struct chan *ch, amqp_method_number_t id, amqp_bytes_t queue,
         return;
     struct topo_reply r;
     struct conn *c = ch->conn;
+    amqp_bytes_t encoded = encode_args(ch, args);
+    bool had = topology_has_binding(c->srv->topo, c->vhost, q, x, rk, encoded);
+    bool kept = topostore_keeps_binding(c->srv->store, c->vhost, q, x);
+    if (id == AMQP_QUEUE_UNBIND_METHOD && had && kept) {
+        struct store_wait *sw = await_store(ch, id, nowait, q, x, rk, encoded);
+        topostore_put_binding(c->srv->store, c->vhost, q, x, rk, encoded, true, stored, sw);
+        return;
+    }
     if (id == AMQP_QUEUE_BIND_METHOD)
-        topology_bind(c->srv->topo, c->vhost, q, x, rk, encode_args(ch, args), c->id, &r);
+        topology_bind(c->srv->topo, c->vhost, q, x, rk, encoded, c->id, &r);
     else
-        topology_unbind(c->srv->topo, c->vhost, q, x, rk, encode_args(ch, args), c->id, &r);
+        topology_unbind(c->srv->topo, c->vhost, q, x, rk, encoded, c->id, &r);
     if (reply_failed(ch, &r, id))
         return;
+    if (id == AMQP_QUEUE_BIND_METHOD && !had && kept) {
+        struct store_wait *sw = await_store(ch, id, nowait, q, x, rk, encoded);
+        sw->made = true;
+        topostore_put_binding(c->srv->store, c->vhost, q, x, rk, encoded, false, stored, sw);
+        return;
+    }
     if (id == AMQP_QUEUE_BIND_METHOD && wait_for_place(ch, q, x, id, nowait))
         return;
     if (c->srv->feeds)
@@ -275,6 +379,13 @@ void declare_queue_delete(struct chan *ch, amqp_queue_delete_t *m)
         chan_close(ch, AMQP_PRECONDITION_FAILED, text, AMQP_QUEUE_DELETE_METHOD);
         return;
     }
+    if (topostore_keeps_queue(c->srv->store, c->vhost, queue)) {
+        struct store_wait *sw =
+            await_store(ch, AMQP_QUEUE_DELETE_METHOD, m->nowait, q, NULL, NULL, amqp_empty_bytes);
+        sw->count = count;
+        topostore_delete_queue(c->srv->store, c->vhost, q, stored, sw);
+        return;
+    }
     topology_delete_queue(c->srv->topo, c->vhost, q, c->id, &r);
     if (reply_failed(ch, &r, AMQP_QUEUE_DELETE_METHOD))
         return;
@@ -284,4 +395,107 @@ void declare_queue_delete(struct chan *ch, amqp_queue_delete_t *m)
         return;
     amqp_queue_delete_ok_t ok = {count};
     chan_send(ch, AMQP_QUEUE_DELETE_OK_METHOD, &ok);
+}
+
+/* ---- after the topology store answered ---- */
+
+static amqp_bytes_t args_of(const struct store_wait *sw)
+{
+    return (amqp_bytes_t){sw->args.len, sw->args.data};
+}
+
+/* Kafka refused a record: what the method made goes again. */
+static void undo(struct store_wait *sw)
+{
+    struct topology *t = sw->srv->topo;
+    struct topo_reply r;
+    if (sw->id == AMQP_EXCHANGE_DECLARE_METHOD)
+        topology_delete_exchange(t, sw->vhost, sw->exchange, false, &r);
+    else if (sw->id == AMQP_QUEUE_DECLARE_METHOD)
+        topology_delete_queue(t, sw->vhost, sw->queue, 0, &r);
+    else if (sw->id == AMQP_QUEUE_BIND_METHOD)
+        topology_unbind(t, sw->vhost, sw->queue, sw->exchange, sw->routing_key, args_of(sw), 0, &r);
+}
+
+/* Kafka has the records: a deletion is made here too, and the reply goes
+ * (a queue's after its placement, as without the store). */
+static void apply_stored(struct store_wait *sw)
+{
+    struct server *srv = sw->srv;
+    struct chan *ch = sw->ch;
+    struct topo_reply r;
+    amqp_method_number_t ok_id = 0;
+    void *ok = NULL;
+    amqp_queue_delete_ok_t delete_ok = {sw->count};
+    switch (sw->id) {
+    case AMQP_EXCHANGE_DECLARE_METHOD:
+        ok_id = AMQP_EXCHANGE_DECLARE_OK_METHOD;
+        break;
+    case AMQP_EXCHANGE_DELETE_METHOD:
+        topology_delete_exchange(srv->topo, sw->vhost, sw->exchange, false, &r);
+        ok_id = AMQP_EXCHANGE_DELETE_OK_METHOD;
+        break;
+    case AMQP_QUEUE_DECLARE_METHOD:
+        if (ch && wait_for_place(ch, sw->queue, NULL, sw->id, sw->nowait))
+            return;
+        if (ch && !sw->nowait)
+            declare_ok(ch, sw->queue);
+        return;
+    case AMQP_QUEUE_BIND_METHOD:
+        if (ch && wait_for_place(ch, sw->queue, sw->exchange, sw->id, sw->nowait))
+            return;
+        if (srv->feeds)
+            feeds_bindings_changed(srv->feeds, sw->vhost, sw->queue);
+        ok_id = AMQP_QUEUE_BIND_OK_METHOD;
+        break;
+    case AMQP_QUEUE_UNBIND_METHOD:
+        topology_unbind(srv->topo, sw->vhost, sw->queue, sw->exchange, sw->routing_key, args_of(sw),
+                        0, &r);
+        if (srv->feeds)
+            feeds_bindings_changed(srv->feeds, sw->vhost, sw->queue);
+        ok_id = AMQP_QUEUE_UNBIND_OK_METHOD;
+        break;
+    case AMQP_QUEUE_DELETE_METHOD:
+        topology_delete_queue(srv->topo, sw->vhost, sw->queue, 0, &r);
+        if (srv->feeds)
+            feeds_queue_deleted(srv->feeds, sw->vhost, sw->queue);
+        ok_id = AMQP_QUEUE_DELETE_OK_METHOD;
+        ok = &delete_ok;
+        break;
+    }
+    if (ch && !sw->nowait)
+        chan_send(ch, ok_id, ok);
+}
+
+static void stored(void *arg, bool ok)
+{
+    struct store_wait *sw = arg;
+    struct chan *ch = sw->ch;
+    if (ch) {
+        ch->storing = NULL;
+        ch->conn->awaiting--;
+    }
+    if (ok) {
+        apply_stored(sw);
+    } else {
+        if (sw->made)
+            undo(sw);
+        /* RabbitMQ fails a declaration its metadata store cannot write
+         * with a connection error, 541 INTERNAL_ERROR (a hard error in
+         * 0-9-1), and so does hopper: the client reconnects and declares
+         * again, which the topology allows since nothing of it was kept. */
+        if (ch) {
+            char text[700];
+            snprintf(text, sizeof text,
+                     "INTERNAL_ERROR - Kafka did not persist the topology change to %s '%s' in "
+                     "vhost '%s' (topic %s)",
+                     sw->queue[0] ? "queue" : "exchange", sw->queue[0] ? sw->queue : sw->exchange,
+                     sw->vhost, sw->srv->cfg->topology_topic);
+            conn_close(ch->conn, AMQP_INTERNAL_ERROR, text, sw->id);
+        }
+    }
+    if (ch)
+        conn_update_reading(ch->conn);
+    buf_free(&sw->args);
+    free(sw);
 }

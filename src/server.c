@@ -13,6 +13,7 @@
 #include "feed.h"
 #include "log.h"
 #include "publish.h"
+#include "topostore.h"
 
 static void on_resolved(void *arg, void *owner)
 {
@@ -68,10 +69,12 @@ static struct evconnlistener *listen_on(struct server *srv, char *err, size_t er
         snprintf(err, errlen, "listen.address %s: %s", cfg->listen_address, gai_strerror(rc));
         return NULL;
     }
-    struct evconnlistener *l =
-        evconnlistener_new_bind(srv->base, on_accept, srv,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-                                511, res->ai_addr, (int)res->ai_addrlen);
+    /* With a topology store the port is bound now (an error shows at
+     * startup) but nothing is accepted until the store is loaded. */
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+                     (srv->store ? LEV_OPT_DISABLED : 0);
+    struct evconnlistener *l = evconnlistener_new_bind(srv->base, on_accept, srv, flags, 511,
+                                                       res->ai_addr, (int)res->ai_addrlen);
     if (!l)
         snprintf(err, errlen, "cannot listen on %s:%u: %s", cfg->listen_address, cfg->listen_port,
                  strerror(errno));
@@ -79,6 +82,13 @@ static struct evconnlistener *listen_on(struct server *srv, char *err, size_t er
         evconnlistener_set_error_cb(l, on_accept_error);
     freeaddrinfo(res);
     return l;
+}
+
+/* The durable topology is loaded, or its deadline passed: clients may come. */
+static void topology_loaded(struct server *srv)
+{
+    if (!srv->draining && evconnlistener_enable(srv->listener))
+        log_error("cannot accept connections: libevent could not enable the listener");
 }
 
 struct server *server_new(struct event_base *base, struct config *cfg, char *err, size_t errlen)
@@ -95,6 +105,11 @@ struct server *server_new(struct event_base *base, struct config *cfg, char *err
     }
     struct sink_callbacks cb = {on_resolved, on_drained, srv};
     srv->sink = sink_new(base, cfg, &cb, err, errlen);
+    if (srv->sink && cfg->rabbit_enabled &&
+        !(srv->store = topostore_new(srv, topology_loaded, err, errlen))) {
+        server_free(srv);
+        return NULL;
+    }
     if (!srv->sink || !(srv->listener = listen_on(srv, err, errlen))) {
         server_free(srv);
         return NULL;
@@ -113,6 +128,7 @@ void server_free(struct server *srv)
     /* After the connections: their channels gave back what they held; the
      * dead letters not persisted go back before their feeds go. */
     deadletters_free(srv->deadletters);
+    topostore_free(srv->store);
     feeds_free(srv->feeds);
     sink_free(srv->sink);
     topology_free(srv->topo);

@@ -603,3 +603,75 @@ bool topology_queue_in_kafka(const struct queue *q)
 {
     return q && q->durable && !q->exclusive && !q->auto_delete && strncmp(q->name, "amq.gen-", 8);
 }
+
+/* ---- for the topology store ---- */
+
+bool topology_has_binding(const struct topology *t, const char *vhost_name, const char *queue,
+                          const char *exchange, const char *routing_key, amqp_bytes_t args)
+{
+    struct vhost *v = vhost(t, vhost_name);
+    return v && find_binding(v, queue, exchange, routing_key, args);
+}
+
+void topology_each_binding(const struct topology *t, const char *vhost_name, const char *queue,
+                           const char *exchange, topology_binding_fn fn, void *arg)
+{
+    struct vhost *v = vhost(t, vhost_name);
+    for (size_t i = 0; v && i < v->n_bindings; i++) {
+        const struct bound *b = &v->bindings[i];
+        if ((queue && !strcmp(b->queue, queue)) || (exchange && !strcmp(b->exchange, exchange)))
+            fn(arg, b->queue, b->exchange, b->routing_key,
+               (amqp_bytes_t){b->args.len, b->args.data});
+    }
+}
+
+static void set_args(struct buf *have, amqp_bytes_t want)
+{
+    have->len = 0;
+    buf_append(have, want.bytes, want.len);
+}
+
+bool topology_put_exchange(struct topology *t, const char *vhost_name,
+                           const struct exchange_decl *d)
+{
+    struct vhost *v = vhost(t, vhost_name);
+    int type = topology_exchange_type(d->type, strlen(d->type));
+    if (!v || type < 0 || !d->name[0])
+        return false;
+    struct exchange *e = strmap_get(&v->exchanges, d->name);
+    if (e && (e->builtin || ((int)e->type == type && e->durable == d->durable &&
+                             e->auto_delete == d->auto_delete && e->internal == d->internal &&
+                             args_equal(&e->args, d->args))))
+        return false;
+    if (!e) {
+        e = exchange_new(d->name, (enum exchange_type)type, d->durable, false);
+        strmap_put(&v->exchanges, d->name, e);
+    }
+    e->type = (enum exchange_type)type;
+    e->durable = d->durable;
+    e->auto_delete = d->auto_delete;
+    e->internal = d->internal;
+    set_args(&e->args, d->args);
+    return true;
+}
+
+bool topology_put_queue(struct topology *t, const char *vhost_name, const struct queue_decl *d)
+{
+    struct vhost *v = vhost(t, vhost_name);
+    if (!v || !d->name[0])
+        return false;
+    struct queue *q = strmap_get(&v->queues, d->name);
+    if (q && (q->exclusive || (q->durable == d->durable && q->auto_delete == d->auto_delete &&
+                               !d->exclusive && args_equal(&q->args, d->args))))
+        return false;
+    if (!q) {
+        q = xcalloc(1, sizeof *q);
+        q->name = xstrdup(d->name);
+        strmap_put(&v->queues, d->name, q);
+    }
+    q->durable = d->durable;
+    q->exclusive = false; /* the store keeps none: an exclusive queue is its connection's */
+    q->auto_delete = d->auto_delete;
+    set_args(&q->args, d->args);
+    return true;
+}
