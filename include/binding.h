@@ -42,6 +42,10 @@ bool binding_match(enum exchange_type type, const char *key, size_t key_len,
  * none) named key, or NULL. */
 const amqp_field_value_t *table_lookup(const amqp_table_t *t, const char *key);
 
+/* An integer field of any of AMQP's integer types (RabbitMQ's
+ * ?INTEGER_ARG_TYPES), as *out; false for any other type. */
+bool field_integer(const amqp_field_value_t *v, int64_t *out);
+
 /* rabbit_binary_parser's name for a field's type (rabbitmq-c's kind), as
  * RabbitMQ's messages show it: "signedint", "longstr", ... */
 const char *field_type_name(uint8_t kind);

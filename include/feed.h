@@ -64,6 +64,7 @@ struct feed_msg {
     bool redelivered;
     bool ready;                   /* on the ready list (else delivered) */
     struct feed_msg *prev, *next; /* ready list */
+    int64_t expires_at;           /* transient queues: monotonic ms it expires after, 0 never */
     uint8_t exchange_len, routing_key_len;
     size_t props_len, body_len;
     uint8_t *exchange, *routing_key; /* point into data */
@@ -84,6 +85,7 @@ struct feed_src {
     const void *body;
     size_t body_len;
     const amqp_table_t *headers;
+    const int64_t *expiration_ms; /* the expiration property, or NULL */
 };
 
 /* The registry of feeds, one per queue in use. Borrows everything. */
@@ -125,16 +127,32 @@ typedef void (*feed_purged_fn)(void *arg, uint64_t count);
 struct feed_place *feeds_purge(struct feeds *fs, const char *vhost, const char *queue,
                                feed_purged_fn done, void *arg);
 
+/* What a publish did in the transient queues. */
+struct feed_routed {
+    size_t taken;   /* queues that took a copy */
+    bool rejected;  /* a queue refused it (x-overflow reject-publish*): nack */
+    bool only_here; /* the default exchange named a transient queue: nowhere else */
+};
+
 /* A publish reaches the transient queues whose bindings match it, each
- * taking a copy; returns how many did. *only_here is set when the default
- * exchange's routing key names a transient queue: the message goes there
- * and nowhere else (not to Kafka). */
-size_t feeds_route_transient(struct feeds *fs, const char *vhost, const struct feed_src *src,
-                             bool *only_here);
+ * taking a copy (or refusing it, past x-max-length with reject-publish):
+ * the message goes there and, unless only_here, on to Kafka. */
+void feeds_route_transient(struct feeds *fs, const char *vhost, const struct feed_src *src,
+                           struct feed_routed *out);
 /* Transient queues hold rabbit.max_transient_bytes: publishers must wait. */
 bool feeds_transient_full(const struct feeds *fs);
-/* fn is called (from the loop) when they fell back under the resume mark. */
-void feeds_on_transient_eased(struct feeds *fs, void (*fn)(void *arg), void *arg);
+
+/* What the feeds need from the server, called from the loop. */
+struct feeds_hooks {
+    /* Transient queues fell back under the resume mark. */
+    void (*eased)(void *arg);
+    /* A transient queue's message expired or fell off its length limit:
+     * dead-letter it if queue says so (true: taken, settled later). */
+    bool (*dead_letter)(void *arg, struct feed_msg *m, const char *vhost, const char *queue,
+                        const char *reason);
+    void *arg;
+};
+void feeds_set_hooks(struct feeds *fs, const struct feeds_hooks *hooks);
 
 /* Consumer group of a queue: <prefix><vhost>.<queue>, where the vhost
  * keeps [A-Za-z0-9_-] and the queue [A-Za-z0-9._-]; every other byte is

@@ -136,24 +136,8 @@ static amqp_field_value_t text(amqp_bytes_t b)
 
 static int64_t integer(const amqp_field_value_t *v)
 {
-    switch (v ? v->kind : 0) {
-    case AMQP_FIELD_KIND_I8:
-        return v->value.i8;
-    case AMQP_FIELD_KIND_U8:
-        return v->value.u8;
-    case AMQP_FIELD_KIND_I16:
-        return v->value.i16;
-    case AMQP_FIELD_KIND_U16:
-        return v->value.u16;
-    case AMQP_FIELD_KIND_I32:
-        return v->value.i32;
-    case AMQP_FIELD_KIND_U32:
-        return v->value.u32;
-    case AMQP_FIELD_KIND_I64:
-        return v->value.i64;
-    default:
-        return 0;
-    }
+    int64_t n;
+    return v && field_integer(v, &n) ? n : 0;
 }
 
 struct death {
@@ -317,15 +301,15 @@ static bool publish(struct deadletters *d, struct feed_msg *m, const char *vhost
     if (!raw.bytes)
         return false;
 
-    bool only_memory = false;
+    struct feed_routed mem = {0};
     if (srv->feeds) {
-        struct feed_src copy = {dlx.bytes, dlx.len, rk.bytes,    rk.len,         raw.bytes,
-                                raw.len,   m->body, m->body_len, &props->headers};
-        feeds_route_transient(srv->feeds, vhost, &copy, &only_memory);
+        struct feed_src copy = {dlx.bytes, dlx.len, rk.bytes,    rk.len,          raw.bytes,
+                                raw.len,   m->body, m->body_len, &props->headers, NULL};
+        feeds_route_transient(srv->feeds, vhost, &copy, &mem);
     }
     struct route_target target;
-    if (only_memory || router_route(srv->router, vhost, dlx.bytes, dlx.len, rk.bytes, rk.len,
-                                    &srv->scratch, &target) != ROUTE_OK)
+    if (mem.only_here || router_route(srv->router, vhost, dlx.bytes, dlx.len, rk.bytes, rk.len,
+                                      &srv->scratch, &target) != ROUTE_OK)
         return false;
     /* The record says what the dead letter was published with: the
      * dead-letter exchange and routing key, the new properties. */

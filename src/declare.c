@@ -9,6 +9,7 @@
 #include "deadletter.h"
 #include "feed.h"
 #include "log.h"
+#include "qargs.h"
 #include "router.h"
 #include "topology.h"
 #include "topostore.h"
@@ -261,7 +262,8 @@ void declare_queue(struct chan *ch, amqp_queue_declare_t *m)
         return;
     char why[512];
     if (!m->passive &&
-        !deadletter_args_valid(&m->arguments, ch->conn->vhost, name, why, sizeof why)) {
+        (!deadletter_args_valid(&m->arguments, ch->conn->vhost, name, why, sizeof why) ||
+         !qargs_valid(&m->arguments, ch->conn->vhost, name, why, sizeof why))) {
         chan_close(ch, AMQP_PRECONDITION_FAILED, why, AMQP_QUEUE_DECLARE_METHOD);
         return;
     }

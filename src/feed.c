@@ -14,6 +14,7 @@
 #include "consume.h"
 #include "log.h"
 #include "offsets.h"
+#include "qargs.h"
 #include "record_view.h"
 #include "router.h"
 #include "topology.h"
@@ -100,10 +101,14 @@ struct feed {
 
     /* A transient queue: its records are published into it, not fetched. */
     bool memory;
-    bool auto_delete;  /* goes with its last consumer */
-    bool deleted;      /* freed once the records its consumers hold are settled */
-    bool dispatch_due; /* took a publish: deal to consumers (on_later) */
-    uint64_t routed;   /* the last publish it took (feeds.route_seq) */
+    bool auto_delete;        /* goes with its last consumer */
+    bool deleted;            /* freed once the records its consumers hold are settled */
+    bool dispatch_due;       /* took a publish: deal to consumers (on_later) */
+    uint64_t routed;         /* the last publish it took (feeds.route_seq) */
+    struct qargs args;       /* its TTL, expiry and length limits */
+    uint64_t bytes_ready;    /* bodies of the ready records (x-max-length-bytes) */
+    struct event *ttl_ev;    /* the ready head's expiry */
+    struct event *unused_ev; /* x-expires */
 };
 
 struct feeds {
@@ -129,13 +134,13 @@ struct feeds {
      * outside any caller's loop: a publish can come from inside a
      * channel's settling (dead letters), which a delivery must not touch. */
     struct event *later_ev;
-    void (*on_eased)(void *arg);
-    void *eased_arg;
+    struct feeds_hooks hooks;
 };
 
 struct group_delete;
 static struct feed *feed_find(struct feeds *fs, const char *vhost, const char *queue);
 static void feed_free(struct feed *f);
+static void expire(struct feed *f);
 static void delete_group(struct group_delete *d);
 static void group_deleted(struct group_delete *d, rd_kafka_event_t *ev);
 
@@ -327,6 +332,7 @@ static void part_drop(struct feed *f, struct fpart *p)
         else
             f->ready_tail = m->prev;
         f->n_ready--;
+        f->bytes_ready -= m->body_len;
         release(f, m);
     }
     for (struct fpart **pp = &f->parts; *pp; pp = &(*pp)->next) {
@@ -472,6 +478,7 @@ static void ready_insert(struct feed *f, struct feed_msg *m)
         f->ready_head = m;
     m->ready = true;
     f->n_ready++;
+    f->bytes_ready += m->body_len;
 }
 
 static struct feed_msg *ready_pop(struct feed *f)
@@ -487,6 +494,7 @@ static struct feed_msg *ready_pop(struct feed *f)
     m->next = m->prev = NULL;
     m->ready = false;
     f->n_ready--;
+    f->bytes_ready -= m->body_len;
     return m;
 }
 
@@ -500,6 +508,8 @@ void feed_dispatch(struct feed *f)
 {
     if (f->dispatching)
         return; /* a delivery led back here */
+    if (f->memory && f->ready_head && f->ready_head->expires_at)
+        expire(f);
     f->dispatching = true;
     while (f->ready_head && f->n_cons) {
         struct consumer *taker = NULL;
@@ -637,9 +647,11 @@ static void take_record(struct feed *f, const rd_kafka_message_t *rkm)
         return;
     }
     struct feed_src src = {
-        v.exchange,        v.exchange_len, v.routing_key,
-        v.routing_key_len, v.raw_props,    v.raw_props_len,
-        rkm->payload,      rkm->len,       NULL,
+        v.exchange,    v.exchange_len,
+        v.routing_key, v.routing_key_len,
+        v.raw_props,   v.raw_props_len,
+        rkm->payload,  rkm->len,
+        NULL,          NULL,
     };
     struct feed_msg *m = hold(f, &src);
     m->part = p;
@@ -951,10 +963,93 @@ static void transient_gone(struct feed *f)
 {
     f->deleted = true; /* first: cancelling consumers comes back to feed_detach */
     f->fs->n_memory--;
+    if (f->ttl_ev)
+        evtimer_del(f->ttl_ev);
+    if (f->unused_ev)
+        evtimer_del(f->unused_ev);
     while (f->n_cons)
         consume_cancelled_by_server(f->cons[f->n_cons - 1]); /* detaches it */
     feed_purge(f);
     event_active(f->fs->later_ev, 0, 0);
+}
+
+/* The queue deletes itself (auto-delete, x-expires), as if its owner had. */
+static void transient_delete(struct feed *f)
+{
+    const struct queue *q = topology_queue(f->fs->topo, f->vhost, f->queue);
+    struct topo_reply r;
+    topology_delete_queue(f->fs->topo, f->vhost, f->queue, q ? q->owner : 0, &r);
+    transient_gone(f);
+}
+
+static void on_unused(evutil_socket_t fd, short what, void *arg)
+{
+    struct feed *f = arg;
+    if (f->deleted || f->n_cons)
+        return; /* in use: its last consumer's going arms it again */
+    log_info("queue '%s' in vhost '%s': unused for x-expires (%" PRId64 " ms), deleted", f->queue,
+             f->vhost, f->args.expires_ms);
+    transient_delete(f);
+}
+
+/* x-expires: the queue goes once this long unused (no consumer, no
+ * declare, get or other method naming it). */
+static void arm_unused(struct feed *f)
+{
+    if (!f->memory || f->deleted || f->args.expires_ms <= 0)
+        return;
+    if (!f->unused_ev)
+        f->unused_ev = evtimer_new(f->fs->base, on_unused, f);
+    struct timeval tv = {f->args.expires_ms / 1000, f->args.expires_ms % 1000 * 1000};
+    if (!f->unused_ev || evtimer_add(f->unused_ev, &tv))
+        log_error("queue '%s': cannot arm its x-expires timer", f->queue);
+}
+
+/* A message leaves a transient queue unconsumed (expired, over its
+ * length): dead-lettered if the queue says so, else gone. */
+static void discard(struct feed *f, struct feed_msg *m, const char *reason)
+{
+    const struct feeds_hooks *h = &f->fs->hooks;
+    if (!h->dead_letter || !h->dead_letter(h->arg, m, f->vhost, f->queue, reason))
+        feed_done(m);
+}
+
+static void on_ttl(evutil_socket_t fd, short what, void *arg);
+
+/* Expired messages at the head go (as RabbitMQ's classic queues expire
+ * them: from the head, so one with a long expiration holds back shorter
+ * ones behind it); the timer waits for the next head's expiry. */
+static void expire(struct feed *f)
+{
+    int64_t now = (int64_t)monotonic_ms();
+    while (f->ready_head && f->ready_head->expires_at && f->ready_head->expires_at < now)
+        discard(f, ready_pop(f), "expired");
+    const struct feed_msg *h = f->ready_head;
+    if (!h || !h->expires_at || f->deleted) {
+        if (f->ttl_ev)
+            evtimer_del(f->ttl_ev);
+        return;
+    }
+    if (!f->ttl_ev)
+        f->ttl_ev = evtimer_new(f->fs->base, on_ttl, f);
+    int64_t wait = h->expires_at - now + 1;
+    struct timeval tv = {wait / 1000, wait % 1000 * 1000};
+    if (!f->ttl_ev || evtimer_add(f->ttl_ev, &tv))
+        log_error("queue '%s': cannot arm its message TTL timer", f->queue);
+}
+
+static void on_ttl(evutil_socket_t fd, short what, void *arg)
+{
+    expire(arg);
+}
+
+/* Over x-max-length or x-max-length-bytes with `more` messages of `bytes`
+ * added. */
+static bool too_long(const struct feed *f, size_t more, uint64_t bytes)
+{
+    return (f->args.max_length >= 0 && f->n_ready + more > (uint64_t)f->args.max_length) ||
+           (f->args.max_length_bytes >= 0 &&
+            f->bytes_ready + bytes > (uint64_t)f->args.max_length_bytes);
 }
 
 static void on_later(evutil_socket_t fd, short what, void *arg)
@@ -976,8 +1071,8 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
     }
     if (fs->eased) {
         fs->eased = false;
-        if (fs->on_eased)
-            fs->on_eased(fs->eased_arg);
+        if (fs->hooks.eased)
+            fs->hooks.eased(fs->hooks.arg);
     }
 }
 
@@ -985,19 +1080,43 @@ struct route {
     struct feeds *fs;
     const char *vhost;
     const struct feed_src *src;
-    size_t taken;
+    struct feed_routed *out;
 };
 
-/* Put a copy of the message in f, for its consumers. */
-static void push(struct feed *f, const struct feed_src *src)
+/* Put a copy of the message in f, for its consumers. Returns false when
+ * f refuses it (x-overflow reject-publish, reject-publish-dlx). */
+static bool push(struct feed *f, const struct feed_src *src)
 {
+    if (f->args.overflow != OVERFLOW_DROP_HEAD && too_long(f, 1, src->body_len)) {
+        if (f->args.overflow == OVERFLOW_REJECT_PUBLISH_DLX)
+            discard(f, hold(f, src), "maxlen");
+        return false;
+    }
     struct feed_msg *m = hold(f, src);
+    int64_t ttl = f->args.message_ttl_ms;
+    if (src->expiration_ms && (ttl < 0 || *src->expiration_ms < ttl))
+        ttl = *src->expiration_ms;
+    if (ttl >= 0)
+        m->expires_at = (int64_t)monotonic_ms() + ttl;
     f->fs->transient_bytes += msg_cost(m);
     if (f->fs->transient_bytes >= f->fs->cfg->max_transient_bytes)
         f->fs->transient_over = true;
     ready_insert(f, m);
+    while (too_long(f, 0, 0))
+        discard(f, ready_pop(f), "maxlen"); /* drop-head */
+    if (ttl >= 0)
+        expire(f);
     f->dispatch_due = true;
     event_active(f->fs->later_ev, 0, 0);
+    return true;
+}
+
+static void push_counted(struct feed *f, const struct feed_src *src, struct feed_routed *out)
+{
+    if (push(f, src))
+        out->taken++;
+    else
+        out->rejected = true;
 }
 
 static bool push_bound(void *arg, const char *queue)
@@ -1007,38 +1126,36 @@ static bool push_bound(void *arg, const char *queue)
     /* One copy per queue, however many of its bindings match. */
     if (f && f->memory && f->routed != r->fs->route_seq) {
         f->routed = r->fs->route_seq;
-        push(f, r->src);
-        r->taken++;
+        push_counted(f, r->src, r->out);
     }
     return true;
 }
 
-size_t feeds_route_transient(struct feeds *fs, const char *vhost, const struct feed_src *src,
-                             bool *only_here)
+void feeds_route_transient(struct feeds *fs, const char *vhost, const struct feed_src *src,
+                           struct feed_routed *out)
 {
-    *only_here = false;
+    *out = (struct feed_routed){0};
     if (!fs->n_memory)
-        return 0;
+        return;
     if (src->exchange_len == 0) {
         /* The default exchange: the queue its routing key names. */
         char name[256];
         if (src->routing_key_len > 255)
-            return 0;
+            return;
         memcpy(name, src->routing_key, src->routing_key_len);
         name[src->routing_key_len] = '\0';
         struct feed *f = feed_find(fs, vhost, name);
         if (!f || !f->memory)
-            return 0;
-        push(f, src);
-        *only_here = true;
-        return 1;
+            return;
+        push_counted(f, src, out);
+        out->only_here = true;
+        return;
     }
-    struct route r = {fs, vhost, src, 0};
+    struct route r = {fs, vhost, src, out};
     fs->route_seq++;
     topology_route(fs->topo, vhost, (const char *)src->exchange, src->exchange_len,
                    (const char *)src->routing_key, src->routing_key_len, src->headers, push_bound,
                    &r);
-    return r.taken;
 }
 
 bool feeds_transient_full(const struct feeds *fs)
@@ -1046,10 +1163,9 @@ bool feeds_transient_full(const struct feeds *fs)
     return fs->transient_over;
 }
 
-void feeds_on_transient_eased(struct feeds *fs, void (*fn)(void *arg), void *arg)
+void feeds_set_hooks(struct feeds *fs, const struct feeds_hooks *hooks)
 {
-    fs->on_eased = fn;
-    fs->eased_arg = arg;
+    fs->hooks = *hooks;
 }
 
 /* ---- consumers ---- */
@@ -1076,12 +1192,11 @@ void feed_detach(struct feed *f, struct consumer *c)
     }
     if (f->rr >= f->n_cons)
         f->rr = 0;
-    if (f->memory && f->auto_delete && !f->n_cons && !f->deleted) {
-        /* RabbitMQ's auto-delete: the queue goes with its last consumer. */
-        const struct queue *q = topology_queue(f->fs->topo, f->vhost, f->queue);
-        struct topo_reply r;
-        topology_delete_queue(f->fs->topo, f->vhost, f->queue, q ? q->owner : 0, &r);
-        transient_gone(f);
+    if (f->memory && !f->n_cons && !f->deleted) {
+        if (f->auto_delete)
+            transient_delete(f); /* RabbitMQ's auto-delete: with its last consumer */
+        else
+            arm_unused(f);
     }
 }
 
@@ -1118,6 +1233,8 @@ struct feed_msg *feed_take(struct feed *f)
 {
     if (!start(f))
         return NULL;
+    if (f->memory && f->ready_head && f->ready_head->expires_at)
+        expire(f);
     struct feed_msg *m = ready_pop(f);
     if (m)
         note_delivered(m);
@@ -1160,6 +1277,10 @@ struct feeds *feeds_new(struct event_base *base, const struct config *cfg, struc
 static void feed_free(struct feed *f)
 {
     stop(f);
+    if (f->ttl_ev)
+        event_free(f->ttl_ev);
+    if (f->unused_ev)
+        event_free(f->unused_ev);
     while (f->ready_head)
         free(ready_pop(f));
     struct fpart *lists[] = {f->parts, f->orphans};
@@ -1188,6 +1309,21 @@ static struct feed *feed_find(struct feeds *fs, const char *vhost, const char *q
     return NULL;
 }
 
+/* A transient queue's TTL, expiry and length limits, from the arguments
+ * queue.declare checked (qargs.h). */
+static void transient_args(struct feed *f, const struct queue *q)
+{
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 1024);
+    amqp_table_t args = {0, NULL};
+    size_t off = 0;
+    if (q->args.len &&
+        amqp_decode_table((amqp_bytes_t){q->args.len, q->args.data}, &pool, &args, &off) != 0)
+        args = (amqp_table_t){0, NULL};
+    qargs_parse(&args, &f->args);
+    empty_amqp_pool(&pool);
+}
+
 struct feed *feeds_get(struct feeds *fs, const char *vhost, const char *queue)
 {
     const struct queue *q = topology_queue(fs->topo, vhost, queue);
@@ -1197,17 +1333,26 @@ struct feed *feeds_get(struct feeds *fs, const char *vhost, const char *queue)
         /* A durable queue deleted, then declared again as a transient one. */
         f->memory = true;
         f->auto_delete = q->auto_delete;
+        transient_args(f, q);
         fs->n_memory++;
     }
-    if (f)
+    if (f) {
+        if (!f->n_cons)
+            arm_unused(f); /* named by a method: used */
         return f;
+    }
     f = xcalloc(1, sizeof *f);
     f->fs = fs;
     f->vhost = xstrdup(vhost);
     f->queue = xstrdup(queue);
     f->memory = memory;
     f->auto_delete = memory && q->auto_delete;
-    fs->n_memory += memory;
+    f->args = (struct qargs){-1, -1, -1, -1, OVERFLOW_DROP_HEAD};
+    if (memory) {
+        transient_args(f, q);
+        fs->n_memory++;
+        arm_unused(f);
+    }
     f->pipefd[0] = f->pipefd[1] = -1;
     feed_group_name(fs->cfg->group_prefix, vhost, queue, &f->group);
     for (size_t i = 0; i < fs->cfg->n_queues; i++)

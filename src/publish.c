@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "feed.h"
 #include "log.h"
+#include "qargs.h"
 #include "record.h"
 #include "router.h"
 #include "wire.h"
@@ -171,11 +172,10 @@ bool publish_retry_parked(struct chan *ch)
     return true;
 }
 
-/* The transient queues (feed.h) the publish reaches take their copies;
- * returns how many. *only_memory: the default exchange named one, and the
- * message goes nowhere else. */
-static size_t to_transient_queues(struct chan *ch, const amqp_basic_properties_t *props,
-                                  bool *only_memory)
+/* The transient queues (feed.h) the publish reaches take their copies.
+ * expiration: the message's, checked, or NULL. */
+static void to_transient_queues(struct chan *ch, const amqp_basic_properties_t *props,
+                                const int64_t *expiration, struct feed_routed *out)
 {
     struct conn *c = ch->conn;
     struct feed_src src = {
@@ -188,8 +188,9 @@ static size_t to_transient_queues(struct chan *ch, const amqp_basic_properties_t
         ch->body,
         ch->body_size,
         props->_flags & AMQP_BASIC_HEADERS_FLAG ? &props->headers : NULL,
+        expiration,
     };
-    return feeds_route_transient(c->srv->feeds, c->vhost, &src, only_memory);
+    feeds_route_transient(c->srv->feeds, c->vhost, &src, out);
 }
 
 static void complete_publish(struct chan *ch)
@@ -204,26 +205,36 @@ static void complete_publish(struct chan *ch)
                    AMQP_BASIC_PUBLISH_METHOD);
         return;
     }
+    int64_t ttl;
+    char text[400];
+    bool expires = props->_flags & AMQP_BASIC_EXPIRATION_FLAG;
+    if (expires && !qargs_expiration(props->expiration, &ttl, text, sizeof text)) {
+        publish_discard(ch);
+        chan_close(ch, AMQP_PRECONDITION_FAILED, text, AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
     srv->stats.published++;
     uint64_t tag = ch->confirm ? confirm_next(ch->confirm) : 0;
-    size_t in_memory = 0;
-    bool only_memory = false;
+    struct feed_routed mem = {0};
     if (srv->feeds)
-        in_memory = to_transient_queues(ch, props, &only_memory);
+        to_transient_queues(ch, props, expires ? &ttl : NULL, &mem);
+    bool in_memory = mem.taken || mem.rejected;
     struct buf *scratch = &srv->scratch;
     struct route_target target;
     enum route_status rs =
-        only_memory ? ROUTE_UNROUTABLE
-                    : router_route(srv->router, c->vhost, ch->exchange, ch->exchange_len,
-                                   ch->routing_key, ch->routing_key_len, scratch, &target);
+        mem.only_here ? ROUTE_UNROUTABLE
+                      : router_route(srv->router, c->vhost, ch->exchange, ch->exchange_len,
+                                     ch->routing_key, ch->routing_key_len, scratch, &target);
     if (rs == ROUTE_UNROUTABLE) {
         if (!in_memory && ch->mandatory)
             send_return(ch, props);
         else if (!in_memory)
             srv->stats.unroutable_dropped++;
         /* RabbitMQ acks unroutable messages, and transient ones once
-         * queued: there is nothing to persist. */
-        if (ch->confirm && !confirm_resolve(ch->confirm, tag, true))
+         * queued (nacks them when a queue refused one): there is nothing
+         * to persist. When the message goes to Kafka too, Kafka's outcome
+         * is the confirm, even if a transient queue refused its copy. */
+        if (ch->confirm && !confirm_resolve(ch->confirm, tag, !mem.rejected))
             server_mark_dirty(srv, &ch->owner);
         publish_discard(ch);
         if (in_memory)

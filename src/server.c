@@ -44,6 +44,13 @@ static void transient_eased(void *arg)
     server_update_blocked(arg);
 }
 
+static bool dead_letter(void *arg, struct feed_msg *m, const char *vhost, const char *queue,
+                        const char *reason)
+{
+    struct server *srv = arg;
+    return deadletter(srv->deadletters, m, vhost, queue, reason);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
                       int addrlen, void *arg)
 {
@@ -100,8 +107,9 @@ struct server *server_new(struct event_base *base, struct config *cfg, char *err
     srv->topo = topology_new(cfg);
     if (cfg->rabbit_enabled) {
         srv->feeds = feeds_new(base, cfg, srv->topo, srv->router);
-        feeds_on_transient_eased(srv->feeds, transient_eased, srv);
         srv->deadletters = deadletters_new(srv);
+        struct feeds_hooks hooks = {transient_eased, dead_letter, srv};
+        feeds_set_hooks(srv->feeds, &hooks);
     }
     struct sink_callbacks cb = {on_resolved, on_drained, srv};
     srv->sink = sink_new(base, cfg, &cb, err, errlen);

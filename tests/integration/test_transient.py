@@ -241,3 +241,124 @@ def test_channel_flow_false_is_540_as_on_rabbitmq(hopper_factory):
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
         ch.flow(False)
     assert e.value.reply_code == 540 and "active=false" in e.value.reply_text
+
+
+def closed_with(h, method, code, text):
+    """Run method(channel) on a fresh connection; assert the channel (or
+    connection) closes with code and reply text, as RabbitMQ 3.10 answers."""
+    conn = pika.BlockingConnection(pika.URLParameters(h.url))
+    try:
+        ch = conn.channel()
+        with pytest.raises((pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker)) as e:
+            method(ch)
+            ch.queue_declare("", exclusive=True)  # a round trip after a publish
+        assert (e.value.reply_code, e.value.reply_text) == (code, text)
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    "args,why",
+    [
+        ({"x-message-ttl": -1}, "{value_negative,-1}"),
+        ({"x-message-ttl": "10"}, '"expected integer, got longstr"'),
+        ({"x-message-ttl": True}, '"expected integer, got bool"'),
+        ({"x-message-ttl": 315360000001}, "{value_too_large,315360000001}"),
+        ({"x-expires": 0}, "{value_zero,0}"),
+        ({"x-max-length": -1}, "{value_negative,-1}"),
+        ({"x-max-length-bytes": -2}, "{value_negative,-2}"),
+        ({"x-overflow": "bad"}, "invalid_overflow"),
+        ({"x-overflow": 5}, "{unacceptable_type,signedint}"),
+    ],
+)
+def test_queue_arguments_are_checked_as_rabbitmq_does(hopper_factory, uid, args, why):
+    h = hopper_factory(RABBIT)
+    key = next(iter(args))
+    closed_with(
+        h,
+        lambda ch: ch.queue_declare("args-" + uid, auto_delete=True, arguments=args),
+        406,
+        "PRECONDITION_FAILED - invalid arg '%s' for queue 'args-%s' in vhost '/': %s" % (key, uid, why),
+    )
+
+
+@pytest.mark.parametrize(
+    "expiration,why",
+    [("abc", "no_integer"), ("", "no_integer"), ("5 ", '{leftover_string," "}'), ("-5", "{value_negative,-5}")],
+)
+def test_a_bad_expiration_closes_the_channel_as_on_rabbitmq(hopper_factory, expiration, why):
+    h = hopper_factory(RABBIT)
+    closed_with(
+        h,
+        lambda ch: ch.basic_publish("", "anywhere", b"x", pika.BasicProperties(expiration=expiration)),
+        406,
+        "PRECONDITION_FAILED - invalid expiration '%s': %s" % (expiration, why),
+    )
+
+
+def test_message_ttl_and_expiration_expire_from_the_head_into_the_dead_letter_queue(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    q, dlq = "ttl-" + uid, "ttl-dead-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(dlq, auto_delete=True)
+        ch.queue_declare(
+            q, auto_delete=True, arguments={"x-message-ttl": 300, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq}
+        )
+        ch.basic_publish("", q, b"short", pika.BasicProperties(expiration="100"))
+        ch.basic_publish("", q, b"queue-ttl")
+        ch.basic_publish("", q, b"kept", pika.BasicProperties(expiration="60000"))  # the queue's 300 ms wins
+        assert ch.queue_declare(q, passive=True).method.message_count == 3
+        deadline = time.monotonic() + 10
+        while ch.queue_declare(dlq, passive=True).method.message_count < 3:
+            assert time.monotonic() < deadline, "messages did not expire into the dead-letter queue"
+            time.sleep(0.05)
+        assert ch.queue_declare(q, passive=True).method.message_count == 0
+        dead = drain(ch, dlq, 3, auto_ack=True)
+        assert [b for _, _, b in dead] == [b"short", b"queue-ttl", b"kept"]
+        for _, p, _ in dead:
+            assert p.headers["x-death"][0]["reason"] == "expired" and p.headers["x-death"][0]["queue"] == q
+
+
+def test_max_length_drops_the_head_or_rejects_the_publish(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        head = "len-head-" + uid
+        ch.queue_declare(head, auto_delete=True, arguments={"x-max-length": 2})
+        for i in range(5):
+            ch.basic_publish("", head, b"%d" % i)
+        assert [b for _, _, b in drain(ch, head, 5, timeout=2, auto_ack=True)] == [b"3", b"4"]
+        ch.cancel()
+        rej = "len-reject-" + uid
+        ch.queue_declare(rej, auto_delete=True, arguments={"x-max-length-bytes": 10, "x-overflow": "reject-publish"})
+        ch.basic_publish("", rej, b"0123456789")
+        with pytest.raises(pika.exceptions.NackError):
+            ch.basic_publish("", rej, b"x")  # nacked: the queue is full
+        assert ch.queue_declare(rej, passive=True).method.message_count == 1
+
+
+def test_x_expires_deletes_an_unused_queue(hopper_factory, uid):
+    h = hopper_factory(RABBIT)
+    q = "exp-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, arguments={"x-expires": 400}, durable=False)
+        time.sleep(0.25)
+        ch.queue_declare(q, passive=True, arguments=None)  # used: the clock starts again
+        time.sleep(0.25)
+        ch.queue_declare(q, passive=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                ch.queue_declare(q, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as e:
+                assert e.reply_code == 404
+                break
+            assert time.monotonic() < deadline, "x-expires did not delete the queue"
+            time.sleep(0.1)
+            # each passive declare uses the queue again: wait without one
+            time.sleep(0.6)
+    assert "unused for x-expires (400 ms), deleted" in h.log_text()
