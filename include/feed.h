@@ -131,6 +131,9 @@ struct feed_place *feeds_purge(struct feeds *fs, const char *vhost, const char *
  * and nowhere else (not to Kafka). */
 size_t feeds_route_transient(struct feeds *fs, const char *vhost, const struct feed_src *src,
                              bool *only_here);
+/* A transient, auto-delete queue that no topology holds (direct reply-to's,
+ * replyto.h): found by name, made when `make`; NULL when there is none. */
+struct feed *feeds_get_hidden(struct feeds *fs, const char *vhost, const char *queue, bool make);
 /* Transient queues hold rabbit.max_transient_bytes: publishers must wait. */
 bool feeds_transient_full(const struct feeds *fs);
 /* fn is called (from the loop) when they fell back under the resume mark. */

@@ -10,6 +10,7 @@
 #include "feed.h"
 #include "log.h"
 #include "record.h"
+#include "replyto.h"
 #include "router.h"
 #include "wire.h"
 
@@ -172,8 +173,9 @@ bool publish_retry_parked(struct chan *ch)
 }
 
 /* The transient queues (feed.h) the publish reaches take their copies;
- * returns how many. *only_memory: the default exchange named one, and the
- * message goes nowhere else. */
+ * returns how many. *only_memory: the default exchange named one, or a
+ * direct reply-to queue (replyto.h) whether or not it still exists, and
+ * the message goes nowhere else. */
 static size_t to_transient_queues(struct chan *ch, const amqp_basic_properties_t *props,
                                   bool *only_memory)
 {
@@ -189,7 +191,10 @@ static size_t to_transient_queues(struct chan *ch, const amqp_basic_properties_t
         ch->body_size,
         props->_flags & AMQP_BASIC_HEADERS_FLAG ? &props->headers : NULL,
     };
-    return feeds_route_transient(c->srv->feeds, c->vhost, &src, only_memory);
+    size_t n = feeds_route_transient(c->srv->feeds, c->vhost, &src, only_memory);
+    if (replyto_is_reply(ch->exchange_len, ch->routing_key, ch->routing_key_len))
+        *only_memory = true;
+    return n;
 }
 
 static void complete_publish(struct chan *ch)
@@ -202,6 +207,10 @@ static void complete_publish(struct chan *ch)
         publish_discard(ch);
         conn_close(c, AMQP_SYNTAX_ERROR, "SYNTAX_ERROR - cannot decode content header properties",
                    AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    if (srv->feeds && !replyto_rewrite(ch, props)) {
+        publish_discard(ch);
         return;
     }
     srv->stats.published++;
@@ -217,7 +226,11 @@ static void complete_publish(struct chan *ch)
                     : router_route(srv->router, c->vhost, ch->exchange, ch->exchange_len,
                                    ch->routing_key, ch->routing_key_len, scratch, &target);
     if (rs == ROUTE_UNROUTABLE) {
-        if (!in_memory && ch->mandatory)
+        /* RabbitMQ 3.10 routes a reply to no queue: mandatory returns it,
+         * delivered or not. */
+        bool routed =
+            in_memory && !replyto_is_reply(ch->exchange_len, ch->routing_key, ch->routing_key_len);
+        if (!routed && ch->mandatory)
             send_return(ch, props);
         else if (!in_memory)
             srv->stats.unroutable_dropped++;
