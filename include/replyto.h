@@ -45,9 +45,10 @@ bool replyto_is_reply(size_t exchange_len, const void *routing_key, size_t routi
 struct feed *replyto_consume(struct chan *ch, bool no_ack);
 
 /* A publish's reply_to amq.rabbitmq.reply-to becomes the channel's reply
- * queue, in props and in the channel's raw property bytes. Returns false
- * after closing the channel (no reply consumer, as RabbitMQ). */
-bool replyto_rewrite(struct chan *ch, amqp_basic_properties_t *props)
+ * queue in the channel's raw property bytes, and *props (decoded from
+ * them, in the connection's pool) is decoded anew from those. Returns
+ * false after closing the channel (no reply consumer, as RabbitMQ). */
+bool replyto_rewrite(struct chan *ch, amqp_basic_properties_t **props)
     __attribute__((warn_unused_result));
 
 /* queue.declare of the pseudo-queue or of a reply queue, answered here as

@@ -209,7 +209,7 @@ static void complete_publish(struct chan *ch)
                    AMQP_BASIC_PUBLISH_METHOD);
         return;
     }
-    if (srv->feeds && !replyto_rewrite(ch, props)) {
+    if (srv->feeds && !replyto_rewrite(ch, &props)) {
         publish_discard(ch);
         return;
     }

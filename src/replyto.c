@@ -45,9 +45,10 @@ struct feed *replyto_consume(struct chan *ch, bool no_ack)
     return feeds_get_hidden(c->srv->feeds, c->vhost, ch->reply_queue, true);
 }
 
-bool replyto_rewrite(struct chan *ch, amqp_basic_properties_t *props)
+bool replyto_rewrite(struct chan *ch, amqp_basic_properties_t **props)
 {
-    if (!(props->_flags & AMQP_BASIC_REPLY_TO_FLAG) || !replyto_is_pseudo(props->reply_to))
+    amqp_basic_properties_t *p = *props;
+    if (!(p->_flags & AMQP_BASIC_REPLY_TO_FLAG) || !replyto_is_pseudo(p->reply_to))
         return true;
     if (!ch->reply_queue[0]) {
         chan_close(ch, AMQP_PRECONDITION_FAILED,
@@ -55,18 +56,24 @@ bool replyto_rewrite(struct chan *ch, amqp_basic_properties_t *props)
                    AMQP_BASIC_PUBLISH_METHOD);
         return false;
     }
-    props->reply_to = amqp_cstring_bytes(ch->reply_queue);
+    struct conn *c = ch->conn;
+    p->reply_to = amqp_cstring_bytes(ch->reply_queue);
     /* The encoding grows by the token's length, nothing else changes. */
     amqp_bytes_t out;
-    amqp_pool_alloc_bytes(&ch->conn->pool, ch->raw_props.len + strlen(ch->reply_queue), &out);
-    int n = out.bytes ? amqp_encode_properties(AMQP_BASIC_CLASS, props, out) : -1;
+    amqp_pool_alloc_bytes(&c->pool, ch->raw_props.len + strlen(ch->reply_queue), &out);
+    int n = out.bytes ? amqp_encode_properties(AMQP_BASIC_CLASS, p, out) : -1;
+    if (n >= 0) {
+        ch->raw_props.len = 0;
+        buf_append(&ch->raw_props, out.bytes, (size_t)n);
+        /* The decoded strings pointed into the old bytes: decode the new. */
+        amqp_bytes_t enc = {ch->raw_props.len, ch->raw_props.data};
+        n = amqp_decode_properties(AMQP_BASIC_CLASS, &c->pool, enc, (void **)props);
+    }
     if (n < 0) {
-        conn_close(ch->conn, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - cannot encode properties",
+        conn_close(c, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - cannot encode properties",
                    AMQP_BASIC_PUBLISH_METHOD);
         return false;
     }
-    ch->raw_props.len = 0;
-    buf_append(&ch->raw_props, out.bytes, (size_t)n);
     return true;
 }
 
