@@ -17,23 +17,20 @@ RABBIT = {"rabbit": {"enabled": True, "commit_interval": 50}}
 RT = "amq.rabbitmq.reply-to"
 
 
-def drain(ch, queue, n, timeout=30.0, auto_ack=False):
-    """Up to n deliveries from queue as (method, properties, body)."""
-    out = []
-    deadline = time.monotonic() + timeout
-    for method, props, body in ch.consume(queue, auto_ack=auto_ack, inactivity_timeout=0.3):
-        if method is not None:
-            out.append((method, props, body))
-        if len(out) >= n or time.monotonic() > deadline:
-            break
-    ch.cancel()
-    return out
-
-
 def wait_for(conn, got, n, timeout=20.0):
     deadline = time.monotonic() + timeout
     while len(got) < n and time.monotonic() < deadline:
         conn.process_data_events(0.1)
+    return got
+
+
+def take(conn, ch, queue, n=1, auto_ack=True):
+    """n deliveries from queue as (method, properties, body), by a consumer
+    cancelled afterwards (unacked ones stay the channel's to ack)."""
+    got = []
+    tag = ch.basic_consume(queue, lambda c, m, p, b: got.append((m, p, b)), auto_ack=auto_ack)
+    wait_for(conn, got, n, timeout=30)
+    ch.basic_cancel(tag)
     return got
 
 
@@ -51,7 +48,7 @@ def reply_name(conn, ch, uid):
     to an exclusive queue shows it."""
     q = ch.queue_declare("", exclusive=True).method.queue
     ch.basic_publish("", q, b"probe", pika.BasicProperties(reply_to=RT, correlation_id=uid))
-    (_, props, _), = drain(ch, q, 1, auto_ack=True)
+    (_, props, _), = take(conn, ch, q)
     return props.reply_to
 
 
@@ -69,7 +66,7 @@ def test_rpc_request_through_kafka_reply_straight_back(hopper_factory, kafka, ui
         ctag = cch.basic_consume(RT, lambda c, m, p, b: replies.append((m, p, b)), auto_ack=True)
         cch.basic_publish("", rq, b"ping", pika.BasicProperties(reply_to=RT, **props))
 
-        (method, p, body), = drain(sch, rq, 1)
+        (method, p, body), = take(server, sch, rq, auto_ack=False)
         name = p.reply_to
         assert name.startswith(RT + ".") and len(name) > len(RT) + 20
         assert (p.content_type, p.correlation_id, p.headers, p.delivery_mode, body) == (
@@ -149,7 +146,7 @@ def test_errors_and_declare_answers_are_rabbitmqs(hopper_factory, uid):
         ch.confirm_delivery()
         q = ch.queue_declare("", exclusive=True).method.queue
         ch.basic_publish("", q, b"", pika.BasicProperties(reply_to=RT + ".mine"))
-        (_, p, _), = drain(ch, q, 1, auto_ack=True)
+        (_, p, _), = take(conn, ch, q)
         assert p.reply_to == RT + ".mine"
 
 
