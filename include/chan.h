@@ -47,6 +47,7 @@ struct chan {
     uint64_t next_tag;        /* last delivery tag given */
     struct unacked *unacked;  /* deliveries not yet settled, in tag order */
     size_t un_head, un_len, un_cap, n_unacked;
+    char reply_queue[96]; /* the reply consumer's hidden queue (replyto.h), "" for none */
 
     /* publish being assembled */
     enum chan_content content;

@@ -139,6 +139,9 @@ struct feed_routed {
  * the message goes there and, unless only_here, on to Kafka. */
 void feeds_route_transient(struct feeds *fs, const char *vhost, const struct feed_src *src,
                            struct feed_routed *out);
+/* A transient, auto-delete queue that no topology holds (direct reply-to's,
+ * replyto.h): found by name, made when `make`; NULL when there is none. */
+struct feed *feeds_get_hidden(struct feeds *fs, const char *vhost, const char *queue, bool make);
 /* Transient queues hold rabbit.max_transient_bytes: publishers must wait. */
 bool feeds_transient_full(const struct feeds *fs);
 

@@ -14,6 +14,7 @@
 #include "feed.h"
 #include "frame.h"
 #include "log.h"
+#include "replyto.h"
 #include "server.h"
 #include "topology.h"
 
@@ -28,6 +29,7 @@ struct consumer {
     struct feed *feed;
     char tag[256];
     bool no_ack, exclusive;
+    bool reply;        /* the channel's direct reply-to consumer (replyto.h) */
     uint16_t prefetch; /* 0: unlimited */
     uint32_t unacked;
 };
@@ -197,7 +199,9 @@ static void put_content(struct chan *ch, const struct feed_msg *m)
 void consume_deliver(struct consumer *cons, struct feed_msg *m)
 {
     struct chan *ch = cons->ch;
-    uint64_t tag = ++ch->next_tag;
+    /* RabbitMQ 3.10 gives a reply the channel's next tag without using it
+     * up: the next delivery or get carries the same tag. */
+    uint64_t tag = cons->reply ? ch->next_tag + 1 : ++ch->next_tag;
     amqp_basic_deliver_t d = {
         .consumer_tag = amqp_cstring_bytes(cons->tag),
         .delivery_tag = tag,
@@ -272,7 +276,9 @@ void consume_basic_consume(struct chan *ch, amqp_basic_consume_t *m)
         conn_close(c, AMQP_NOT_ALLOWED, text, AMQP_BASIC_CONSUME_METHOD);
         return;
     }
-    struct feed *f = queue_feed(ch, m->queue, AMQP_BASIC_CONSUME_METHOD);
+    bool reply = replyto_is_pseudo(m->queue);
+    struct feed *f = reply ? replyto_consume(ch, m->no_ack)
+                           : queue_feed(ch, m->queue, AMQP_BASIC_CONSUME_METHOD);
     if (!f)
         return;
     if ((m->exclusive && feed_consumer_count(f)) || feed_has_exclusive(f)) {
@@ -287,6 +293,7 @@ void consume_basic_consume(struct chan *ch, amqp_basic_consume_t *m)
     cons->feed = f;
     cons->no_ack = m->no_ack;
     cons->exclusive = m->exclusive;
+    cons->reply = reply;
     cons->prefetch = ch->prefetch_next;
     if (m->consumer_tag.len) {
         memcpy(cons->tag, m->consumer_tag.bytes, m->consumer_tag.len);
@@ -316,6 +323,8 @@ static void consumer_free(struct chan *ch, struct consumer *cons)
     for (size_t i = 0; i < ch->un_len; i++)
         if (ch->unacked[ch->un_head + i].cons == cons)
             ch->unacked[ch->un_head + i].cons = NULL;
+    if (cons->reply) /* its hidden queue goes with it (auto-delete) */
+        ch->reply_queue[0] = '\0';
     feed_detach(cons->feed, cons);
     free(cons);
 }

@@ -10,6 +10,7 @@
 #include "feed.h"
 #include "log.h"
 #include "qargs.h"
+#include "replyto.h"
 #include "router.h"
 #include "topology.h"
 #include "topostore.h"
@@ -258,7 +259,8 @@ static bool wait_for_place(struct chan *ch, const char *queue, const char *excha
 void declare_queue(struct chan *ch, amqp_queue_declare_t *m)
 {
     char name[256], actual[256];
-    if (!chan_copy_name(ch, name, m->queue, AMQP_QUEUE_DECLARE_METHOD))
+    if (!chan_copy_name(ch, name, m->queue, AMQP_QUEUE_DECLARE_METHOD) ||
+        replyto_declare(ch, name, m->nowait))
         return;
     char why[512];
     if (!m->passive &&

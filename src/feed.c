@@ -1158,6 +1158,17 @@ void feeds_route_transient(struct feeds *fs, const char *vhost, const struct fee
                    &r);
 }
 
+struct feed *feeds_get_hidden(struct feeds *fs, const char *vhost, const char *queue, bool make)
+{
+    struct feed *f = feed_find(fs, vhost, queue);
+    if (f || !make)
+        return f && f->memory ? f : NULL;
+    f = feeds_get(fs, vhost, queue); /* no topology queue: made as a Kafka one */
+    f->memory = f->auto_delete = true;
+    fs->n_memory++;
+    return f;
+}
+
 bool feeds_transient_full(const struct feeds *fs)
 {
     return fs->transient_over;

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "qargs.h"
 #include "record.h"
+#include "replyto.h"
 #include "router.h"
 #include "wire.h"
 
@@ -173,7 +174,8 @@ bool publish_retry_parked(struct chan *ch)
 }
 
 /* The transient queues (feed.h) the publish reaches take their copies.
- * expiration: the message's, checked, or NULL. */
+ * expiration: the message's, checked, or NULL. A direct reply-to queue's
+ * name (replyto.h) goes nowhere else, whether or not it still exists. */
 static void to_transient_queues(struct chan *ch, const amqp_basic_properties_t *props,
                                 const int64_t *expiration, struct feed_routed *out)
 {
@@ -191,6 +193,8 @@ static void to_transient_queues(struct chan *ch, const amqp_basic_properties_t *
         expiration,
     };
     feeds_route_transient(c->srv->feeds, c->vhost, &src, out);
+    if (replyto_is_reply(ch->exchange_len, ch->routing_key, ch->routing_key_len))
+        out->only_here = true;
 }
 
 static void complete_publish(struct chan *ch)
@@ -203,6 +207,10 @@ static void complete_publish(struct chan *ch)
         publish_discard(ch);
         conn_close(c, AMQP_SYNTAX_ERROR, "SYNTAX_ERROR - cannot decode content header properties",
                    AMQP_BASIC_PUBLISH_METHOD);
+        return;
+    }
+    if (srv->feeds && !replyto_rewrite(ch, &props)) {
+        publish_discard(ch);
         return;
     }
     int64_t ttl;
@@ -226,7 +234,11 @@ static void complete_publish(struct chan *ch)
                       : router_route(srv->router, c->vhost, ch->exchange, ch->exchange_len,
                                      ch->routing_key, ch->routing_key_len, scratch, &target);
     if (rs == ROUTE_UNROUTABLE) {
-        if (!in_memory && ch->mandatory)
+        /* RabbitMQ 3.10 routes a reply to no queue: mandatory returns it,
+         * delivered or not. */
+        bool routed =
+            in_memory && !replyto_is_reply(ch->exchange_len, ch->routing_key, ch->routing_key_len);
+        if (!routed && ch->mandatory)
             send_return(ch, props);
         else if (!in_memory)
             srv->stats.unroutable_dropped++;

@@ -134,6 +134,7 @@ class Client:
 
 class Pika(Client):
     name, library, version = "pika", "pika (PyPI)", PY_PINS["pika"]
+    steps = Client.steps + ("rpc",)
 
     def install(self, ctx):
         ensure_venv(ctx)
@@ -193,6 +194,7 @@ class Amqplib(Client):
 
 class Java(Client):
     name, library, version = "java", "com.rabbitmq:amqp-client (Maven)", MAVEN_AMQP_CLIENT
+    steps = Client.steps + ("rpc",)
 
     def install(self, ctx):
         lib = ctx.cache / "java" / "lib"

@@ -189,10 +189,11 @@ class Report:
           "matches (basic.return 312 then ack); a 1 MiB message; a message with nested headers and every basic "
           "property; close; then consume the queue on a new connection (manual acks, prefetch 100) until all 1002 "
           "came, nack `<run>:0` with requeue and see it again redelivered, ack the rest, and after a reconnect "
-          "basic.get finds the queue empty. Celery publishes tasks with `delay()` and `apply_async()` instead (no "
-          "declare/mandatory/big/props/consume).")
+          "basic.get finds the queue empty; pika and Java then make 3 RPCs with direct reply-to "
+          "(`amq.rabbitmq.reply-to`; Java's RpcClient) through a durable request queue. Celery publishes tasks "
+          "with `delay()` and `apply_async()` instead (no declare/mandatory/big/props/consume).")
         a("")
-        steps = ["connect", "declare", "publish", "mandatory", "big", "props", "close", "consume"]
+        steps = ["connect", "declare", "publish", "mandatory", "big", "props", "close", "consume", "rpc"]
         a("| client | version | mechanism | " + " | ".join(steps) + " |")
         a("|---|---|---|" + "---|" * len(steps))
         for c in self.clients:

@@ -252,6 +252,51 @@ def consume_step():
     return tally.report(ms, get_empty)
 
 
+RT = "amq.rabbitmq.reply-to"
+
+
+def rpc_step():
+    """RPC with direct reply-to, as pika's RPC example does it: a reply
+    consumer on amq.rabbitmq.reply-to (no-ack), requests through a durable
+    queue (on hopper, Kafka), the replies straight back."""
+    t0 = time.monotonic()
+    rq = EXCHANGE + ".rpc"
+    params = pika.URLParameters(os.environ["COMPAT_URL"])
+    calls, answered, seen, error = 3, 0, set(), None
+    try:
+        server, client = pika.BlockingConnection(params), pika.BlockingConnection(params)
+        sch, cch = server.channel(), client.channel()
+        sch.queue_declare(rq, durable=True)
+        replies = {}
+        cch.basic_consume(RT, lambda c, m, p, b: replies.__setitem__(p.correlation_id, b), auto_ack=True)
+
+        def on_request(c, method, props, body):
+            seen.add(props.reply_to)
+            c.basic_publish("", props.reply_to, body.upper(), pika.BasicProperties(correlation_id=props.correlation_id))
+            c.basic_ack(method.delivery_tag)
+
+        sch.basic_consume(rq, on_request)
+        deadline = time.monotonic() + TIMEOUT
+        for i in range(calls):
+            cid = "%s-%d" % (RUN, i)
+            cch.basic_publish("", rq, b"call %d" % i, pika.BasicProperties(reply_to=RT, correlation_id=cid))
+            while cid not in replies and time.monotonic() < deadline:
+                server.process_data_events(0.02)
+                client.process_data_events(0.02)
+            answered += replies.get(cid) == b"CALL %d" % i
+        sch.queue_delete(rq)
+        client.close()
+        server.close()
+    except Exception as e:  # noqa: BLE001
+        error = e
+    rewritten = len(seen) == 1 and next(iter(seen)).startswith(RT + ".")
+    reply_to = "rewritten" if rewritten else ",".join(sorted(map(str, seen))) or "-"
+    step("rpc", error is None and answered == calls and rewritten,
+         "calls=%d answered=%d reply_to=%s _ms=%d%s" % (calls, answered, reply_to, (time.monotonic() - t0) * 1000,
+                                                        " error=%r" % (error,) if error else ""))
+    return 0 if error is None and answered == calls and rewritten else 1
+
+
 if __name__ == "__main__":
     rc = asyncio.run(main())
-    sys.exit(rc or consume_step())
+    sys.exit(rc or max(consume_step(), rpc_step()))

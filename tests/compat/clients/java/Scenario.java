@@ -8,6 +8,8 @@ import com.rabbitmq.client.Connection;
 import com.rabbitmq.client.ConnectionFactory;
 import com.rabbitmq.client.GetResponse;
 import com.rabbitmq.client.LongString;
+import com.rabbitmq.client.RpcClient;
+import com.rabbitmq.client.RpcClientParams;
 import com.rabbitmq.client.ShutdownSignalException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -226,7 +228,8 @@ public class Scenario {
             step("close", false, "error=" + q(e.toString()));
             return 1;
         }
-        return consume(f, queue, spec);
+        int rc = consume(f, queue, spec);
+        return rpc(f, exchange + ".rpc") | rc;
     }
 
     /** The consume step's bookkeeping: which of the 1002 messages came, how often, redelivered or not. */
@@ -346,6 +349,47 @@ public class Scenario {
                     + (error != null ? " error=" + q(error) : ""));
             return ok ? 0 : 1;
         }
+    }
+
+    /** RPC with the client's RpcClient, which uses direct reply-to (amq.rabbitmq.reply-to) by default: the
+     *  requests through a durable queue (on hopper, Kafka), the replies straight back. */
+    static int rpc(ConnectionFactory f, String queue) {
+        final String rt = "amq.rabbitmq.reply-to";
+        int calls = 3, answered = 0;
+        Set<String> seen = new ConcurrentSkipListSet<>();
+        long t0 = System.currentTimeMillis();
+        String error = null;
+        try {
+            Connection server = f.newConnection("compat-" + CLIENT + "-rpc-server");
+            Channel sch = server.createChannel();
+            sch.queueDeclare(queue, true, false, false, null);
+            sch.basicConsume(queue, false, (tag, d) -> {
+                AMQP.BasicProperties p = d.getProperties();
+                seen.add(String.valueOf(p.getReplyTo()));
+                AMQP.BasicProperties reply = new AMQP.BasicProperties.Builder().correlationId(p.getCorrelationId()).build();
+                String body = new String(d.getBody(), StandardCharsets.UTF_8).toUpperCase();
+                sch.basicPublish("", p.getReplyTo(), reply, body.getBytes(StandardCharsets.UTF_8));
+                sch.basicAck(d.getEnvelope().getDeliveryTag(), false);
+            }, tag -> {});
+            Connection client = f.newConnection("compat-" + CLIENT + "-rpc-client");
+            RpcClient rpc = new RpcClient(new RpcClientParams().channel(client.createChannel()).exchange("")
+                    .routingKey(queue).timeout((int) timeoutMs));
+            for (int i = 0; i < calls; i++) {
+                if (("CALL " + i).equals(rpc.stringCall("call " + i))) answered++;
+            }
+            rpc.close();
+            sch.queueDelete(queue);
+            client.close((int) timeoutMs);
+            server.close((int) timeoutMs);
+        } catch (Exception e) {
+            error = e.toString();
+        }
+        boolean rewritten = seen.size() == 1 && seen.iterator().next().startsWith(rt + ".");
+        boolean ok = error == null && answered == calls && rewritten;
+        step("rpc", ok, "calls=" + calls + " answered=" + answered + " reply_to="
+                + (rewritten ? "rewritten" : seen.isEmpty() ? "-" : String.join(",", seen))
+                + " _ms=" + (System.currentTimeMillis() - t0) + (error != null ? " error=" + q(error) : ""));
+        return ok ? 0 : 1;
     }
 
     /** The delivered properties by their AMQP names, those that are set. */
