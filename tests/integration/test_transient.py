@@ -362,3 +362,36 @@ def test_x_expires_deletes_an_unused_queue(hopper_factory, uid):
             # each passive declare uses the queue again: wait without one
             time.sleep(0.6)
     assert "unused for x-expires (400 ms), deleted" in h.log_text()
+
+
+def test_a_flood_nobody_consumes_is_held_back_and_rss_stays_near_the_bound(hopper_factory, uid):
+    """64 MiB published without confirms into a transient queue bounded at
+    8 MiB: hopper stops reading the publisher (TCP holds the rest) and its
+    memory grows by about the bound, not by the flood."""
+    bound = 8 << 20
+    h = hopper_factory({"rabbit": {"enabled": True, "max_transient_bytes": bound}})
+    q = "flood-" + uid
+    body = b"f" * (32 << 10)
+    with connect(h.url) as conn:
+        conn.channel().queue_declare(q, auto_delete=False, durable=False)
+        before = h.rss_kib()
+        flooder = pika.BlockingConnection(pika.URLParameters(h.url))
+
+        def flood():
+            try:
+                ch = flooder.channel()
+                for _ in range(2048):  # 64 MiB
+                    ch.basic_publish("", q, body)
+            except Exception:  # noqa: BLE001 - torn down at the end of the test
+                pass
+
+        t = threading.Thread(target=flood, daemon=True)
+        t.start()
+        h.wait_for_log("transient queues hold rabbit.max_transient_bytes: blocking publishers", timeout=30)
+        time.sleep(1.0)
+        grown_kib = h.rss_kib() - before
+        assert t.is_alive(), "the whole flood went in: nothing held the publisher back"
+        assert grown_kib < 3 * bound // 1024, "RSS grew %d KiB for a %d KiB bound" % (grown_kib, bound // 1024)
+        held = conn.channel().queue_declare(q, passive=True).method.message_count
+        assert held * len(body) < 2 * bound
+    h.stop()
