@@ -101,12 +101,14 @@ struct feed {
 
     /* A transient queue: its records are published into it, not fetched. */
     bool memory;
-    bool auto_delete;        /* goes with its last consumer */
-    bool deleted;            /* freed once the records its consumers hold are settled */
-    bool dispatch_due;       /* took a publish: deal to consumers (on_later) */
-    uint64_t routed;         /* the last publish it took (feeds.route_seq) */
-    struct qargs args;       /* its TTL, expiry and length limits */
-    uint64_t bytes_ready;    /* bodies of the ready records (x-max-length-bytes) */
+    bool auto_delete;     /* goes with its last consumer */
+    bool deleted;         /* freed once the records its consumers hold are settled */
+    bool dispatch_due;    /* took a publish: deal to consumers (on_later) */
+    uint64_t routed;      /* the last publish it took (feeds.route_seq) */
+    struct qargs args;    /* its TTL, expiry and length limits */
+    uint64_t bytes_ready; /* bodies of the ready records (x-max-length-bytes) */
+    bool discarding;      /* dead-lettering from here: a copy coming back is a cycle */
+    bool cycle_logged;
     struct event *ttl_ev;    /* the ready head's expiry */
     struct event *unused_ev; /* x-expires */
 };
@@ -1010,8 +1012,11 @@ static void arm_unused(struct feed *f)
 static void discard(struct feed *f, struct feed_msg *m, const char *reason)
 {
     const struct feeds_hooks *h = &f->fs->hooks;
+    bool was = f->discarding;
+    f->discarding = true;
     if (!h->dead_letter || !h->dead_letter(h->arg, m, f->vhost, f->queue, reason))
         feed_done(m);
+    f->discarding = was;
 }
 
 static void on_ttl(evutil_socket_t fd, short what, void *arg);
@@ -1021,6 +1026,8 @@ static void on_ttl(evutil_socket_t fd, short what, void *arg);
  * ones behind it); the timer waits for the next head's expiry. */
 static void expire(struct feed *f)
 {
+    if (f->discarding)
+        return; /* the loop below, further up the stack, goes on */
     int64_t now = (int64_t)monotonic_ms();
     while (f->ready_head && f->ready_head->expires_at && f->ready_head->expires_at < now)
         discard(f, ready_pop(f), "expired");
@@ -1087,6 +1094,18 @@ struct route {
  * f refuses it (x-overflow reject-publish, reject-publish-dlx). */
 static bool push(struct feed *f, const struct feed_src *src)
 {
+    if (f->discarding) {
+        /* A message this queue expired or dropped, dead-lettered back into
+         * it by the same turn of events: RabbitMQ drops such a cycle too
+         * (rabbit_dead_letter's cycle detection), and here it would not
+         * end. */
+        if (!f->cycle_logged)
+            log_warn("queue '%s' in vhost '%s': dead-letter cycle, its messages are dropped "
+                     "(logged once)",
+                     f->queue, f->vhost);
+        f->cycle_logged = true;
+        return true;
+    }
     if (f->args.overflow != OVERFLOW_DROP_HEAD && too_long(f, 1, src->body_len)) {
         if (f->args.overflow == OVERFLOW_REJECT_PUBLISH_DLX)
             discard(f, hold(f, src), "maxlen");

@@ -395,3 +395,29 @@ def test_a_flood_nobody_consumes_is_held_back_and_rss_stays_near_the_bound(hoppe
         held = conn.channel().queue_declare(q, passive=True).method.message_count
         assert held * len(body) < 2 * bound
     h.stop()
+
+
+def test_a_dead_letter_cycle_back_into_the_same_queue_is_dropped_as_on_rabbitmq(hopper_factory, uid):
+    """RabbitMQ 3.10 answers the same: an expired or length-dropped message
+    dead-lettered straight back into its own queue is dropped."""
+    h = hopper_factory(RABBIT)
+    ttl, length = "cyc-ttl-" + uid, "cyc-len-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.queue_declare(
+            ttl, auto_delete=True, arguments={"x-message-ttl": 50, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": ttl}
+        )
+        ch.queue_declare(
+            length, auto_delete=True, arguments={"x-max-length": 1, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": length}
+        )
+        for i in range(500):
+            ch.basic_publish("", ttl, b"x%d" % i)
+        for i in range(3):
+            ch.basic_publish("", length, b"y%d" % i)
+        deadline = time.monotonic() + 10
+        while ch.queue_declare(ttl, passive=True).method.message_count:
+            assert time.monotonic() < deadline, "the TTL cycle never ended"
+            time.sleep(0.1)
+        assert ch.queue_declare(length, passive=True).method.message_count == 1
+        assert ch.basic_get(length, auto_ack=True)[2] == b"y2"
+    assert "dead-letter cycle" in h.log_text()
