@@ -34,6 +34,9 @@ char *xstrndup(const char *s, size_t n);
  * clock can step (NTP, an administrator) and would make them wrong. */
 uint64_t monotonic_ms(void);
 
+/* Read a non-blocking wake-up pipe (librdkafka's io_event_enable) empty. */
+void drain_pipe(int fd);
+
 /* RabbitMQ's server-made names: prefix ("amq.gen-", "amq.ctag-") and 22
  * random characters of URL-safe base64. out holds 256 bytes. */
 void random_name(char *out, const char *prefix);

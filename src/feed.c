@@ -814,9 +814,7 @@ static void poll_feed(struct feed *f)
 
 static void on_pipe(evutil_socket_t fd, short what, void *arg)
 {
-    char junk[256];
-    while (read(fd, junk, sizeof junk) > 0)
-        ;
+    drain_pipe(fd);
     poll_feed(arg);
 }
 
@@ -1713,9 +1711,7 @@ static void place_altered(struct feed_place *p, rd_kafka_event_t *ev)
 static void on_admin(evutil_socket_t fd, short what, void *arg)
 {
     struct feeds *fs = arg;
-    char junk[256];
-    while (read(fd, junk, sizeof junk) > 0)
-        ;
+    drain_pipe(fd);
     rd_kafka_event_t *ev;
     while ((ev = rd_kafka_queue_poll(fs->admin_q, 0))) {
         if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DELETEGROUPS_RESULT) {

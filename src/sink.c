@@ -375,9 +375,7 @@ static void poll_and_notify(struct sink *s)
 
 static void on_pipe(evutil_socket_t fd, short what, void *arg)
 {
-    char junk[256];
-    while (read(fd, junk, sizeof junk) > 0)
-        ;
+    drain_pipe(fd);
     poll_and_notify(arg);
 }
 

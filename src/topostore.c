@@ -586,9 +586,7 @@ static void created(struct topostore *s, rd_kafka_event_t *ev)
 static void on_pipe(evutil_socket_t fd, short what, void *arg)
 {
     struct topostore *s = arg;
-    char junk[256];
-    while (read(fd, junk, sizeof junk) > 0)
-        ;
+    drain_pipe(fd);
     rd_kafka_event_t *ev;
     while ((ev = rd_kafka_queue_poll(s->admin_q, 0))) {
         if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_CREATETOPICS_RESULT &&

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void oom(size_t n)
 {
@@ -55,6 +56,13 @@ uint64_t monotonic_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void drain_pipe(int fd)
+{
+    char junk[256];
+    while (read(fd, junk, sizeof junk) > 0)
+        ;
 }
 
 void random_name(char *out, const char *prefix)

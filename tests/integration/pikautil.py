@@ -1,5 +1,7 @@
-"""pikautil - pika connections that do not hide the error that ended a test."""
+"""pikautil - pika helpers for the integration tests: connections that do not
+hide the error that ended a test, and deliveries read with a deadline."""
 
+import time
 from contextlib import contextmanager
 
 import pika
@@ -26,3 +28,16 @@ def connect(url, **params):
         raise
     else:
         conn.close()
+
+
+def deliveries(ch, queue, n, timeout=20.0, auto_ack=False, idle=0.3):
+    """Up to n deliveries from queue as (method, properties, body), through
+    ch.consume(); stops at n or after timeout seconds."""
+    out = []
+    deadline = time.monotonic() + timeout
+    for method, props, body in ch.consume(queue, auto_ack=auto_ack, inactivity_timeout=idle):
+        if method is not None:
+            out.append((method, props, body))
+        if len(out) >= n or time.monotonic() > deadline:
+            break
+    return out

@@ -10,7 +10,7 @@ import pika
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pikautil import connect
+from pikautil import connect, deliveries
 
 RABBIT = {"rabbit": {"enabled": True, "commit_interval": 50}}
 
@@ -24,14 +24,9 @@ def group_of(queue, vhost="/"):
 
 
 def consume(ch, queue, n, timeout=30.0, auto_ack=False):
-    """Up to n deliveries from queue as (method, properties, body)."""
-    out = []
-    deadline = time.monotonic() + timeout
-    for method, props, body in ch.consume(queue, auto_ack=auto_ack, inactivity_timeout=0.5):
-        if method is not None:
-            out.append((method, props, body))
-        if len(out) >= n or time.monotonic() > deadline:
-            break
+    """Up to n deliveries from queue as (method, properties, body); the
+    consumer is cancelled afterwards."""
+    out = deliveries(ch, queue, n, timeout=timeout, auto_ack=auto_ack, idle=0.5)
     ch.cancel()
     return out
 

@@ -9,21 +9,12 @@ import time
 import pika
 import pytest
 
-from pikautil import connect
+from pikautil import connect, deliveries
 
 RABBIT = {"rabbit": {"enabled": True, "commit_interval": 50}}
 
 
-def drain(ch, queue, n, timeout=20.0, auto_ack=False):
-    """Up to n deliveries from queue as (method, properties, body)."""
-    out = []
-    deadline = time.monotonic() + timeout
-    for method, props, body in ch.consume(queue, auto_ack=auto_ack, inactivity_timeout=0.3):
-        if method is not None:
-            out.append((method, props, body))
-        if len(out) >= n or time.monotonic() > deadline:
-            break
-    return out
+drain = deliveries
 
 
 def test_server_named_exclusive_queue_serves_the_default_exchange_from_memory(hopper_factory, kafka, uid):
