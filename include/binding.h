@@ -42,6 +42,10 @@ bool binding_match(enum exchange_type type, const char *key, size_t key_len,
  * none) named key, or NULL. */
 const amqp_field_value_t *table_lookup(const amqp_table_t *t, const char *key);
 
+/* Erlang's =:= on the decoded values of two fields (an integer equals an
+ * integer of another width, never a float). */
+bool field_equal(const amqp_field_value_t *a, const amqp_field_value_t *b);
+
 /* An integer field of any of AMQP's integer types (RabbitMQ's
  * ?INTEGER_ARG_TYPES), as *out; false for any other type. */
 bool field_integer(const amqp_field_value_t *v, int64_t *out);

@@ -353,6 +353,11 @@ bool binding_match(enum exchange_type type, const char *key, size_t key_len,
     return false;
 }
 
+bool field_equal(const amqp_field_value_t *a, const amqp_field_value_t *b)
+{
+    return term_eq(a, b, false);
+}
+
 bool field_integer(const amqp_field_value_t *v, int64_t *out)
 {
     switch (v->kind) {

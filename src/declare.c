@@ -262,10 +262,15 @@ void declare_queue(struct chan *ch, amqp_queue_declare_t *m)
     if (!chan_copy_name(ch, name, m->queue, AMQP_QUEUE_DECLARE_METHOD) ||
         replyto_declare(ch, name, m->nowait))
         return;
+    struct server *srv = ch->conn->srv;
+    const char *vhost = ch->conn->vhost;
+    bool existed = name[0] && topology_queue(srv->topo, vhost, name);
+    /* As RabbitMQ: a new queue's arguments are checked; an existing one's
+     * are only compared with what it has (topology_declare_queue). */
     char why[512];
-    if (!m->passive &&
-        (!deadletter_args_valid(&m->arguments, ch->conn->vhost, name, why, sizeof why) ||
-         !qargs_valid(&m->arguments, ch->conn->vhost, name, why, sizeof why))) {
+    if (!m->passive && !existed &&
+        (!deadletter_args_valid(&m->arguments, vhost, name, why, sizeof why) ||
+         !qargs_valid(&m->arguments, vhost, name, why, sizeof why))) {
         chan_close(ch, AMQP_PRECONDITION_FAILED, why, AMQP_QUEUE_DECLARE_METHOD);
         return;
     }
@@ -273,9 +278,6 @@ void declare_queue(struct chan *ch, amqp_queue_declare_t *m)
                            m->exclusive, m->auto_delete, encode_args(ch, &m->arguments),
                            ch->conn->id};
     struct topo_reply r;
-    struct server *srv = ch->conn->srv;
-    const char *vhost = ch->conn->vhost;
-    bool existed = name[0] && topology_queue(srv->topo, vhost, name);
     topology_declare_queue(srv->topo, vhost, &d, actual, &r);
     if (reply_failed(ch, &r, AMQP_QUEUE_DECLARE_METHOD))
         return;
@@ -484,9 +486,9 @@ static void stored(void *arg, bool ok)
     } else {
         if (sw->made)
             undo(sw);
-        /* RabbitMQ fails a declaration its metadata store cannot write
-         * with a connection error, 541 INTERNAL_ERROR (a hard error in
-         * 0-9-1), and so does hopper: the client reconnects and declares
+        /* A declaration Kafka did not persist fails with a connection
+         * error, 541 INTERNAL_ERROR (a hard error in 0-9-1: the client
+         * must not go on as if it held): it reconnects and declares
          * again, which the topology allows since nothing of it was kept. */
         if (ch) {
             char text[700];

@@ -412,3 +412,33 @@ def test_a_dead_letter_cycle_back_into_the_same_queue_is_dropped_as_on_rabbitmq(
         assert ch.queue_declare(length, passive=True).method.message_count == 1
         assert ch.basic_get(length, auto_ack=True)[2] == b"y2"
     assert "dead-letter cycle" in h.log_text()
+
+
+@pytest.mark.parametrize(
+    "first,again,why",
+    [
+        ({"x-message-ttl": 100}, {"x-message-ttl": 200}, "received '200' but current is '100'"),
+        ({"x-message-ttl": 100}, {}, "received none but current is the value '100' of type 'signedint'"),
+        ({}, {"x-message-ttl": 100}, "received the value '100' of type 'signedint' but current is none"),
+        ({"x-message-ttl": 100}, {"x-message-ttl": "100"}, "received '100' but current is '100'"),
+        ({"x-overflow": "drop-head"}, {"x-overflow": "reject-publish"}, "received 'reject-publish' but current is 'drop-head'"),
+        ({"foo": 1}, {"foo": 2}, None),  # not an argument RabbitMQ compares
+        ({"x-max-length": 1}, {"x-max-length": 1, "foo": 3}, None),
+    ],
+)
+def test_declaring_again_compares_the_arguments_rabbitmq_compares(hopper_factory, uid, first, again, why):
+    """Answers and texts as Debian's RabbitMQ 3.10 gives them."""
+    h = hopper_factory(RABBIT)
+    q = "eq-" + uid
+    key = next(iter(first or again))
+    with connect(h.url) as conn:
+        conn.channel().queue_declare(q, auto_delete=True, arguments=first)
+        if why is None:
+            conn.channel().queue_declare(q, auto_delete=True, arguments=again)
+            return
+    closed_with(
+        h,
+        lambda ch: ch.queue_declare(q, auto_delete=True, arguments=again),
+        406,
+        "PRECONDITION_FAILED - inequivalent arg '%s' for queue '%s' in vhost '/': %s" % (key, q, why),
+    )
