@@ -421,7 +421,26 @@ routes:
         self.all_hoppers.append(h)
         if wait:
             self.use_hopper(h, timeout)
+            if rabbit:
+                self.wait_topology(logf.name, 45)
         return h
+
+    def wait_topology(self, path, timeout):
+        """Waits until hopper's log says it read its topology topic (or gave
+        up at the load deadline): with task queues hopper listens at once but
+        accepts connections only then (README, "Durable topology"), which
+        the first run's fill would otherwise be charged for."""
+        deadline = time.time() + timeout
+        done = re.compile(r"topology: (read .* to its end|.* not read to its end)")
+        while time.time() < deadline:
+            if self.hopper.poll() is not None:
+                raise BenchError("hopper exited (%s) while loading its topology"
+                                 % self.hopper.returncode)
+            with open(path) as f:
+                if done.search(f.read()):
+                    return
+            time.sleep(0.1)
+        raise BenchError("hopper did not read its topology topic within %ss" % timeout)
 
     def use_hopper(self, h, timeout):
         self.hopper, self.hopper_log, self.hopper_port = h
