@@ -4,7 +4,7 @@
 #                     Kafka cluster (ports 9192-9194) and a private RabbitMQ,
 #                     writes tests/bench/RESULTS.md (+ RESULTS.json)
 #   make bench-smoke  every piece for a few seconds on the default cluster,
-#                     asserting no timing (CI), about 75 s with the cluster
+#                     asserting no timing (CI), about 85 s with the cluster
 #                     up; writes build/bench/SMOKE.md
 #
 # Needs librabbitmq-dev, librdkafka-dev, python3, valgrind, linux-perf,

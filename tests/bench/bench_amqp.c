@@ -25,6 +25,10 @@
  *                               when all are open, hold them until
  *                               SIGTERM/SIGINT or --hold seconds
  *
+ * --queue-type transient declares the queue not durable (a transient classic
+ * queue on RabbitMQ, an in-memory queue on hopper) and publishes with
+ * delivery mode 1.
+ *
  * One thread per publishing connection; every wait is bounded. Confirm
  * latency = confirm time - send time, delivery latency = receive time -
  * send time (see bench_common.h for the stamp and why scheduled send times
@@ -49,6 +53,7 @@ struct opts {
     const char *exchange, *rkey;
     bool persistent;
     const char *queue, *queue_type; /* declare (and purge) before publishing */
+    bool transient;                 /* --queue-type transient: durable=0, delivery mode 1 */
     int frame_max;
     uint64_t count;    /* publish: messages in all; consume: of the run, then stop */
     int prefetch;      /* consume, idle: basic.qos and acks; 0: no-ack */
@@ -334,9 +339,11 @@ static void *publisher(void *arg)
     uint8_t *body = malloc((size_t)O.load.size);
     bench_fill(body, (size_t)O.load.size);
     amqp_basic_properties_t props = {0};
-    if (O.persistent) {
+    if (O.persistent || O.transient) {
+        /* Transient: delivery mode 1 said outright, as RabbitMQ would not
+         * persist a message to a non-durable queue either. */
         props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
-        props.delivery_mode = 2;
+        props.delivery_mode = O.persistent ? 2 : 1;
     }
     amqp_bytes_t xb = amqp_cstring_bytes(O.exchange), kb = amqp_cstring_bytes(O.rkey);
     amqp_bytes_t bb = {(size_t)O.load.size, body};
@@ -442,14 +449,18 @@ static void *publisher(void *arg)
 }
 
 /* Declares queue q on channel 1 of c: durable, of --queue-type (an
- * argument hopper keeps and ignores); empties it when purge is set. */
+ * argument hopper keeps and ignores), or with --queue-type transient not
+ * durable and without arguments (a transient classic queue on RabbitMQ, an
+ * in-memory queue on hopper; neither exclusive nor auto-delete, so the
+ * filler's and the consumer's connections share it); empties it when purge
+ * is set. */
 static bool declare_queue_on(amqp_connection_state_t c, const char *q, bool purge, char *err,
                              size_t errlen)
 {
     amqp_table_entry_t e = {amqp_cstring_bytes("x-queue-type"),
                             {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(O.queue_type)}}};
-    amqp_table_t args = {1, &e};
-    amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, 1, 0, 0, args);
+    amqp_table_t args = O.transient ? amqp_empty_table : (amqp_table_t){1, &e};
+    amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, !O.transient, 0, 0, args);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         snprintf(err, errlen, "queue.declare %s: %s", q, reply_text(r));
@@ -771,7 +782,8 @@ static void usage(void)
             "  --conns N --chans M --window W --rate R (total msg/s, 0 = max) --size BYTES\n"
             "  --duration S --warmup S --drain S --hold S --settle S --run ID --frame-max N\n"
             "  --exchange X --routing-key K --persistent\n"
-            "  --queue Q [--queue-type classic|quorum]  (publish: declare+purge; consume)\n"
+            "  --queue Q [--queue-type classic|quorum|transient]  (publish: declare+purge;\n"
+            "    consume; transient: not durable, published with delivery mode 1)\n"
             "  --count N (publish: in all; consume: of the run, then stop)\n"
             "  --prefetch N (consume, idle: basic.qos N and an ack per delivery; 0 = no-ack)\n"
             "  --queues K (idle: consume from Q-0 .. Q-(K-1)) --delete (consume: delete Q)\n"
@@ -875,6 +887,12 @@ int main(int argc, char **argv)
         usage();
     if (!O.queue_type)
         O.queue_type = "classic";
+    if (strcmp(O.queue_type, "classic") && strcmp(O.queue_type, "quorum") &&
+        strcmp(O.queue_type, "transient"))
+        die("--queue-type %s: classic, quorum or transient", O.queue_type);
+    O.transient = !strcmp(O.queue_type, "transient");
+    if (O.transient && O.persistent)
+        die("%s", "--persistent contradicts --queue-type transient");
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);

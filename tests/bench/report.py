@@ -11,6 +11,8 @@ NAMES = {
     "direct": "direct producer",
     "rabbit-classic": "RabbitMQ classic",
     "rabbit-quorum": "RabbitMQ quorum",
+    "hopper-transient": "hopper in-memory (transient queue)",
+    "rabbit-transient": "RabbitMQ transient classic",
 }
 SIZE_NAMES = {256: "256 B", 1024: "1 KiB", 16384: "16 KiB"}
 
@@ -458,6 +460,7 @@ def targets_table(res):
 
 
 CONSUMERS = ("hopper", "rabbit-classic", "rabbit-quorum")
+TRANSIENT = ("hopper-transient", "rabbit-transient")
 
 
 def median(v):
@@ -502,7 +505,8 @@ def drain_ratio(res, a, b, prefetch):
 
 def consume_sections(res):
     """Drain throughput, publish -> deliver latency and idle consumers."""
-    if not (res.get("drain") or res.get("deliver") or res.get("idle_consumers")):
+    if not (res.get("drain") or res.get("deliver") or res.get("idle_consumers")
+            or res.get("celery")):
         return ""
     L = []
     w = L.append
@@ -516,7 +520,7 @@ def consume_sections(res):
       "are 1 KiB, persistent, published with confirms; the consumer is `bench_amqp consume "
       "--prefetch N` (rabbitmq-c): `basic.qos` N, then an ack per delivery (multiple=false) "
       "right after it arrives.\n")
-    drain = res.get("drain", [])
+    drain = [r for r in res.get("drain", []) if r["target"] in CONSUMERS]
     if drain:
         w("### Drain throughput (1 KiB, one consumer, manual acks)\n")
         rows = []
@@ -560,7 +564,7 @@ def consume_sections(res):
           "hopper CPU is utime+stime of the process over the drain (its fetcher threads "
           "included), per delivered message.\n"
           % (num(drain[0]["n"]), nround, "10" if res.get("mode") == "full" else "5"))
-    deliver = res.get("deliver", [])
+    deliver = [r for r in res.get("deliver", []) if r["target"] in CONSUMERS]
     if deliver:
         w("### Publish -> deliver latency (1 KiB, fixed rates)\n")
         rows = []
@@ -584,6 +588,9 @@ def consume_sections(res):
           "the measured window. Before each run the consumer got a few unmeasured messages, so "
           "hopper's consumer group had joined.\n"
           % (d0.get("warmup"), d0.get("duration"), deliver[0]["prefetch"]))
+    for part in (transient_section(res), celery_section(res)):
+        if part:
+            w(part)
     ic = res.get("idle_consumers")
     if ic:
         w("### Idle consumers (hopper memory)\n")
@@ -618,8 +625,192 @@ def consume_sections(res):
     return "".join(x.strip("\n") + "\n\n" for x in L)
 
 
+def transient_p95(res):
+    """[(rate, hopper's deliver run, RabbitMQ's)] for the transient targets,
+    where both ran at the rate."""
+    out = []
+    deliver = res.get("deliver", [])
+    for rate in sorted({r["rate"] for r in deliver if r["target"] in TRANSIENT}):
+        h = [r for r in deliver if r["target"] == "hopper-transient" and r["rate"] == rate]
+        b = [r for r in deliver if r["target"] == "rabbit-transient" and r["rate"] == rate]
+        if h and b:
+            out.append((rate, h[0], b[0]))
+    return out
+
+
+def complete(r):
+    """Whether a deliver run's consumer got every message sent in the window."""
+    return (r["e2e"]["measured"] == r["pub"]["measured_sent"] and not r["pub"].get("error")
+            and not r["e2e"].get("error"))
+
+
+def transient_comparison(res):
+    """One sentence per rate: hopper's in-memory deliver p95 against RabbitMQ
+    transient's, as a ratio, from the recorded runs."""
+    parts = []
+    for rate, h, b in transient_p95(res):
+        hp, bp = h["e2e"]["e2e"]["p95"], b["e2e"]["e2e"]["p95"]
+        if not (complete(h) and complete(b)) or not hp or not bp:
+            parts.append("at %s msg/s no comparison: %s" % (
+                num(rate), "hopper delivered %s of %s" % (num(h["e2e"]["measured"]),
+                                                         num(h["pub"]["measured_sent"]))
+                if not complete(h) else "RabbitMQ delivered %s of %s" % (
+                    num(b["e2e"]["measured"]), num(b["pub"]["measured_sent"]))))
+        elif hp <= bp:
+            parts.append("at %s msg/s hopper's p95 is %s ms against RabbitMQ's %s ms (x%.2f: "
+                         "at least as fast)" % (num(rate), ms(hp), ms(bp), hp / bp))
+        else:
+            parts.append("at %s msg/s hopper's p95 is %s ms against RabbitMQ's %s ms (x%.2f: "
+                         "slower by %s ms)" % (num(rate), ms(hp), ms(bp), hp / bp, ms(hp - bp)))
+    if not parts:
+        return ""
+    s = "; ".join(parts)
+    return "Publish -> deliver through a transient queue: " + s[0].lower() + s[1:] + "."
+
+
+def transient_section(res):
+    """hopper's in-memory path against RabbitMQ's transient classic queues."""
+    drain = [r for r in res.get("drain", []) if r["target"] in TRANSIENT]
+    deliver = [r for r in res.get("deliver", []) if r["target"] in TRANSIENT]
+    if not (drain or deliver):
+        return ""
+    L = []
+    w = L.append
+    w("### In-memory path: transient queues\n")
+    w("The same runs on a transient queue: declared not durable, without arguments (neither "
+      "exclusive nor auto-delete, so the filler's and the consumer's connections share it): on "
+      "hopper a queue held in the process's memory, never in Kafka (README, \"Transient queues "
+      "live in memory\"; its confirm comes at once), on RabbitMQ a transient classic queue. "
+      "Messages are published with delivery mode 1, as a persistent message to a transient "
+      "queue is not persisted on RabbitMQ either. Same hopper process as above.\n")
+    if drain:
+        rows = []
+        for pf in sorted({r["prefetch"] for r in drain}):
+            for t in TRANSIENT:
+                r = drain_median(res, t, pf)
+                if not r:
+                    continue
+                c = r["consume"]
+                allr = [drain_rate(x) for x in drain_of(res, t, pf)]
+                done = [x for x in allr if x is not None]
+                spread = "%s-%s" % (num(min(done)), num(max(done))) if len(done) > 1 else "-"
+                if len(done) < len(allr):
+                    spread += " (%d of %d stalled)" % (len(allr) - len(done), len(allr))
+                rr = drain_ratio(res, "hopper-transient", "rabbit-transient", pf)
+                cpu = "-"
+                if r.get("hopper_cpu_s") is not None and drained(r):
+                    cpu = "%.1f" % (1e6 * r["hopper_cpu_s"] / c["of_run"])
+                rate = num(c["msgs_per_s"]) if drained(r) else \
+                    "stalled after %s of %s" % (num(c["of_run"]), num(r["n"]))
+                rows.append([num(pf), NAMES[t], rate, spread, "%.2f" % c["first_s"],
+                             "%d/%d" % (c["of_run"], r["n"]), num(r["fill"]["msgs_per_s"]), cpu,
+                             "%.2f" % rr if rr and t == "hopper-transient" else "-",
+                             "%.1f" % r["load_avg"]])
+        w(table(["prefetch", "system", "drain msg/s (median)", "range over rounds",
+                 "first delivery s", "delivered/filled", "fill msg/s", "hopper CPU us/msg",
+                 "x RabbitMQ transient", "load"], rows))
+        w("As the durable drain table: a fresh queue filled with %s messages, then one consumer "
+          "with prefetch N acking each delivery; median round, `x RabbitMQ transient` the "
+          "median per-round ratio.\n" % num(drain[0]["n"]))
+    if deliver:
+        rows = []
+        for r in sorted(deliver, key=lambda r: (r["rate"], TRANSIENT.index(r["target"]))):
+            p, e = r["pub"], r["e2e"]
+            c, x = p["confirm"], e["e2e"]
+            rows.append([num(r["rate"]), NAMES[r["target"]], num(p["msgs_per_s"]), ms(c["p50"]),
+                         ms(c["p99"]), ms(x["p50"]), ms(x["p95"]), ms(x["p99"]), ms(x["p999"]),
+                         ms(x["max"]), "%d/%d" % (e["measured"], p["measured_sent"]),
+                         "%.2f" % r["hopper_cpu_s"] if r.get("hopper_cpu_s") is not None else "-",
+                         "%.1f" % r["load_avg"]])
+        w(table(["rate", "system", "confirmed msg/s", "confirm p50", "p99", "deliver p50", "p95",
+                 "p99", "p99.9", "max", "delivered/sent", "hopper CPU s", "load"], rows))
+        w("Milliseconds; as the durable deliver table (one publisher with confirms at the "
+          "rate, one consumer with prefetch %d and an ack per delivery, deliver = receive "
+          "time - scheduled send time).\n" % deliver[0]["prefetch"])
+    cmp_ = transient_comparison(res)
+    if cmp_:
+        w(cmp_ + "\n")
+    return "".join(x.strip("\n") + "\n\n" for x in L)
+
+
+def celery_section(res):
+    """The Celery round trip: apply_async -> result through rpc://."""
+    cel = res.get("celery")
+    if not cel:
+        return ""
+    L = []
+    w = L.append
+    w("### Celery round trip (apply_async -> result.get() through rpc://)\n")
+    rows = []
+    for r in cel:
+        c = r["client"]
+        rt = c.get("rtt_ms") or {}
+        rows.append([{"hopper": "hopper", "rabbit": "RabbitMQ"}[r["target"]],
+                     "%s" % (r.get("ready_s") if r.get("ready_s") is not None else "-"),
+                     num(rt.get("n")), ms(rt.get("p50")), ms(rt.get("p95")), ms(rt.get("p99")),
+                     ms(rt.get("max")), "%s/%s" % (num(c.get("conc_done")), num(c.get("total"))),
+                     num(c.get("tasks_per_s")),
+                     "%.2f" % r["hopper_cpu_s"] if r.get("hopper_cpu_s") is not None else "-",
+                     "%.1f" % r["load_avg"], c.get("error") or "-"])
+    w(table(["broker", "first task s", "round trips", "p50 ms", "p95 ms", "p99 ms", "max ms",
+             "concurrent done", "tasks/s", "hopper CPU s", "load", "error"], rows))
+    c0 = cel[0]["client"]
+    w("Celery with py-amqp (`tests/bench/celery_rt.py`, versions pinned in bench.py's "
+      "CELERY_PINS), a %d-process prefork worker (`-c %d`, `--without-gossip --without-mingle "
+      "--without-heartbeat`, Celery's defaults otherwise: JSON, acks on receipt, prefetch "
+      "multiplier 4, no publisher confirms) and a task `add` that returns at once. The task "
+      "queue is durable, behind a direct exchange (on hopper: a Kafka topic and consumer "
+      "group, so every task makes a Kafka round trip); the result comes back through the "
+      "rpc:// backend, the client's non-durable auto-delete queue (in memory on hopper). Round "
+      "trip = apply_async until result.get() returns, %s in a row after a few unmeasured ones "
+      "(`first task s`: the wait for the first result, the worker starting); then %s tasks "
+      "with %s in flight (a new one sent as the oldest returns): tasks/s over that run.\n"
+      % (cel[0]["workers"], cel[0]["workers"], num(c0.get("seq")), num(c0.get("total")),
+         num(c0.get("conc"))))
+    for r in cel:
+        if r["client"].get("error"):
+            w("**%s: the Celery run failed**: %s. Worker log (last lines): `%s`. %s\n"
+              % (r["target"], r["client"]["error"], " / ".join(r.get("worker_log", [])[-5:]),
+                 ("hopper's log on queue %s (last lines): `%s`" % (
+                     r["queue"], " / ".join(r.get("hopper_log", [])[-8:])))
+                 if r.get("hopper_log") is not None else ""))
+    h = [r for r in cel if r["target"] == "hopper" and not r["client"].get("error")]
+    b = [r for r in cel if r["target"] == "rabbit" and not r["client"].get("error")]
+    if h and b:
+        hc, bc = h[0]["client"], b[0]["client"]
+        w("hopper's Celery round trip p95 is x%.2f RabbitMQ's (%s against %s ms), its "
+          "tasks/s x%.2f (%s against %s).\n"
+          % (hc["rtt_ms"]["p95"] / bc["rtt_ms"]["p95"], ms(hc["rtt_ms"]["p95"]),
+             ms(bc["rtt_ms"]["p95"]), hc["tasks_per_s"] / bc["tasks_per_s"],
+             num(hc["tasks_per_s"]), num(bc["tasks_per_s"])))
+    return "".join(x.strip("\n") + "\n\n" for x in L)
+
+
+def render_partial(res, rawpath):
+    """The report of a partial run (bench.py --only): its consuming sections
+    alone."""
+    f = res.get("facts", {})
+    return ("# hopper benchmark, partial run\n\nWritten by `tests/bench/bench.py %s --only %s` "
+            "on %s (hopper %s, load average at start %s, %s s); raw numbers in `%s`. Only "
+            "the parts named ran; RESULTS.md is the whole benchmark's.\n\n%s"
+            % (res.get("mode"), ",".join(res.get("only", [])), res.get("started"),
+               f.get("git", "?"), " / ".join(f.get("load_avg_start", [])), res.get("elapsed_s"),
+               rawpath, consume_sections(res)))
+
+
 def consume_targets(res):
     rows = []
+    for rate, h, b in transient_p95(res):
+        hp, bp = h["e2e"]["e2e"]["p95"], b["e2e"]["e2e"]["p95"]
+        what = ("in-memory deliver p95 at most RabbitMQ transient's at %s msg/s (hopper "
+                "transient queue)" % num(rate))
+        if not complete(h):
+            rows.append([what, "%s of %s delivered" % (num(h["e2e"]["measured"]),
+                                                       num(h["pub"]["measured_sent"])),
+                         "missed (not every message delivered)"])
+        elif hp and bp:
+            rows.append([what, "%s vs %s ms, x%.2f" % (ms(hp), ms(bp), hp / bp),
+                         verdict(hp <= bp, hp, bp, "ms")])
     deliver = [r for r in res.get("deliver", []) if r["target"] == "hopper"]
     if deliver:
         worst = max(deliver, key=lambda r: r["e2e"]["e2e"]["p95"])
