@@ -12,7 +12,8 @@
 #
 # The source comes from Debian's archive through apt (a private deb-src
 # list for trixie, so the machine's own apt sources are not touched; apt
-# checks the archive's signatures), with Debian's patches applied. The build
+# checks the archive's signatures), with Debian's patches applied, then
+# ours (scripts/librdkafka-patches/, each saying why). The build
 # is static (rdkafka-static.pc): hopper carries the library, and needs only
 # the system's libssl, libsasl2, libzstd, liblz4 and zlib at run time.
 #
@@ -30,13 +31,17 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly PREFIX="$REPO_ROOT/.cache/librdkafka-$VERSION"
 readonly WORK="$REPO_ROOT/.cache/librdkafka-src"
+readonly PATCHES="$REPO_ROOT/scripts/librdkafka-patches"
+# A build is current when it has our patches as they are now.
+patch_stamp() { cat "$PATCHES"/*.patch | sha256sum | cut -d' ' -f1; }
 
 die() {
   printf 'librdkafka.sh: %s\n' "$*" >&2
   exit 1
 }
 
-if [[ "${1:-}" != "--force" && -f "$PREFIX/lib/pkgconfig/rdkafka-static.pc" ]]; then
+if [[ "${1:-}" != "--force" && -f "$PREFIX/lib/pkgconfig/rdkafka-static.pc" &&
+  "$(cat "$PREFIX/hopper-patches.sha256" 2>/dev/null)" == "$(patch_stamp)" ]]; then
   echo "$PREFIX"
   exit 0
 fi
@@ -62,6 +67,10 @@ apt-get "${apt_opts[@]}" -qq update >&2 || die "apt-get update (trixie deb-src) 
   die "cannot fetch librdkafka $DEB_VERSION's source package from trixie"
 (cd "$WORK" && dpkg-source -x "librdkafka_$DEB_VERSION.dsc" src >"$WORK/unpack.log" 2>&1) ||
   die "cannot unpack librdkafka_$DEB_VERSION.dsc (see $WORK/unpack.log)"
+for p in "$PATCHES"/*.patch; do
+  patch -d "$WORK/src" -p1 --forward --quiet <"$p" >>"$WORK/unpack.log" 2>&1 ||
+    die "cannot apply $(basename "$p") (see $WORK/unpack.log)"
+done
 
 echo "librdkafka.sh: building librdkafka $VERSION into $PREFIX" >&2
 (
@@ -75,5 +84,6 @@ echo "librdkafka.sh: building librdkafka $VERSION into $PREFIX" >&2
 # Only the static library is linked; the shared one would tempt a runtime
 # dependency on this folder.
 rm -f "$PREFIX"/lib/librdkafka.so*
+patch_stamp >"$PREFIX/hopper-patches.sha256"
 rm -rf "$WORK"
 echo "$PREFIX"
