@@ -183,6 +183,10 @@ static amqp_table_entry_t str_entry(const char *key, const char *v)
     return e;
 }
 
+/* The RabbitMQ release whose semantics task queues follow (binding rules,
+ * x-death fields, qos), as the version advertised with them. */
+#define RABBITMQ_COMPAT_VERSION "3.13.7"
+
 static void send_start(struct conn *c)
 {
     /* Only what works is advertised: pika needs publisher_confirms and
@@ -196,13 +200,22 @@ static void send_start(struct conn *c)
         /* With task queues on, as RabbitMQ: consumers hear of a deleted queue. */
         bool_entry("consumer_cancel_notify", true),
     };
-    int n_caps = (int)ARRAY_LEN(caps) - (c->srv->cfg->rabbit_enabled ? 0 : 1);
+    bool rabbit = c->srv->cfg->rabbit_enabled;
+    int n_caps = (int)ARRAY_LEN(caps) - (rabbit ? 0 : 1);
+    /* Clients choose how to use a server by its product and version: kombu
+     * (Celery) sends basic.qos with global=true only to RabbitMQ 3.3-3.x,
+     * and Celery's prefetch for ETA tasks grows only through it. With task
+     * queues on hopper consumes as RabbitMQ 3.13 does, and says so; platform
+     * and information say what it is. Publishing alone, nothing a client
+     * does depends on it. README, "AMQP behaviour". */
     amqp_table_entry_t props[] = {
-        str_entry("product", "hopper"),
-        str_entry("version", HOPPER_VERSION),
-        str_entry("platform", "C, libevent, librdkafka"),
+        str_entry("product", rabbit ? "RabbitMQ" : "hopper"),
+        str_entry("version", rabbit ? RABBITMQ_COMPAT_VERSION : HOPPER_VERSION),
+        str_entry("platform", "hopper " HOPPER_VERSION " (C, libevent, librdkafka)"),
         str_entry("copyright", "the hopper authors"),
-        str_entry("information", "AMQP 0-9-1 publishers into Apache Kafka"),
+        str_entry("information", rabbit ? "hopper: AMQP 0-9-1 over Apache Kafka, with RabbitMQ "
+                                          "3.13's queue semantics"
+                                        : "hopper: AMQP 0-9-1 publishers into Apache Kafka"),
         {amqp_cstring_bytes("capabilities"), {AMQP_FIELD_KIND_TABLE, {.table = {n_caps, caps}}}},
     };
     amqp_connection_start_t m = {
