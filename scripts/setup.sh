@@ -4,8 +4,10 @@
 # Installs the Debian packages hopper needs to build, test and run its local
 # Kafka cluster (only those missing; apt-get update only if something is),
 # builds the librdkafka hopper links (scripts/librdkafka.sh: Debian 13's
-# 2.8.0 from its source package, into .cache/), then resolves the Kafka jars
-# with `contrib/kafka/cluster.sh fetch` (for KAFKA_VERSION, default 4.1.1).
+# 2.8.0 from its source package, into .cache/), resolves the Kafka jars
+# with `contrib/kafka/cluster.sh fetch` (for KAFKA_VERSION, default 4.1.1),
+# then the venv with Celery from PyPI that tests/integration/test_celery.py
+# runs workers from (scripts/celery-venv.sh, pinned versions).
 # Safe to run repeatedly: when everything is in place it prints one line.
 # Runs apt-get as root, or through sudo.
 
@@ -25,6 +27,8 @@ readonly PACKAGES=(
   # integration tests: AMQP and Kafka clients
   amqp-tools python3-pika python3-kombu python3-confluent-kafka python3-pytest
   kcat
+  # test_celery.py's venv (Celery from PyPI)
+  python3-venv
   # fuzzing (tests/fuzz): clang with its libFuzzer runtime
   clang libclang-rt-14-dev
   # memcheck runs of the integration suite (docs/limits.md)
@@ -87,6 +91,10 @@ fi
 "$REPO_ROOT/contrib/kafka/cluster.sh" fetch --quiet ||
   die "fetching the Kafka jars failed (see the messages above)"
 
+# Prints the venv's path; installs only the first time or when a pin changed.
+"$REPO_ROOT/scripts/celery-venv.sh" >/dev/null ||
+  die "setting up the Celery venv failed (see the messages above)"
+
 installed_now=""
 ((${#missing[@]} == 0)) || installed_now=" (${#missing[@]} installed now)"
-echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, librdkafka 2.8.0 built, Kafka jars cached"
+echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, librdkafka 2.8.0 built, Kafka jars cached, Celery venv ready"
