@@ -125,9 +125,6 @@ class Broker:
 @pytest.fixture(params=["hopper", pytest.param("rabbitmq", marks=pytest.mark.reference)])
 def broker(request, hopper_factory):
     if request.param == "hopper":
-        known = request.node.get_closest_marker("hopper_xfail")
-        if known:
-            request.applymarker(pytest.mark.xfail(strict=True, reason=known.args[0]))
         h = hopper_factory(RABBIT)
         return Broker("hopper", h.url.replace("%2F", "/"), hopper=h)
     node = request.getfixturevalue("rabbitmq_node")
@@ -420,17 +417,13 @@ def test_acks_late_tasks_of_a_sigkilled_worker_all_run_on_the_next(broker, make_
 
 
 @pytest.mark.slow
-@pytest.mark.hopper_xfail(
-    "kombu 5.7 sends basic.qos global=false to any server whose product is not "
-    "'RabbitMQ' 3.3-3.x (hopper says 'hopper'); Celery's prefetch increments for "
-    "held ETA tasks then never reach the running consumer (RabbitMQ 3.x and hopper "
-    "alike), so the 9th countdown task and everything behind it wait for the countdown"
-)
-def test_countdown_tasks_held_unacked_do_not_stall_the_queue(broker, make_app, prelude=""):
+def test_countdown_tasks_held_unacked_do_not_stall_the_queue(broker, make_app):
     """More countdown tasks than the worker's prefetch (-c 2 x multiplier 4
     = 8): Celery holds them unacked and raises its prefetch by one for
-    each (basic.qos), so tasks sent after them still run at once."""
-    app = make_app(prelude)
+    each (basic.qos global=true: kombu sends that to a server that says
+    RabbitMQ 3.x, which hopper with task queues does; README, "AMQP
+    behaviour"), so tasks sent after them still run at once."""
+    app = make_app()
     w = app.worker().wait_ready()
     countdown = 15
     t0 = time.time()
@@ -447,22 +440,6 @@ def test_countdown_tasks_held_unacked_do_not_stall_the_queue(broker, make_app, p
     assert max(x[4] for x in notes if x[1] in now) < t0 + countdown
     notes = app.wait_notes(lambda n: set(eta) <= {x[1] for x in n if x[0] == "done"}, countdown + 60, "countdown tasks")
     assert min(x[4] for x in notes if x[0] == "start" and x[1] in eta) >= t0 + countdown - 1
-
-
-# What kombu does for RabbitMQ 3.3-3.x, whatever the server's product.
-GLOBAL_QOS = """\
-from kombu.transport import pyamqp
-pyamqp.Transport.qos_semantics_matches_spec = lambda self, connection: False
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("broker", ["hopper"], indirect=True)
-def test_countdown_tasks_do_not_stall_hopper_when_kombu_uses_global_qos(broker, make_app):
-    """The xfail above is kombu's choice, not hopper's qos: told to use
-    global qos as it does for RabbitMQ 3.x, Celery's increments reach the
-    channel and nothing stalls on hopper either."""
-    test_countdown_tasks_held_unacked_do_not_stall_the_queue(broker, make_app, GLOBAL_QOS)
 
 
 # ---- 4. rpc:// results --------------------------------------------------------------------------
@@ -616,9 +593,9 @@ def test_shutdown_leaves_nothing_unacked_and_the_next_worker_gets_the_rest(broke
 def test_prefetch_a_worker_holds(broker, make_app, acks_late):
     """-c 2, worker_prefetch_multiplier 4, a queue of slow tasks: how many
     messages the worker holds unacked. kombu chooses basic.qos global=true
-    for RabbitMQ 3.3-3.x and global=false for any other server (hopper);
-    either way the limit is 8 for the worker's one consumer. With early
-    acks the two running tasks are acked, so it holds 8 more."""
+    for RabbitMQ 3.3-3.x, which hopper with task queues says it is: the
+    limit is 8 for the worker's channel on both. With early acks the two
+    running tasks are acked, so it holds 8 more."""
     app = make_app(task_acks_late=acks_late, worker_prefetch_multiplier=4)
     tags = ["p%d" % i for i in range(20)]
     app.send_naps(tags, 30)
@@ -641,5 +618,5 @@ out({"active": sum(map(len, a.values())), "reserved": sum(map(len, r.values())),
         q = broker.rabbit.queues()[app.queue]
         held = got["active"] + got["reserved"]
         assert (q["messages_unacknowledged"], q["messages_ready"]) == (8, len(tags) - held), q
-    assert got["qos_global"] == (broker.name == "rabbitmq")
+    assert got["qos_global"]
     assert w.proc.poll() is None
