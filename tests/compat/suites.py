@@ -71,8 +71,6 @@ class SuiteResult:
 GO = "amqp091-go integration"
 CONFIRM_TIMING = ("intended", "the test allows 200 ms for a confirm; hopper confirms once Kafka has the record on 2 "
                   "replicas (acks=all), and the first publish to a topic also creates it")
-NOT_RABBITMQ = ("intended", "server product is 'hopper', so the test skips its RabbitMQ-only body without closing "
-                "its connection and goleak reports the leak")
 PIKA = "pika acceptance (blocking adapter)"
 UNBOUND_ROUTED = ("intended", "mandatory publish to an exchange without bindings: hopper routes it to the exchange's "
                   "topic (default route), so no basic.return; RabbitMQ returns it")
@@ -85,9 +83,6 @@ REVIEWED = {
                                     "<routing key> (default_route on), so nothing is returned; with default_route off "
                                     "it is returned 312 NO_ROUTE (the scenario's mandatory step)"),
     (GO, "TestIntegrationQueueUnbind"): UNBOUND_ROUTED,
-    (GO, "TestIntegrationRecoverNotImplemented"): NOT_RABBITMQ,
-    (GO, "TestRabbitMQQueueTTLGet"): NOT_RABBITMQ,
-    (GO, "TestRabbitMQQueueNackMultipleRequeue"): NOT_RABBITMQ,
     ("amqplib channel/callback/connect tests", "updateSecret"): (
         "not-implemented", "connection.update-secret (RabbitMQ's extension for refreshing credentials): hopper "
         "answers 540 'unknown method'"),
