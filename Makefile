@@ -47,9 +47,9 @@ ALL_LDFLAGS += -fsanitize=$(SANITIZE)
 # A small quarantine keeps ASan's RSS near the real one for the memory
 # bounds the limits tests measure (they allow 2x under a sanitizer).
 SAN_ENV := HOPPER_SANITIZE=$(SANITIZE) ASAN_OPTIONS=quarantine_size_mb=16
-# The reference runs against RabbitMQ (test_celery.py) test no hopper code:
-# once, in the plain `make check`, is enough.
-PYTEST_MARKS := -m "not reference"
+# The Celery workers (test_celery.py, minutes, their RabbitMQ reference runs
+# testing no hopper code at all) run once, in the plain `make check`.
+PYTEST_MARKS := -m "not celery"
 else
 BUILD ?= build
 SAN_ENV :=
@@ -146,7 +146,7 @@ KAFKA39_ENV := KAFKA_VERSION=3.9.1 KAFKA_DATA=.cache/kafka-cluster-3.9 \
                KAFKA_BROKER_PORTS="9292 9293 9294" KAFKA_CONTROLLER_PORTS="19292 19293 19294"
 integration-kafka39: $(HOPPER)
 	@$(KAFKA39_ENV) contrib/kafka/cluster.sh start
-	@$(KAFKA39_ENV) HOPPER_BIN=$(abspath $(HOPPER)) $(SAN_ENV) $(PYTHON) -m pytest -q -m "not reference" tests/integration; \
+	@$(KAFKA39_ENV) HOPPER_BIN=$(abspath $(HOPPER)) $(SAN_ENV) $(PYTHON) -m pytest -q -m "not celery" tests/integration; \
 	rc=$$?; $(KAFKA39_ENV) contrib/kafka/cluster.sh stop; exit $$rc
 
 check: setup

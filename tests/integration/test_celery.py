@@ -30,6 +30,10 @@ import pytest
 
 from hopperproc import free_port
 
+# Celery's workers take minutes: the plain `make check` runs this file, the
+# Kafka 3.9 and sanitizer runs leave it out (Makefile), to keep CI's hour.
+pytestmark = pytest.mark.celery
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_SH = REPO / "scripts" / "celery-venv.sh"
 RABBITMQ_SH = REPO / "tests" / "bench" / "rabbitmq.sh"
