@@ -493,6 +493,23 @@ def drain_median(res, target, prefetch):
     return rs[len(rs) // 2] if rs else None
 
 
+def drain_spread(res, target, prefetch):
+    """The range of a system's drain msg/s over the rounds, and how many stalled."""
+    allr = [drain_rate(x) for x in drain_of(res, target, prefetch)]
+    done = [x for x in allr if x is not None]
+    spread = "%s-%s" % (num(min(done)), num(max(done))) if len(done) > 1 else "-"
+    if len(done) < len(allr):
+        spread += " (%d of %d stalled)" % (len(allr) - len(done), len(allr))
+    return spread
+
+
+def drain_cpu(r):
+    """hopper's CPU per delivered message in a drain run, in us ("-" for others)."""
+    if r.get("hopper_cpu_s") is None or not drained(r):
+        return "-"
+    return "%.1f" % (1e6 * r["hopper_cpu_s"] / r["consume"]["of_run"])
+
+
 def drain_ratio(res, a, b, prefetch):
     """Median over rounds of a's drain msg/s / b's in the same round (rounds
     where either did not drain the queue left out)."""
@@ -530,17 +547,11 @@ def consume_sections(res):
                 if not r:
                     continue
                 c = r["consume"]
-                allr = [drain_rate(x) for x in drain_of(res, t, pf)]
-                done = [x for x in allr if x is not None]
-                spread = "%s-%s" % (num(min(done)), num(max(done))) if len(done) > 1 else "-"
-                if len(done) < len(allr):
-                    spread += " (%d of %d stalled)" % (len(allr) - len(done), len(allr))
+                spread = drain_spread(res, t, pf)
                 ratios = ["%.2f" % x if x and t != b else "-" for x, b in
                           ((drain_ratio(res, t, b, pf), b) for b in ("rabbit-classic",
                                                                       "rabbit-quorum"))]
-                cpu = "-"
-                if r.get("hopper_cpu_s") is not None and drained(r):
-                    cpu = "%.1f" % (1e6 * r["hopper_cpu_s"] / c["of_run"])
+                cpu = drain_cpu(r)
                 rate = num(c["msgs_per_s"]) if drained(r) else \
                     "stalled after %s of %s (%s msg/s until then)" % (
                         num(c["of_run"]), num(r["n"]), num(c["msgs_per_s"]))
@@ -691,15 +702,9 @@ def transient_section(res):
                 if not r:
                     continue
                 c = r["consume"]
-                allr = [drain_rate(x) for x in drain_of(res, t, pf)]
-                done = [x for x in allr if x is not None]
-                spread = "%s-%s" % (num(min(done)), num(max(done))) if len(done) > 1 else "-"
-                if len(done) < len(allr):
-                    spread += " (%d of %d stalled)" % (len(allr) - len(done), len(allr))
+                spread = drain_spread(res, t, pf)
                 rr = drain_ratio(res, "hopper-transient", "rabbit-transient", pf)
-                cpu = "-"
-                if r.get("hopper_cpu_s") is not None and drained(r):
-                    cpu = "%.1f" % (1e6 * r["hopper_cpu_s"] / c["of_run"])
+                cpu = drain_cpu(r)
                 rate = num(c["msgs_per_s"]) if drained(r) else \
                     "stalled after %s of %s" % (num(c["of_run"]), num(r["n"]))
                 rows.append([num(pf), NAMES[t], rate, spread, "%.2f" % c["first_s"],
