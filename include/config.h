@@ -107,8 +107,9 @@ struct config {
     uint64_t max_transient_bytes; /* default 256 MiB held by every transient queue together */
     uint32_t commit_interval_ms;  /* default 200: acks become a commit at most this late */
     uint32_t session_timeout_ms;  /* default 10000: a crashed instance's partitions move after it */
-    char *instance_id;            /* default "": static group membership when set */
-    char *topology_topic; /* default "_hopper_topology": the durable topology (topostore.h) */
+    uint32_t idle_leave_ms; /* default 3000: a queue without consumers here leaves its group */
+    char *instance_id;      /* default "": static group membership when set */
+    char *topology_topic;   /* default "_hopper_topology": the durable topology (topostore.h) */
     uint32_t topology_load_timeout_ms; /* default 30000: connections wait this long for it */
 
     /* routing */

@@ -108,6 +108,7 @@ static const struct setting settings[] = {
             INT64_C(256) << 20, true),
     INTEGER("rabbit.commit_interval", commit_interval_ms, 1, 60000, 200, true),
     INTEGER("rabbit.session_timeout", session_timeout_ms, 6000, 300000, 10000, false),
+    INTEGER("rabbit.idle_leave", idle_leave_ms, 0, 600000, 3000, true),
     STRING("rabbit.instance_id", instance_id, "", check_instance_id, false),
     STRING("rabbit.topology_topic", topology_topic, "_hopper_topology", check_topic, false),
     INTEGER("rabbit.topology_load_timeout", topology_load_timeout_ms, 0, 600000, 30000, false),

@@ -73,6 +73,7 @@ struct feed {
     rd_kafka_queue_t *q;
     int pipefd[2];
     struct event *pipe_ev, *commit_ev;
+    struct event *idle_ev; /* rabbit.idle_leave: no consumer here, nothing unsettled */
     bool paused;
     /* Between a cooperative revocation and the assignment that follows,
      * this member's JoinGroup waits at the coordinator for the others, and
@@ -143,6 +144,7 @@ struct group_delete;
 static struct feed *feed_find(struct feeds *fs, const char *vhost, const char *queue);
 static void feed_free(struct feed *f);
 static void expire(struct feed *f);
+static void check_idle(struct feed *f);
 static void delete_group(struct group_delete *d);
 static void group_deleted(struct group_delete *d, rd_kafka_event_t *ev);
 
@@ -540,6 +542,7 @@ void feed_done(struct feed_msg *m)
                  m->part->partition, (long long)m->offset);
     release(f, m);
     check_flow(f);
+    check_idle(f);
 }
 
 void feed_requeue(struct feed_msg *m)
@@ -548,11 +551,11 @@ void feed_requeue(struct feed_msg *m)
     m->redelivered = true;
     /* Its partition went to another owner, who delivers it again; or its
      * transient queue was deleted. */
-    if (f->memory ? f->deleted : (!m->part || m->part->gone)) {
+    if (f->memory ? f->deleted : (!m->part || m->part->gone))
         release(f, m);
-        return;
-    }
-    ready_insert(f, m);
+    else
+        ready_insert(f, m);
+    check_idle(f);
 }
 
 size_t feed_ready_count(const struct feed *f)
@@ -934,6 +937,8 @@ fail:
 /* Commit, leave the group, and forget every record. */
 static void stop(struct feed *f)
 {
+    if (f->idle_ev)
+        evtimer_del(f->idle_ev);
     if (!f->rk)
         return;
     commit(f, true);
@@ -952,6 +957,46 @@ static void stop(struct feed *f)
     topics_free(f->topics);
     f->topics = NULL;
     f->n_topics = 0;
+    /* What close left (partitions lost, kept for the next assignment) is
+     * not this hopper's any more either. */
+    while (f->parts)
+        part_drop(f, f->parts);
+    f->paused = false;
+}
+
+/* A durable queue's consumer group holds partitions for this hopper only
+ * while something here reads them: once its last consumer is gone and
+ * every delivery is settled, it leaves the group after rabbit.idle_leave,
+ * so that the partitions go to a hopper whose consumers wait for them
+ * (otherwise their records would wait for this hopper's next consumer).
+ * The records it fetched and did not deliver are not committed: the next
+ * owner reads them again. A consume or get in the meantime keeps it. */
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    struct feed *f = arg;
+    (void)fd, (void)what;
+    if (f->n_cons || f->n_held > f->n_ready)
+        return; /* in use again: the next detach or settle arms it anew */
+    log_info("queue '%s' in vhost '%s': no consumer here for %u ms, leaving group %s", f->queue,
+             f->vhost, f->fs->cfg->idle_leave_ms, (const char *)f->group.data);
+    stop(f);
+}
+
+static void check_idle(struct feed *f)
+{
+    if (f->memory || !f->rk)
+        return;
+    if (f->n_cons || f->n_held > f->n_ready) {
+        if (f->idle_ev)
+            evtimer_del(f->idle_ev);
+        return;
+    }
+    if (!f->idle_ev)
+        f->idle_ev = evtimer_new(f->fs->base, on_idle, f);
+    uint32_t ms = f->fs->cfg->idle_leave_ms;
+    struct timeval tv = {ms / 1000, ms % 1000 * 1000};
+    if (!f->idle_ev || evtimer_add(f->idle_ev, &tv))
+        log_error("queue '%s': cannot arm its idle timer; it stays in its group", f->queue);
 }
 
 /* ---- transient queues ---- */
@@ -1207,6 +1252,7 @@ void feed_attach(struct feed *f, struct consumer *c)
     f->cons[f->n_cons++] = c;
     if (start(f))
         feed_dispatch(f);
+    check_idle(f);
 }
 
 void feed_detach(struct feed *f, struct consumer *c)
@@ -1226,6 +1272,7 @@ void feed_detach(struct feed *f, struct consumer *c)
         else
             arm_unused(f);
     }
+    check_idle(f);
 }
 
 size_t feed_consumer_count(const struct feed *f)
@@ -1266,6 +1313,7 @@ struct feed_msg *feed_take(struct feed *f)
     struct feed_msg *m = ready_pop(f);
     if (m)
         note_delivered(m);
+    check_idle(f); /* a get keeps the group, as a consumer would */
     return m;
 }
 
@@ -1305,6 +1353,8 @@ struct feeds *feeds_new(struct event_base *base, const struct config *cfg, struc
 static void feed_free(struct feed *f)
 {
     stop(f);
+    if (f->idle_ev)
+        event_free(f->idle_ev);
     if (f->ttl_ev)
         event_free(f->ttl_ev);
     if (f->unused_ev)

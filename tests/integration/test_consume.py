@@ -564,6 +564,50 @@ def test_two_hoppers_share_a_queue_through_the_group(hopper_factory, kafka, kafk
                 c.close()
 
 
+def test_a_hopper_whose_consumers_left_gives_the_queue_to_the_other(hopper_factory, kafka, kafka_cluster, uid):
+    """Partitions follow the consumers: hopper 1's consumer reads the queue
+    and goes away; hopper 1 leaves the group after rabbit.idle_leave, and
+    hopper 2's consumer gets every message, not only the partitions the
+    group happened to give hopper 2 (before, the rest waited for a consumer
+    on hopper 1)."""
+    topic, q = "idle-" + uid, "idle-q-" + uid
+    kafka.create_topic(topic)
+    cfg = dict(RABBIT, queues=[{"name": q, "topics": [topic]}])
+    cfg["rabbit"] = dict(RABBIT["rabbit"], idle_leave=1000)
+    h1, h2 = hopper_factory(cfg), hopper_factory(cfg)
+    for h in (h1, h2):
+        h.wait_for_log("(config) reads 1 topic(s)", timeout=60)
+    with connect(h1.url) as c1:
+        ch1 = c1.channel()
+        ch1.basic_consume(q, lambda *a: None)
+        deadline = time.monotonic() + 60
+        while "partition(s) assigned" not in h1.log_text():
+            assert time.monotonic() < deadline, "hopper 1 never got the queue's partitions"
+            c1.process_data_events(0.1)
+    h1.wait_for_log("no consumer here for 1000 ms, leaving group " + group_of(q), timeout=30)
+    c2 = pika.BlockingConnection(pika.URLParameters(h2.url))
+    try:
+        ch2 = c2.channel()
+        got = []
+
+        def on_msg(ch, method, props, body):
+            got.append(body)
+            ch.basic_ack(method.delivery_tag)
+
+        ch2.basic_consume(q, on_msg)
+        p = Producer({"bootstrap.servers": kafka_cluster, "acks": "all"})
+        bodies = [b"%d" % i for i in range(300)]
+        for i, b in enumerate(bodies):
+            p.produce(topic, value=b, key=b"k.%d" % (i % 30))  # all three partitions
+        assert p.flush(30) == 0
+        deadline = time.monotonic() + 60
+        while len(got) < len(bodies) and time.monotonic() < deadline:
+            c2.process_data_events(0.05)
+        assert sorted(got) == sorted(bodies), "hopper 2 got %d of %d" % (len(got), len(bodies))
+    finally:
+        c2.close()
+
+
 def test_a_configured_queue_serves_a_topic_that_kafka_producers_write(hopper_factory, kafka, kafka_cluster, uid):
     """queues: in the config: legacy AMQP workers consume what Kafka
     services produce, with the record key as message_id."""
