@@ -157,7 +157,7 @@ class Kombu(Client):
 class Celery(Client):
     name, library = "celery", "Celery (PyPI, py-amqp transport)"
     version = "%s / kombu %s" % (PY_PINS["celery"], PY_PINS["kombu"])
-    steps = ("connect", "publish", "close")
+    steps = ("connect", "publish", "consume", "close")
 
     def install(self, ctx):
         ensure_venv(ctx)

@@ -137,6 +137,19 @@ class Report:
 
     # ---- rendering -------------------------------------------------------------------
 
+    def worker_cell(self, client, target, committed=None):
+        """What Celery's worker did on one server (its consume step)."""
+        res = self.results.get((client.name, target))
+        step = res.steps.get("consume") if res else None
+        if step is None:
+            return "no worker step"
+        d = step[2]
+        text = "worker ran %s tasks, results via rpc:// (%s wrong), warm shutdown exit %s" % (
+            d.get("results", "?"), d.get("wrong", "?"), d.get("worker_exit", "?"))
+        if committed is not None:
+            text += "; " + committed.cell()
+        return text
+
     @staticmethod
     def consumed_cell(cb, committed=None):
         """What the consume step saw on one server; `committed`: hopper's
@@ -191,7 +204,9 @@ class Report:
           "came, nack `<run>:0` with requeue and see it again redelivered, ack the rest, and after a reconnect "
           "basic.get finds the queue empty; pika and Java then make 3 RPCs with direct reply-to "
           "(`amq.rabbitmq.reply-to`; Java's RpcClient) through a durable request queue. Celery publishes tasks "
-          "with `delay()` and `apply_async()` instead (no declare/mandatory/big/props/consume).")
+          "with `delay()` and `apply_async()` instead (no declare/mandatory/big/props), and its consume step is "
+          "a real `celery worker` (prefork, 2 processes) that runs them all, every result coming back through "
+          "the `rpc://` backend, then stops warm.")
         a("")
         steps = ["connect", "declare", "publish", "mandatory", "big", "props", "close", "consume", "rpc"]
         a("| client | version | mechanism | " + " | ".join(steps) + " |")
@@ -240,7 +255,9 @@ class Report:
             if not k:
                 continue
             if "tasks" in k:
-                a("| %s | %s | n/a | n/a | n/a | | n/a | n/a |" % (c.name, esc(k["tasks"].cell())))
+                a("| %s | %s | n/a | n/a | n/a | | %s | %s |" % (
+                    c.name, esc(k["tasks"].cell()), esc(self.worker_cell(c, "hopper", k.get("committed"))),
+                    esc(self.worker_cell(c, "rabbitmq"))))
                 continue
             dp = getattr(k["publish"], "default_props", [])
             cb = self.consumed.get(c.name, {})

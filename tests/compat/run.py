@@ -446,15 +446,13 @@ def group_of(queue, vhost="/"):
     return "hopper." + keep(vhost, "") + "." + keep(queue, ".")
 
 
-def committed_check(reader, bootstrap, client, run_id):
-    """Every record of the client's topic is committed by its queue's group:
-    the consume step acked them all, and hopper commits acks (README: Ack ->
+def committed_check(reader, bootstrap, topic, queue):
+    """Every record of the topic is committed by the queue's group: the
+    consume step acked them all, and hopper commits acks (README: Ack ->
     commit). Committed offset per partition == the partition's end."""
     from confluent_kafka import Consumer, TopicPartition
 
-    name = client.name.replace("-", "")
-    topic = "compat.%s.%s" % (name, run_id)
-    group = group_of(topic + ".q")
+    group = group_of(queue)
     c = Check("committed")
     try:
         ends = reader.end_offsets(topic)
@@ -627,9 +625,12 @@ def main():
                     " " + res.error if res.error else ""))
             if isinstance(c, clientlib.Celery):
                 kafka_checks[c.name] = check_celery_kafka(reader, c, results[(c.name, "hopper")], celery_start)
+                # The worker acked every task of queue celery, old ones too.
+                kafka_checks[c.name]["committed"] = committed_check(reader, bootstrap, "celery", "celery")
             else:
                 kafka_checks[c.name], kprops = check_kafka(reader, c, run_id, noroute_before)
-                kafka_checks[c.name]["committed"] = committed_check(reader, bootstrap, c, run_id)
+                topic = "compat.%s.%s" % (c.name.replace("-", ""), run_id)
+                kafka_checks[c.name]["committed"] = committed_check(reader, bootstrap, topic, topic + ".q")
                 consumed_by[c.name] = {t: consumed(results[(c.name, t)], kprops) for t in ("hopper", "rabbitmq")}
             log("%s Kafka: %s" % (c.name, " ".join("%s=%s" % (k, "ok" if v.ok else "FAIL") for k, v in kafka_checks[c.name].items())))
         if not args.no_suites:
