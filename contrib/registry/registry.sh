@@ -195,15 +195,18 @@ describe() {
 }
 
 # Serialises registry.sh runs that start or stop a registry: fd 9 locks
-# REGISTRY_DATA, fd 7 the port, so that registries with different data
-# directories cannot both find the port free and then fight over it.
+# REGISTRY_DATA, fd 7 every registry on the machine, so that registries
+# with different data directories cannot both find a port free and then
+# fight over it (one taking the other's answers for its own). One file for
+# all ports: the tests start registries on random ports, and a lock file
+# per port would pile up.
 lock_registry() {
   local wait=$((START_TIMEOUT + STOP_TIMEOUT))
   mkdir -p "$REGISTRY_DATA"
   exec 9>"$REGISTRY_DATA/.lock"
   flock -w "$wait" 9 || die "timed out waiting for another registry.sh using $REGISTRY_DATA"
-  exec 7>"${TMPDIR:-/tmp}/hopper-registry-$REGISTRY_HOST-$REGISTRY_PORT.lock"
-  flock -w "$wait" 7 || die "timed out waiting for another registry.sh using port $REGISTRY_PORT"
+  exec 7>"${TMPDIR:-/tmp}/hopper-registry.lock"
+  flock -w "$wait" 7 || die "timed out waiting for another registry.sh to start or stop a registry"
 }
 
 # System properties of the registry. Quarkus reads them before Apicurio's
@@ -291,11 +294,15 @@ wait_answering() {
 
 cmd_start() {
   require curl "Debian package curl"
+  # Built before the lock is taken: a first build takes a minute, and other
+  # registries' starts need not wait for it. Never under a running
+  # registry, whose jars the build would replace.
+  registry_running || cmd_fetch --quiet
   lock_registry
   if registry_running && registry_answers; then
     log "Apicurio Registry already running"
   else
-    cmd_fetch --quiet
+    registry_running || cmd_fetch --quiet
     local started=$EPOCHREALTIME
     registry_running || launch
     log "waiting up to ${START_TIMEOUT}s for the registry to answer"
