@@ -1,9 +1,11 @@
 # hopper - AMQP 0-9-1 front door to Apache Kafka.
 #
 #   make            build build/hopper
-#   make run        set up what is missing, start the 3-node Kafka cluster and hopper
+#   make run        set up what is missing, start the 3-node Kafka cluster, the schema
+#                   registry and hopper
 #   make check      set up what is missing, run unit and integration tests
-#   make stop       stop the local Kafka cluster
+#   make stop       stop the local Kafka cluster and the schema registry
+#   make status     each part of the local stack: address, up or down (exit 0 if all up)
 #   make install    bin/hopper and etc/hopper/hopper.yaml under $(DESTDIR)$(PREFIX)
 #                   (an existing hopper.yaml is kept)
 #   make SANITIZE=address,undefined check   the same under ASan/UBSan
@@ -74,7 +76,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HOPPER := $(BUILD)/hopper
 
-.PHONY: all setup run stop check unit integration integration-kafka39 format format-check install clean
+.PHONY: all setup run stop status check unit integration integration-kafka39 format format-check install clean
 all: $(HOPPER)
 
 # Whether pkg-config finds the packages: a rule that building depends on,
@@ -119,7 +121,8 @@ $(BUILD)/tests/test_conn: ALL_LDFLAGS += -Wl,--wrap=bufferevent_socket_new,--wra
 $(BUILD)/tests/test_publish: ALL_LDFLAGS += -Wl,--wrap=rd_kafka_new
 $(BUILD)/tests/test_gate: ALL_LDFLAGS += -Wl,--wrap=rd_kafka_message_detach_headers
 
-# Installs missing Debian packages and fetches the Kafka jars (idempotent).
+# Installs missing Debian packages, fetches the Kafka jars and builds the
+# schema registry (idempotent).
 setup:
 	@scripts/setup.sh
 
@@ -128,11 +131,19 @@ setup:
 run: setup
 	@$(MAKE) --no-print-directory all
 	@contrib/kafka/cluster.sh start
-	@echo "hopper: AMQP on 127.0.0.1:5672 (config/hopper.yaml); Ctrl-C stops it, 'make stop' stops Kafka"
+	@contrib/registry/registry.sh start
+	@echo "hopper: schema registry (Confluent API) at $$(contrib/registry/registry.sh url)"
+	@echo "hopper: AMQP on 127.0.0.1:5672 (config/hopper.yaml); Ctrl-C stops it, 'make stop' stops Kafka and the registry"
 	exec $(HOPPER) -c config/hopper.yaml
 
 stop:
+	@contrib/registry/registry.sh stop
 	@contrib/kafka/cluster.sh stop
+
+# Every part is shown even when one is down; the exit status says whether
+# all are up.
+status:
+	@rc=0; contrib/kafka/cluster.sh status || rc=1; contrib/registry/registry.sh status || rc=1; exit $$rc
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

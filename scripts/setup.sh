@@ -6,7 +6,8 @@
 # builds the librdkafka hopper links (scripts/librdkafka.sh: Debian 13's
 # 2.8.0 from its source package, into .cache/), resolves the Kafka jars
 # with `contrib/kafka/cluster.sh fetch` (for KAFKA_VERSION, default 4.1.1),
-# then the venv with Celery from PyPI that tests/integration/test_celery.py
+# builds the schema registry from Maven Central jars with
+# `contrib/registry/registry.sh fetch` (about a minute, once), then the venv with Celery from PyPI that tests/integration/test_celery.py
 # runs workers from (scripts/celery-venv.sh, pinned versions).
 # Safe to run repeatedly: when everything is in place it prints one line.
 # Runs apt-get as root, or through sudo.
@@ -33,8 +34,9 @@ readonly PACKAGES=(
   clang libclang-rt-14-dev
   # memcheck runs of the integration suite (docs/limits.md)
   valgrind
-  # local Kafka cluster (contrib/kafka)
-  maven openjdk-17-jdk-headless
+  # local Kafka cluster (contrib/kafka) and schema registry
+  # (contrib/registry; curl asks it whether it answers)
+  maven openjdk-17-jdk-headless curl
   # process and socket inspection in tests; network namespaces and
   # partitions of the fault suite (tests/faults)
   iproute2 procps iptables
@@ -91,10 +93,14 @@ fi
 "$REPO_ROOT/contrib/kafka/cluster.sh" fetch --quiet ||
   die "fetching the Kafka jars failed (see the messages above)"
 
+# Prints nothing if the registry is built and current, progress if it builds.
+"$REPO_ROOT/contrib/registry/registry.sh" fetch --quiet ||
+  die "building the schema registry failed (see the messages above)"
+
 # Prints the venv's path; installs only the first time or when a pin changed.
 "$REPO_ROOT/scripts/celery-venv.sh" >/dev/null ||
   die "setting up the Celery venv failed (see the messages above)"
 
 installed_now=""
 ((${#missing[@]} == 0)) || installed_now=" (${#missing[@]} installed now)"
-echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, librdkafka 2.8.0 built, Kafka jars cached, Celery venv ready"
+echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, librdkafka 2.8.0 built, Kafka jars cached, schema registry built, Celery venv ready"
