@@ -50,8 +50,9 @@ ALL_LDFLAGS += -fsanitize=$(SANITIZE)
 # bounds the limits tests measure (they allow 2x under a sanitizer).
 SAN_ENV := HOPPER_SANITIZE=$(SANITIZE) ASAN_OPTIONS=quarantine_size_mb=16
 # The Celery workers (test_celery.py, minutes, their RabbitMQ reference runs
-# testing no hopper code at all) run once, in the plain `make check`.
-PYTEST_MARKS := -m "not celery"
+# testing no hopper code at all) and the stack's own parts (the schema
+# registry) run once, in the plain `make check`.
+PYTEST_MARKS := -m "not celery and not stack"
 else
 BUILD ?= build
 SAN_ENV :=
@@ -157,7 +158,7 @@ KAFKA39_ENV := KAFKA_VERSION=3.9.1 KAFKA_DATA=.cache/kafka-cluster-3.9 \
                KAFKA_BROKER_PORTS="9292 9293 9294" KAFKA_CONTROLLER_PORTS="19292 19293 19294"
 integration-kafka39: $(HOPPER)
 	@$(KAFKA39_ENV) contrib/kafka/cluster.sh start
-	@$(KAFKA39_ENV) HOPPER_BIN=$(abspath $(HOPPER)) $(SAN_ENV) $(PYTHON) -m pytest -q -m "not celery" tests/integration; \
+	@$(KAFKA39_ENV) HOPPER_BIN=$(abspath $(HOPPER)) $(SAN_ENV) $(PYTHON) -m pytest -q -m "not celery and not stack" tests/integration; \
 	rc=$$?; $(KAFKA39_ENV) contrib/kafka/cluster.sh stop; exit $$rc
 
 check: setup

@@ -7,8 +7,9 @@
 # 2.8.0 from its source package, into .cache/), resolves the Kafka jars
 # with `contrib/kafka/cluster.sh fetch` (for KAFKA_VERSION, default 4.1.1),
 # builds the schema registry from Maven Central jars with
-# `contrib/registry/registry.sh fetch` (about a minute, once), then the venv with Celery from PyPI that tests/integration/test_celery.py
-# runs workers from (scripts/celery-venv.sh, pinned versions).
+# `contrib/registry/registry.sh fetch` (about a minute, once), then the venv
+# with Celery from PyPI that tests/integration/test_celery.py runs workers
+# from (scripts/celery-venv.sh, pinned versions).
 # Safe to run repeatedly: when everything is in place it prints one line.
 # Runs apt-get as root, or through sudo.
 

@@ -19,6 +19,8 @@ import pytest
 
 from hopperproc import REPO, free_port
 
+pytestmark = pytest.mark.stack
+
 REGISTRY_SH = REPO / "contrib" / "registry" / "registry.sh"
 # A Maven build from an empty repository, then the start itself.
 START_DEADLINE = 900
