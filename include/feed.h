@@ -98,8 +98,9 @@ void feeds_free(struct feeds *fs);
  * basic.get needs records). */
 struct feed *feeds_get(struct feeds *fs, const char *vhost, const char *queue);
 /* The queue is gone: cancel its consumers (they are told), drop its
- * records, forget its group's offsets. */
-void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue);
+ * records; with forget_group (the deletion was made here, not read from
+ * the topology topic), delete its consumer group too. */
+void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue, bool forget_group);
 /* A binding changed: the queue may read other topics now. */
 void feeds_bindings_changed(struct feeds *fs, const char *vhost, const char *queue);
 

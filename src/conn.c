@@ -716,7 +716,7 @@ void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *
 /* An exclusive queue of a closed connection is gone. */
 static void exclusive_gone(void *feeds, const char *vhost, const char *queue)
 {
-    feeds_queue_deleted(feeds, vhost, queue);
+    feeds_queue_deleted(feeds, vhost, queue, true);
 }
 
 void conn_destroy(struct conn *c)

@@ -230,6 +230,26 @@ static void await_kafka(struct chan *ch, const char *queue, amqp_method_number_t
     conn_update_reading(ch->conn);
 }
 
+/* Whether the queue is read from Kafka (task queues on, a durable queue)
+ * and so placed at its declaration or a new binding; if it is, the topics
+ * it reads from there on exist from now, so that its group sees them at
+ * once. */
+static bool to_place(struct server *srv, const char *vhost, const char *queue, const char *exchange,
+                     amqp_method_number_t id)
+{
+    const struct queue *q = topology_queue(srv->topo, vhost, queue);
+    if (!srv->feeds || !topology_queue_in_kafka(q))
+        return false;
+    struct route_target t;
+    if (id == AMQP_QUEUE_DECLARE_METHOD &&
+        router_route(srv->router, vhost, "", 0, queue, strlen(queue), &srv->scratch, &t) ==
+            ROUTE_OK)
+        sink_ensure_topic(srv->sink, t.topic);
+    if (exchange)
+        router_exchange_topics(srv->router, vhost, exchange, ensure_topic, srv->sink);
+    return true;
+}
+
 /* With task queues on, a durable queue starts at its declaration (or a new
  * binding's): the reply waits until its group is placed at the ends of its
  * topics (feed.h), and the connection's later frames wait with it. Returns
@@ -239,21 +259,54 @@ static bool wait_for_place(struct chan *ch, const char *queue, const char *excha
                            amqp_method_number_t id, bool nowait)
 {
     struct conn *c = ch->conn;
-    const struct queue *q = topology_queue(c->srv->topo, c->vhost, queue);
-    if (!c->srv->feeds || !topology_queue_in_kafka(q))
+    if (!to_place(c->srv, c->vhost, queue, exchange, id))
         return false;
-    /* The topics a durable queue reads exist from its declaration and its
-     * bindings on, so that its group sees them at once. */
-    struct route_target t;
-    if (id == AMQP_QUEUE_DECLARE_METHOD &&
-        router_route(c->srv->router, c->vhost, "", 0, queue, strlen(queue), &c->srv->scratch, &t) ==
-            ROUTE_OK)
-        sink_ensure_topic(c->srv->sink, t.topic);
-    if (exchange)
-        router_exchange_topics(c->srv->router, c->vhost, exchange, ensure_topic, c->srv->sink);
     await_kafka(ch, queue, id, nowait);
     ch->placing = feeds_place(c->srv->feeds, c->vhost, queue, placed, ch);
     return true;
+}
+
+/* A placement nobody waits for: the channel that declared or bound went
+ * away while Kafka stored the topology. */
+struct unattended {
+    struct server *srv;
+    amqp_method_number_t id;
+    char vhost[256], queue[256];
+};
+
+static void placed_unattended(void *arg, bool ok, const char *why)
+{
+    struct unattended *u = arg;
+    if (!ok)
+        log_warn("queue '%s' in vhost '%s': could not set where it starts (%s); its consumers "
+                 "start where the group's offsets are, or at the topics' beginnings",
+                 u->queue, u->vhost, why ? why : "unknown");
+    else
+        log_info("queue '%s' in vhost '%s': starts at its declaration, placed after the channel "
+                 "that declared it closed",
+                 u->queue, u->vhost);
+    if (u->id == AMQP_QUEUE_BIND_METHOD)
+        feeds_bindings_changed(u->srv->feeds, u->vhost, u->queue);
+    free(u);
+}
+
+/* The queue starts at its declaration (or the binding's) even when the
+ * channel is gone: the stored topology keeps it, and a group never placed
+ * would start at the topics' beginnings. */
+static void place_unattended(struct server *srv, const char *vhost, const char *queue,
+                             const char *exchange, amqp_method_number_t id)
+{
+    if (!to_place(srv, vhost, queue, exchange, id)) {
+        if (id == AMQP_QUEUE_BIND_METHOD && srv->feeds)
+            feeds_bindings_changed(srv->feeds, vhost, queue);
+        return;
+    }
+    struct unattended *u = xcalloc(1, sizeof *u);
+    u->srv = srv;
+    u->id = id;
+    snprintf(u->vhost, sizeof u->vhost, "%s", vhost);
+    snprintf(u->queue, sizeof u->queue, "%s", queue);
+    feeds_place(srv->feeds, vhost, queue, placed_unattended, u);
 }
 
 void declare_queue(struct chan *ch, amqp_queue_declare_t *m)
@@ -396,7 +449,7 @@ void declare_queue_delete(struct chan *ch, amqp_queue_delete_t *m)
     if (reply_failed(ch, &r, AMQP_QUEUE_DELETE_METHOD))
         return;
     if (f)
-        feeds_queue_deleted(c->srv->feeds, c->vhost, q);
+        feeds_queue_deleted(c->srv->feeds, c->vhost, q, true);
     if (m->nowait)
         return;
     amqp_queue_delete_ok_t ok = {count};
@@ -442,13 +495,17 @@ static void apply_stored(struct store_wait *sw)
         ok_id = AMQP_EXCHANGE_DELETE_OK_METHOD;
         break;
     case AMQP_QUEUE_DECLARE_METHOD:
-        if (ch && wait_for_place(ch, sw->queue, NULL, sw->id, sw->nowait))
-            return;
-        if (ch && !sw->nowait)
+        if (!ch)
+            place_unattended(srv, sw->vhost, sw->queue, NULL, sw->id);
+        else if (!wait_for_place(ch, sw->queue, NULL, sw->id, sw->nowait) && !sw->nowait)
             declare_ok(ch, sw->queue);
         return;
     case AMQP_QUEUE_BIND_METHOD:
-        if (ch && wait_for_place(ch, sw->queue, sw->exchange, sw->id, sw->nowait))
+        if (!ch) {
+            place_unattended(srv, sw->vhost, sw->queue, sw->exchange, sw->id);
+            return;
+        }
+        if (wait_for_place(ch, sw->queue, sw->exchange, sw->id, sw->nowait))
             return;
         if (srv->feeds)
             feeds_bindings_changed(srv->feeds, sw->vhost, sw->queue);
@@ -464,7 +521,7 @@ static void apply_stored(struct store_wait *sw)
     case AMQP_QUEUE_DELETE_METHOD:
         topology_delete_queue(srv->topo, sw->vhost, sw->queue, 0, &r);
         if (srv->feeds)
-            feeds_queue_deleted(srv->feeds, sw->vhost, sw->queue);
+            feeds_queue_deleted(srv->feeds, sw->vhost, sw->queue, true);
         ok_id = AMQP_QUEUE_DELETE_OK_METHOD;
         ok = &delete_ok;
         break;

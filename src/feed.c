@@ -74,6 +74,7 @@ struct feed {
     int pipefd[2];
     struct event *pipe_ev, *commit_ev;
     struct event *idle_ev; /* rabbit.idle_leave: no consumer here, nothing unsettled */
+    bool consumed;         /* had a consumer since it joined (only then does it leave) */
     bool paused;
     /* Between a cooperative revocation and the assignment that follows,
      * this member's JoinGroup waits at the coordinator for the others, and
@@ -319,6 +320,17 @@ static void release(struct feed *f, struct feed_msg *m)
             event_active(fs->later_ev, 0, 0);
     }
     free(m);
+}
+
+static void parts_free(struct fpart **list)
+{
+    for (struct fpart *p = *list, *next; p; p = next) {
+        next = p->next;
+        offsets_free(p->off);
+        free(p->topic);
+        free(p);
+    }
+    *list = NULL;
 }
 
 static void part_drop(struct feed *f, struct fpart *p)
@@ -962,6 +974,7 @@ static void stop(struct feed *f)
     while (f->parts)
         part_drop(f, f->parts);
     f->paused = false;
+    f->consumed = false;
 }
 
 /* A durable queue's consumer group holds partitions for this hopper only
@@ -970,7 +983,10 @@ static void stop(struct feed *f)
  * so that the partitions go to a hopper whose consumers wait for them
  * (otherwise their records would wait for this hopper's next consumer).
  * The records it fetched and did not deliver are not committed: the next
- * owner reads them again. A consume or get in the meantime keeps it. */
+ * owner reads them again. A consume or get in the meantime keeps it. A
+ * queue only ever read by basic.get stays: a get that joins the group
+ * answers get-empty, and a client polling more slowly than idle_leave
+ * would get nothing else. */
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
     struct feed *f = arg;
@@ -980,13 +996,22 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     log_info("queue '%s' in vhost '%s': no consumer here for %u ms, leaving group %s", f->queue,
              f->vhost, f->fs->cfg->idle_leave_ms, (const char *)f->group.data);
     stop(f);
+    parts_free(&f->orphans); /* nothing delivered names them */
 }
 
 static void check_idle(struct feed *f)
 {
-    if (f->memory || !f->rk)
+    if (f->memory)
         return;
-    if (f->n_cons || f->n_held > f->n_ready) {
+    bool settled = f->n_held == f->n_ready; /* nothing delivered and unsettled */
+    /* Ready records never name an orphan (feed_requeue), so once every
+     * delivery is settled nothing does: a queue that rebalances or leaves
+     * its group over and over does not pile them up. */
+    if (settled && f->orphans)
+        parts_free(&f->orphans);
+    if (!f->rk || !f->consumed)
+        return;
+    if (f->n_cons || !settled) {
         if (f->idle_ev)
             evtimer_del(f->idle_ev);
         return;
@@ -1250,8 +1275,10 @@ void feed_attach(struct feed *f, struct consumer *c)
         f->cons = xrealloc(f->cons, f->cap_cons * sizeof *f->cons);
     }
     f->cons[f->n_cons++] = c;
-    if (start(f))
+    if (start(f)) {
+        f->consumed = true;
         feed_dispatch(f);
+    }
     check_idle(f);
 }
 
@@ -1361,15 +1388,8 @@ static void feed_free(struct feed *f)
         event_free(f->unused_ev);
     while (f->ready_head)
         free(ready_pop(f));
-    struct fpart *lists[] = {f->parts, f->orphans};
-    for (size_t i = 0; i < ARRAY_LEN(lists); i++) {
-        for (struct fpart *p = lists[i], *next; p; p = next) {
-            next = p->next;
-            offsets_free(p->off);
-            free(p->topic);
-            free(p);
-        }
-    }
+    parts_free(&f->parts);
+    parts_free(&f->orphans);
     forget(&f->starts);
     forget(&f->purged);
     free(f->cons);
@@ -2002,7 +2022,7 @@ static void group_deleted(struct group_delete *d, rd_kafka_event_t *ev)
         abort(); /* as xmalloc does when memory runs out */
 }
 
-void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue)
+void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue, bool forget_group)
 {
     struct feed *f = feed_find(fs, vhost, queue);
     if (!f)
@@ -2014,9 +2034,12 @@ void feeds_queue_deleted(struct feeds *fs, const char *vhost, const char *queue)
     while (f->n_cons)
         consume_cancelled_by_server(f->cons[f->n_cons - 1]); /* detaches it */
     stop(f);
-    if (admin_start(fs)) {
-        /* The group goes with the queue; a queue declared again with the
-         * same name starts afresh, as on RabbitMQ. */
+    /* The group goes with the queue; a queue declared again with the same
+     * name starts afresh, as on RabbitMQ. Only the hopper that deleted the
+     * queue deletes it (retrying while other hoppers still leave): another
+     * may read the tombstone after the queue was declared again and its
+     * new group placed, which a late deletion would undo. */
+    if (forget_group && admin_start(fs)) {
         struct group_delete *d = xcalloc(1, sizeof *d);
         d->fs = fs;
         d->group = xstrdup((const char *)f->group.data);

@@ -449,9 +449,10 @@ static void apply_queue(struct topostore *s, const struct toporecord *r)
             return;
         struct topo_reply rep;
         topology_delete_queue(t, r->vhost, r->name, 0, &rep);
-        /* Its consumers here are told with basic.cancel. */
+        /* Its consumers here are told with basic.cancel; its group is the
+         * deleting hopper's to delete (feeds_queue_deleted). */
         if (s->srv->feeds)
-            feeds_queue_deleted(s->srv->feeds, r->vhost, r->name);
+            feeds_queue_deleted(s->srv->feeds, r->vhost, r->name, false);
         log_info("topology: queue '%s' in vhost '%s' deleted (topology topic)", r->name, r->vhost);
         return;
     }

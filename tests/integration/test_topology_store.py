@@ -144,6 +144,10 @@ def test_queue_delete_elsewhere_cancels_consumers_and_stays_deleted(hopper_facto
                 cb.process_data_events(0.2)
             assert cancelled, "no basic.cancel on hopper B after queue.delete on A"
             assert not exists(cb, "queue", q)
+    # The group goes, deleted by the hopper that deleted the queue only: B
+    # read a tombstone, which may come after the queue was declared again.
+    a.wait_for_log("deleted with its queue", timeout=LEARN_TIMEOUT)
+    assert "deleted with its queue" not in b.log_text()
     b.stop()
     b2 = hopper_factory(cfg)
     with connect(b2.url) as conn:
