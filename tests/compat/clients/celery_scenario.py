@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import celery
@@ -30,17 +31,34 @@ def add(x, y):
 
 def start_worker():
     """`celery worker` in a process group of its own, so that a failed run
-    takes the pool's children with it; its log goes into the program's."""
+    takes the pool's children with it; its log goes into the program's, and
+    `ready` is set once it says it is ready."""
     here = os.path.dirname(os.path.abspath(__file__))
     cmd = [sys.executable, "-m", "celery", "-A", "celery_scenario", "worker", "--pool=prefork",
            "-c", "2", "--loglevel=INFO", "-n", "compat-%s-%s@%%h" % (RUN, TARGET or CLIENT)]
-    return subprocess.Popen(cmd, cwd=here, stdin=subprocess.DEVNULL, start_new_session=True)
+    w = subprocess.Popen(cmd, cwd=here, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    w.ready = threading.Event()
+
+    def relay():
+        for line in w.stdout:
+            sys.stdout.write(line)
+            if " ready." in line:
+                w.ready.set()
+        sys.stdout.flush()
+
+    w.relay = threading.Thread(target=relay, daemon=True)
+    w.relay.start()
+    return w
 
 
 def stop_worker(w):
-    """Warm shutdown (SIGTERM: finish what runs, cancel the consumers, close);
-    the exit code, or None if the group had to be killed."""
+    """Warm shutdown (SIGTERM: finish what runs, cancel the consumers, close)
+    once the worker has finished starting (Celery 5 can hang on a SIGTERM
+    that comes during its start); the exit code, or None if the group had
+    to be killed."""
     try:
+        w.ready.wait(TIMEOUT)
         w.send_signal(signal.SIGTERM)
         return w.wait(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -50,6 +68,7 @@ def stop_worker(w):
             os.killpg(w.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        w.relay.join(5)
 
 
 def work(results, want):
