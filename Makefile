@@ -176,8 +176,21 @@ stop:
 status:
 	@rc=0; contrib/kafka/cluster.sh status || rc=1; contrib/registry/registry.sh status || rc=1; exit $$rc
 
-unit: $(UNIT_BIN)
+# The official JSON-Schema-Test-Suite (Debian's json-schema-test-suite)
+# through hopper's validator: counts per draft, and a failure of any case
+# not on its known-failures list fails (tests/unit/jsonschema_suite.cc).
+JSONSCHEMA_SUITE_DIR ?= /usr/share/json-schema-test-suite/tests
+JSONSCHEMA_SUITE := $(BUILD)/tests/jsonschema_suite
+$(JSONSCHEMA_SUITE): tests/unit/jsonschema_suite.cc $(BUILD)/libhopper.a | valijson-check
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libhopper.a
+.PHONY: jsonschema-suite
+jsonschema-suite: $(JSONSCHEMA_SUITE)
+	$(JSONSCHEMA_SUITE) $(JSONSCHEMA_SUITE_DIR)
+
+unit: $(UNIT_BIN) $(JSONSCHEMA_SUITE)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@echo "== $(JSONSCHEMA_SUITE) $(JSONSCHEMA_SUITE_DIR)"; $(JSONSCHEMA_SUITE) $(JSONSCHEMA_SUITE_DIR)
 
 integration: $(HOPPER)
 	@contrib/kafka/cluster.sh start
@@ -195,7 +208,7 @@ check: setup
 	@$(MAKE) --no-print-directory WERROR=1 all unit
 	@$(MAKE) --no-print-directory integration
 
-FORMAT_FILES = src/*.c src/*.cc include/*.h tests/unit/*.c
+FORMAT_FILES = src/*.c src/*.cc include/*.h tests/unit/*.c tests/unit/*.cc
 format:
 	clang-format -i $(FORMAT_FILES)
 
@@ -223,4 +236,4 @@ include tests/bench/bench.mk
 include tests/faults/faults.mk
 include tests/compat/compat.mk
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d $(JSONSCHEMA_SUITE).d
