@@ -4,7 +4,8 @@
 # Installs the Debian packages hopper needs to build, test and run its local
 # Kafka cluster (only those missing; apt-get update only if something is),
 # builds the librdkafka hopper links (scripts/librdkafka.sh: Debian 13's
-# 2.8.0 from its source package, into .cache/), resolves the Kafka jars
+# 2.8.0 from its source package, into .cache/), unpacks the valijson
+# headers (scripts/valijson.sh, into .cache/), resolves the Kafka jars
 # with `contrib/kafka/cluster.sh fetch` (for KAFKA_VERSION, default 4.1.1),
 # builds the schema registry from Maven Central jars with
 # `contrib/registry/registry.sh fetch` (about a minute, once), then the venv
@@ -26,6 +27,11 @@ readonly PACKAGES=(
   # librdkafka 2.8.0 built from source (scripts/librdkafka.sh): dpkg-source
   # and the libraries Debian builds it with
   dpkg-dev libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev
+  # JSON Schema validation (src/jsonschema.cc): valijson's headers come
+  # unpacked from libvalijson-dev (scripts/valijson.sh says why it is not
+  # installed); they need nlohmann-json. The official test suite's cases
+  # (make jsonschema-suite)
+  nlohmann-json3-dev json-schema-test-suite
   # integration tests: AMQP and Kafka clients
   amqp-tools python3-pika python3-kombu python3-confluent-kafka python3-pytest
   kcat
@@ -90,6 +96,10 @@ fi
 "$REPO_ROOT/scripts/librdkafka.sh" >/dev/null ||
   die "building librdkafka failed (see the messages above)"
 
+# Prints the include directory; downloads and unpacks only the first time.
+"$REPO_ROOT/scripts/valijson.sh" >/dev/null ||
+  die "fetching the valijson headers failed (see the messages above)"
+
 # Prints nothing if the jars are already cached, progress if it fetches.
 "$REPO_ROOT/contrib/kafka/cluster.sh" fetch --quiet ||
   die "fetching the Kafka jars failed (see the messages above)"
@@ -104,4 +114,4 @@ fi
 
 installed_now=""
 ((${#missing[@]} == 0)) || installed_now=" (${#missing[@]} installed now)"
-echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, librdkafka 2.8.0 built, Kafka jars cached, schema registry built, Celery venv ready"
+echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, librdkafka 2.8.0 built, valijson headers unpacked, Kafka jars cached, schema registry built, Celery venv ready"

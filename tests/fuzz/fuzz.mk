@@ -1,7 +1,7 @@
 # fuzz.mk - libFuzzer harnesses (tests/fuzz/README.md). Included from the
 # top Makefile; every path is relative to the repository root.
 #
-#   make fuzz-build      build build-fuzz/fuzz_{conn,table,config,offsets,record_view,toporecord}
+#   make fuzz-build      build build-fuzz/fuzz_{conn,table,config,offsets,record_view,toporecord,jsonschema}
 #   make fuzz            run each for FUZZ_SECONDS (default 600)
 #   make fuzz-smoke      run each for 20 s (CI)
 #   make fuzz-regress    run each once over its corpus and regressions
@@ -17,6 +17,7 @@
 FUZZ_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 FUZZ_CC ?= clang
+FUZZ_CXX ?= clang++
 FUZZ_BUILD ?= build-fuzz
 FUZZ_DIR := tests/fuzz
 FUZZ_SECONDS ?= 600
@@ -29,12 +30,16 @@ FUZZ_PKG_LIBS := $(PKG_LIBS)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(FUZZ_DIR) -g -O1 $(FUZZ_SAN) \
                -Wall -Wextra -Wno-unused-parameter $(FUZZ_PKG_CFLAGS) -MMD -MP
+# src/jsonschema.cc (valijson, nlohmann-json: the top Makefile's CXX_PKG_CFLAGS)
+FUZZ_CXXFLAGS := -std=c++17 -D_GNU_SOURCE -Iinclude -g -O1 $(FUZZ_SAN) \
+                 -Wall -Wextra -Wno-unused-parameter $(CXX_PKG_CFLAGS) -MMD -MP
 
 # hopper's code without main.c (the harness is the program) and sink.c
 # (fuzz_conn links fake_sink.c instead; the others need no sink).
 FUZZ_LIB_SRC := $(filter-out src/main.c src/sink.c,$(wildcard src/*.c))
-FUZZ_LIB_OBJ := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC))
-FUZZ_HARNESSES := conn table config offsets record_view toporecord
+FUZZ_LIB_OBJ := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC)) \
+                $(patsubst src/%.cc,$(FUZZ_BUILD)/obj/%.o,$(wildcard src/*.cc))
+FUZZ_HARNESSES := conn table config offsets record_view toporecord jsonschema
 FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_HARNESSES))
 
 # Per-harness libFuzzer options: input size bound and dictionary.
@@ -44,6 +49,7 @@ FUZZ_OPTS_config := -max_len=8192 -dict=$(FUZZ_DIR)/config.dict
 FUZZ_OPTS_offsets := -max_len=4096 -dict=$(FUZZ_DIR)/offsets.dict
 FUZZ_OPTS_record_view := -max_len=8192 -dict=$(FUZZ_DIR)/amqp.dict
 FUZZ_OPTS_toporecord := -max_len=4096 -dict=$(FUZZ_DIR)/amqp.dict
+FUZZ_OPTS_jsonschema := -max_len=20000 -dict=$(FUZZ_DIR)/json.dict
 FUZZ_COMMON_OPTS := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
 .PHONY: fuzz-build fuzz fuzz-smoke fuzz-regress fuzz-clean
@@ -54,11 +60,17 @@ $(FUZZ_BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
+$(FUZZ_BUILD)/obj/%.o: src/%.cc | valijson-check
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
 $(FUZZ_BUILD)/obj/fuzz/%.o: $(FUZZ_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 # An archive, so that each harness links only the modules it reaches.
+# Harnesses link with clang++: the C++ runtime (and UBSan's C++ part) for
+# the validator.
 $(FUZZ_BUILD)/libhopper-fuzz.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
@@ -67,10 +79,10 @@ $(FUZZ_BUILD)/libhopper-fuzz.a: $(FUZZ_LIB_OBJ)
 
 $(FUZZ_BUILD)/fuzz_conn: $(FUZZ_BUILD)/obj/fuzz/fuzz_conn.o $(FUZZ_BUILD)/obj/fuzz/fake_sink.o \
                          $(FUZZ_BUILD)/libhopper-fuzz.a
-	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(FUZZ_PKG_LIBS) -lm
+	$(FUZZ_CXX) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(FUZZ_PKG_LIBS) -lm
 
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libhopper-fuzz.a
-	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(FUZZ_PKG_LIBS) -lm
+	$(FUZZ_CXX) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(FUZZ_PKG_LIBS) -lm
 
 # fuzz and fuzz-smoke run the harnesses one after the other (with make -j,
 # side by side). Each keeps its libFuzzer output in FUZZ_BUILD/fuzz_<h>.log
@@ -112,6 +124,6 @@ fuzz-regress: fuzz-build
 fuzz-clean:
 	rm -rf $(FUZZ_BUILD)
 
--include $(FUZZ_LIB_OBJ:.o=.d) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/%.d,fuzz_conn fuzz_table fuzz_config fuzz_offsets fuzz_record_view fuzz_toporecord fake_sink)
+-include $(FUZZ_LIB_OBJ:.o=.d) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/%.d,fuzz_conn fuzz_table fuzz_config fuzz_offsets fuzz_record_view fuzz_toporecord fuzz_jsonschema fake_sink)
 
 .DEFAULT_GOAL := $(FUZZ_SAVED_DEFAULT_GOAL)
