@@ -22,6 +22,7 @@ struct consumer;
 struct unacked;
 struct feed_place;
 struct store_wait;
+struct held;
 
 enum chan_state { CHAN_OPEN, CHAN_CLOSING };
 enum chan_content { CONTENT_NONE, CONTENT_AWAIT_HEADER, CONTENT_AWAIT_BODY };
@@ -58,6 +59,12 @@ struct chan {
     struct buf raw_props; /* the content header's property bytes, as sent */
     uint8_t *body;
     uint64_t body_size, body_have;
+
+    /* publishes waiting for their contract's schema, and every publish
+     * after them, in order (intake.c) */
+    struct held *held_head, *held_tail;
+    size_t n_held;
+    struct chan *hold_prev, *hold_next; /* the server's channels that hold some */
 
     /* a complete publish the sink could not take yet (SINK_FULL) */
     bool has_parked;

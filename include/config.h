@@ -20,13 +20,28 @@ enum key_source {
     KEY_NONE,        /* "none": null key, Kafka's partitioner spreads records */
 };
 
+/* A message contract (docs/contracts.md): the schema in the registry that
+ * every record a route or an exchange writes must match. */
+enum contract_format { CONTRACT_ANY, CONTRACT_JSON, CONTRACT_AVRO };
+
+struct contract_cfg {
+    char *subject;               /* NULL: TopicNameStrategy, "<topic>-value" */
+    enum contract_format format; /* CONTRACT_ANY: the registry's schemaType decides */
+    int32_t version;             /* 0: latest, refreshed every registry.cache */
+    bool confluent;              /* encode: confluent (Avro always) */
+    bool dead_letter;            /* on_violation: dead_letter (default reject) */
+    char *dead_letter_topic;     /* NULL: "<topic>.dlq" */
+    int line, column;            /* of the contract: mapping, for messages */
+};
+
 struct route_cfg {
     char *exchange; /* exact exchange name to match; "" is the default exchange */
     char *pattern;  /* routing-key pattern, AMQP topic syntax ("*", "#") */
     char *topic;    /* Kafka topic, used as is (no prefix) */
     enum key_source key;
-    char *key_header; /* header name when key == KEY_HEADER, else NULL */
-    int line;         /* line in the file, for messages */
+    char *key_header;              /* header name when key == KEY_HEADER, else NULL */
+    struct contract_cfg *contract; /* NULL: none (the exchange's applies, if any) */
+    int line;                      /* line in the file, for messages */
 };
 
 enum exchange_type { EXCHANGE_DIRECT, EXCHANGE_FANOUT, EXCHANGE_TOPIC, EXCHANGE_HEADERS };
@@ -36,7 +51,8 @@ struct exchange_cfg {
     char *name;
     char *vhost; /* default "/" */
     enum exchange_type type;
-    int default_route; /* 1 on, 0 off, -1: inherit config.default_route */
+    int default_route;             /* 1 on, 0 off, -1: inherit config.default_route */
+    struct contract_cfg *contract; /* every record of a publish to it, unless its route has one */
 };
 
 /* A durable queue over existing Kafka topics, so AMQP workers can consume
@@ -97,6 +113,15 @@ struct config {
     int32_t min_insync_replicas; /* default 2 */
     struct kv *kafka_props;      /* kafka.properties: passed to librdkafka as is */
     size_t n_kafka_props;
+
+    /* registry: the schema registry contracts come from (Confluent's REST
+     * API; an http URL with its base path). "" unless contracts are used. */
+    char *registry_url;
+    char *registry_username; /* "" for none; with registry_password, HTTP basic auth */
+    char *registry_password;
+    uint32_t registry_timeout_ms; /* default 5000: one request to the registry */
+    uint32_t registry_cache_ms;   /* default 30000: a `latest` schema is asked again after */
+    uint32_t registry_wait_ms;    /* default 5000: a publish waits this long for its schema */
 
     /* rabbit: the RabbitMQ side beyond publishing (task queues). Off unless
      * rabbit.enabled or hopper --enable-rabbit (the flag wins). */

@@ -25,7 +25,8 @@ enum route_status { ROUTE_OK, ROUTE_UNROUTABLE };
 struct route_target {
     const char *topic; /* NUL-terminated; valid until the next call with the same scratch */
     enum key_source key;
-    const char *key_header; /* header name when key == KEY_HEADER */
+    const char *key_header;              /* header name when key == KEY_HEADER */
+    const struct contract_cfg *contract; /* the route's, else the exchange's; NULL: none */
 };
 
 /* Build a router from cfg. The router borrows cfg: cfg must outlive it. */

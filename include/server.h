@@ -28,6 +28,8 @@ struct server_stats {
     uint64_t published, unroutable_dropped, returned;
     uint64_t acks_sent, nacks_sent;
     uint64_t delivered;
+    /* contracts (intake.h) */
+    uint64_t contract_refused, contract_dead_lettered, contract_unavailable;
 };
 
 struct server {
@@ -40,6 +42,14 @@ struct server {
     struct deadletters *deadletters; /* with feeds */
     struct topostore *store;         /* the durable topology in Kafka; with feeds */
     struct evconnlistener *listener;
+    struct contracts *contracts; /* with registry.url */
+
+    /* Channels holding publishes for their schema (intake.h), the timer
+     * that enforces registry.wait on them, and the bodies they hold. */
+    struct chan *holding;
+    size_t n_holding;
+    struct event *hold_timer;
+    uint64_t held_bytes;
 
     struct conn *conns; /* doubly linked list of live connections */
     size_t n_conns;
@@ -52,6 +62,7 @@ struct server {
      * and a record key rendered from a header. Two buffers, since the
      * topic must survive the key's rendering. */
     struct buf scratch, key_scratch;
+    struct buf contract_scratch; /* a body a contract re-encoded */
 
     bool blocked;  /* sink over its bound: no connection reads */
     bool draining; /* shutdown in progress: no intake */
@@ -77,5 +88,9 @@ void server_flush_confirms(struct server *srv);
 
 /* Re-evaluate the blocked switch after in-flight bytes changed. */
 void server_update_blocked(struct server *srv);
+
+/* Publishes in flight to Kafka or held for their schema: the drain waits
+ * for them. */
+bool server_busy(const struct server *srv);
 
 #endif

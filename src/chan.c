@@ -8,6 +8,7 @@
 #include "conn.h"
 #include "consume.h"
 #include "declare.h"
+#include "intake.h"
 #include "log.h"
 #include "publish.h"
 
@@ -24,6 +25,7 @@ void chan_free(struct chan *ch)
 {
     struct conn *c = ch->conn;
     publish_drop_parked(ch);
+    intake_drop(ch);
     publish_discard(ch);
     declare_cancel_wait(ch);
     consume_chan_closed(ch);

@@ -71,6 +71,7 @@ static const char *check_topic_prefix(const char *s);
 static const char *check_group_prefix(const char *s);
 static const char *check_instance_id(const char *s);
 static const char *check_topic(const char *s);
+static const char *check_registry_url(const char *s);
 
 /* Every scalar setting. docs/config-reference.md documents each one; keep
  * the two in step. Listener and Kafka client settings need a restart: the
@@ -98,6 +99,13 @@ static const struct setting settings[] = {
     INTEGER("kafka.topic_partitions", topic_partitions, 1, 10000, 3, false),
     INTEGER("kafka.replication_factor", replication_factor, 1, 32767, 3, false),
     INTEGER("kafka.min_insync_replicas", min_insync_replicas, 1, 32767, 2, false),
+
+    STRING("registry.url", registry_url, "", check_registry_url, false),
+    STRING("registry.username", registry_username, "", NULL, false),
+    STRING("registry.password", registry_password, "", NULL, false),
+    INTEGER("registry.timeout", registry_timeout_ms, 100, 600000, 5000, false),
+    INTEGER("registry.cache", registry_cache_ms, 0, 86400000, 30000, false),
+    INTEGER("registry.wait", registry_wait_ms, 0, 600000, 5000, false),
 
     BOOLEAN("rabbit.enabled", rabbit_enabled, false, false),
     STRING("rabbit.group_prefix", group_prefix, "hopper.", check_group_prefix, false),
@@ -380,6 +388,23 @@ static const char *check_instance_id(const char *s)
         return "must be at most 200 characters";
     if (!topic_chars(s))
         return "may only contain a-z, A-Z, 0-9, '.', '_' and '-'";
+    return NULL;
+}
+
+/* http://HOST[:PORT][/BASE/PATH]: the registry's Confluent-compatible API
+ * (Apicurio's lives under /apis/ccompat/v7). */
+static const char *check_registry_url(const char *s)
+{
+    if (!*s)
+        return NULL;
+    if (!strncmp(s, "https://", 8))
+        return "https is not supported yet: use http (the registry on loopback, or a local TLS "
+               "proxy)";
+    if (strncmp(s, "http://", 7) || !s[7] || s[7] == '/')
+        return "must be an http URL, http://HOST[:PORT][/PATH]";
+    for (const char *p = s; *p; p++)
+        if (*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#')
+            return "must be an http URL without spaces, query or fragment";
     return NULL;
 }
 
@@ -821,12 +846,94 @@ static int parse_declared_vhost(struct loader *ld, yaml_node_t *item,
     return get_shortstr(ld, vhost->val, fkey, out);
 }
 
+static void free_contract(struct contract_cfg *k)
+{
+    if (!k)
+        return;
+    free(k->subject);
+    free(k->dead_letter_topic);
+    free(k);
+}
+
+/* contract: {subject, format, version, encode, on_violation,
+ * dead_letter_topic} (docs/contracts.md). */
+static int parse_contract(struct loader *ld, yaml_node_t *map, const char *key,
+                          struct contract_cfg **out)
+{
+    static const char *const names[] = {"subject", "format",       "version",
+                                        "encode",  "on_violation", "dead_letter_topic"};
+    struct field_node f[ARRAY_LEN(names)];
+    char fkey[PATH_LEN];
+    if (map_fields(ld, map, key, names, ARRAY_LEN(names), f))
+        return -1;
+    struct contract_cfg *k = xcalloc(1, sizeof *k);
+    *out = k; /* freed with its owner if we fail */
+    k->line = (int)map->start_mark.line + 1;
+    k->column = (int)map->start_mark.column + 1;
+
+    path_field(fkey, key, "subject");
+    if (f[0].val) {
+        if (get_string(ld, f[0].val, fkey, &k->subject))
+            return -1;
+        if (!*k->subject)
+            return fail(ld, f[0].val, fkey, "must not be empty");
+    }
+    path_field(fkey, key, "format");
+    if (f[1].val) {
+        if (scalar_is(f[1].val, "json"))
+            k->format = CONTRACT_JSON;
+        else if (scalar_is(f[1].val, "avro"))
+            k->format = CONTRACT_AVRO;
+        else
+            return fail(ld, f[1].val, fkey, "must be json or avro");
+    }
+    path_field(fkey, key, "version");
+    if (f[2].val && !scalar_is(f[2].val, "latest")) {
+        int64_t v = 0;
+        if (!is_plain(f[2].val) || get_int(ld, f[2].val, fkey, 1, INT32_MAX, &v))
+            return fail(ld, f[2].val, fkey, "must be latest or a version number (1 or more)");
+        k->version = (int32_t)v;
+    }
+    path_field(fkey, key, "encode");
+    k->confluent = k->format == CONTRACT_AVRO;
+    if (f[3].val) {
+        if (scalar_is(f[3].val, "confluent"))
+            k->confluent = true;
+        else if (scalar_is(f[3].val, "none") && k->format != CONTRACT_AVRO)
+            k->confluent = false;
+        else
+            return fail(ld, f[3].val, fkey,
+                        k->format == CONTRACT_AVRO
+                            ? "must be confluent for avro (Avro binary is unreadable without "
+                              "its schema id)"
+                            : "must be confluent or none");
+    }
+    path_field(fkey, key, "on_violation");
+    if (f[4].val) {
+        if (scalar_is(f[4].val, "dead_letter"))
+            k->dead_letter = true;
+        else if (!scalar_is(f[4].val, "reject"))
+            return fail(ld, f[4].val, fkey, "must be reject or dead_letter");
+    }
+    path_field(fkey, key, "dead_letter_topic");
+    if (f[5].val) {
+        if (!k->dead_letter)
+            return fail(ld, f[5].key, fkey, "needs on_violation: dead_letter");
+        if (get_string(ld, f[5].val, fkey, &k->dead_letter_topic))
+            return -1;
+        const char *problem = check_topic(k->dead_letter_topic);
+        if (problem)
+            return fail(ld, f[5].val, fkey, "%s", problem);
+    }
+    return 0;
+}
+
 /* *name_node and *vhost_node receive the nodes later checks point at. */
 static int parse_exchange(struct loader *ld, yaml_node_t *item, const char *ikey, void *elem,
                           yaml_node_t **name_node, yaml_node_t **vhost_node)
 {
     struct exchange_cfg *x = elem;
-    static const char *const names[] = {"name", "type", "vhost", "default_route"};
+    static const char *const names[] = {"name", "type", "vhost", "default_route", "contract"};
     struct field_node f[ARRAY_LEN(names)];
     char fkey[PATH_LEN];
     if (map_fields(ld, item, ikey, names, ARRAY_LEN(names), f))
@@ -857,6 +964,9 @@ static int parse_exchange(struct loader *ld, yaml_node_t *item, const char *ikey
             return -1;
         x->default_route = b;
     }
+    path_field(fkey, ikey, "contract");
+    if (f[4].val && parse_contract(ld, f[4].val, fkey, &x->contract))
+        return -1;
     return 0;
 }
 
@@ -942,7 +1052,7 @@ static int parse_key_source(struct loader *ld, yaml_node_t *v, const char *key, 
 
 static int parse_route(struct loader *ld, yaml_node_t *item, const char *ikey, struct route_cfg *r)
 {
-    static const char *const names[] = {"exchange", "routing_key", "topic", "key"};
+    static const char *const names[] = {"exchange", "routing_key", "topic", "key", "contract"};
     struct field_node f[ARRAY_LEN(names)];
     char fkey[PATH_LEN];
     if (map_fields(ld, item, ikey, names, ARRAY_LEN(names), f))
@@ -975,6 +1085,9 @@ static int parse_route(struct loader *ld, yaml_node_t *item, const char *ikey, s
     path_field(fkey, ikey, "key");
     r->key = KEY_ROUTING_KEY;
     if (f[3].val && parse_key_source(ld, f[3].val, fkey, r))
+        return -1;
+    path_field(fkey, ikey, "contract");
+    if (f[4].val && parse_contract(ld, f[4].val, fkey, &r->contract))
         return -1;
     return 0;
 }
@@ -1203,6 +1316,23 @@ static int cross_check(struct loader *ld)
     for (size_t i = 0; i < cfg->n_queues; i++)
         if (check_listed_vhost(ld, "queues", i, cfg->queues[i].vhost, ld->queue_vhost[i]))
             return -1;
+    /* A contract names a schema in the registry: there must be one. */
+    const struct contract_cfg *k = NULL;
+    const char *where = NULL;
+    size_t at = 0;
+    for (size_t i = 0; !k && i < cfg->n_routes; i++)
+        if ((k = cfg->routes[i].contract))
+            where = "routes", at = i;
+    for (size_t i = 0; !k && i < cfg->n_exchanges; i++)
+        if ((k = cfg->exchanges[i].contract))
+            where = "exchanges", at = i;
+    if (k && !*cfg->registry_url) {
+        char ikey[PATH_LEN], fkey[PATH_LEN];
+        path_index(ikey, where, at);
+        path_field(fkey, ikey, "contract");
+        yaml_mark_t mark = {0, (size_t)k->line - 1, (size_t)k->column - 1};
+        return fail_at(ld, mark, fkey, "needs registry.url (the schema registry to read it from)");
+    }
     return 0;
 }
 
@@ -1303,6 +1433,7 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->n_exchanges; i++) {
         free(cfg->exchanges[i].name);
         free(cfg->exchanges[i].vhost);
+        free_contract(cfg->exchanges[i].contract);
     }
     free(cfg->exchanges);
     for (size_t i = 0; i < cfg->n_routes; i++) {
@@ -1310,6 +1441,7 @@ void config_free(struct config *cfg)
         free(cfg->routes[i].pattern);
         free(cfg->routes[i].topic);
         free(cfg->routes[i].key_header);
+        free_contract(cfg->routes[i].contract);
     }
     free(cfg->routes);
     for (size_t i = 0; i < cfg->n_queues; i++) {

@@ -25,6 +25,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "config.h"
+#include "contract.h"
 #include "log.h"
 #include "server.h"
 #include "sink.h"
@@ -70,7 +71,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     struct app *app = arg;
     struct server *srv = app->srv;
     if (!app->closing) {
-        if (sink_in_flight(srv->sink) && monotonic_ms() < app->drain_deadline_ms)
+        if (server_busy(srv) && monotonic_ms() < app->drain_deadline_ms)
             return;
         server_finish_drain(srv);
         app->closing = true;
@@ -200,6 +201,12 @@ int main(int argc, char **argv)
     if (enable_rabbit)
         cfg->rabbit_enabled = true;
     if (test_only) {
+        /* Contracts name subjects: a registry that answers must have them. */
+        if (*cfg->registry_url && contracts_preflight(cfg, NULL, err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            config_free(cfg);
+            return EXIT_CONFIG;
+        }
         printf("%s: configuration is valid\n", path);
         config_free(cfg);
         return EXIT_OK;

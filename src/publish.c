@@ -8,6 +8,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "feed.h"
+#include "intake.h"
 #include "log.h"
 #include "qargs.h"
 #include "record.h"
@@ -53,10 +54,11 @@ static void emit_confirm(void *arg, uint64_t tag, bool multiple, bool ack)
     }
 }
 
-static void update_over_limit(struct chan *ch)
+void publish_update_limits(struct chan *ch)
 {
     struct conn *c = ch->conn;
-    bool over = ch->confirm && confirm_unconfirmed(ch->confirm) >= c->srv->cfg->max_unconfirmed;
+    uint32_t max = c->srv->cfg->max_unconfirmed;
+    bool over = (ch->confirm && confirm_unconfirmed(ch->confirm) >= max) || intake_held(ch) >= max;
     if (over == ch->over_limit)
         return;
     ch->over_limit = over;
@@ -80,7 +82,7 @@ void publish_flush_confirms(struct chan *ch)
      * connection; the outcomes are dropped (the client saw the close). */
     if (ch->state == CHAN_OPEN && ch->conn->state == CONN_OPEN)
         confirm_flush(ch->confirm, emit_confirm, ch);
-    update_over_limit(ch);
+    publish_update_limits(ch);
 }
 
 void publish_confirm_select(struct chan *ch, amqp_confirm_select_t *m)
@@ -128,26 +130,41 @@ void publish_begin(struct chan *ch, amqp_basic_publish_t *m)
     ch->content = CONTENT_AWAIT_HEADER;
 }
 
-static void send_return(struct chan *ch, const amqp_basic_properties_t *props)
+void publish_send_return(struct chan *ch, uint16_t code, const char *text,
+                         const struct intake_pub *p)
 {
     struct conn *c = ch->conn;
+    /* reply-text is a short string */
+    size_t len = strlen(text);
     amqp_basic_return_t m = {
-        AMQP_NO_ROUTE,
-        amqp_cstring_bytes("NO_ROUTE"),
-        {ch->exchange_len, ch->exchange},
-        {ch->routing_key_len, ch->routing_key},
+        code,
+        {len > 255 ? 255 : len, (void *)text},
+        {p->exchange_len, (void *)p->exchange},
+        {p->routing_key_len, (void *)p->routing_key},
     };
     chan_send(ch, AMQP_BASIC_RETURN_METHOD, &m);
-    if (frame_put_content(conn_out(c), ch->id, props, ch->raw_props.data, ch->raw_props.len,
-                          ch->body, ch->body_size, c->frame_max))
+    if (frame_put_content(conn_out(c), ch->id, NULL, p->raw_props, p->raw_props_len, p->m.body,
+                          p->m.body_len, c->frame_max))
         conn_close(c, AMQP_INTERNAL_ERROR, "INTERNAL_ERROR - cannot encode basic.return",
                    AMQP_BASIC_RETURN_METHOD);
     c->srv->stats.returned++;
 }
 
-/* Keep a publish the sink had no room for; the connection stops reading
- * until publish_retry_parked hands it over. */
-static void park(struct chan *ch, const struct sink_msg *m)
+static void send_return(struct chan *ch)
+{
+    struct intake_pub p = {
+        .m = {.body = ch->body, .body_len = ch->body_size},
+        .exchange = ch->exchange,
+        .exchange_len = ch->exchange_len,
+        .routing_key = ch->routing_key,
+        .routing_key_len = ch->routing_key_len,
+        .raw_props = ch->raw_props.data,
+        .raw_props_len = ch->raw_props.len,
+    };
+    publish_send_return(ch, AMQP_NO_ROUTE, "NO_ROUTE", &p);
+}
+
+void publish_park(struct chan *ch, const struct sink_msg *m)
 {
     ch->has_parked = true;
     ch->parked = *m;
@@ -170,6 +187,7 @@ bool publish_retry_parked(struct chan *ch)
         return false;
     ch->has_parked = false;
     ch->conn->parked = NULL;
+    intake_release(ch);
     return true;
 }
 
@@ -239,7 +257,7 @@ static void complete_publish(struct chan *ch)
         bool routed =
             in_memory && !replyto_is_reply(ch->exchange_len, ch->routing_key, ch->routing_key_len);
         if (!routed && ch->mandatory)
-            send_return(ch, props);
+            send_return(ch);
         else if (!in_memory)
             srv->stats.unroutable_dropped++;
         /* RabbitMQ acks unroutable messages, and transient ones once
@@ -257,23 +275,33 @@ static void complete_publish(struct chan *ch)
         ch->exchange, ch->exchange_len,   ch->routing_key,   ch->routing_key_len,
         props,        ch->raw_props.data, ch->raw_props.len,
     };
-    struct sink_msg m = {
-        .topic = target.topic,
-        .body = ch->body,
-        .body_len = ch->body_size,
-        .headers = record_headers(&src),
-        .tracker = ch->confirm,
-        .tag = tag,
+    struct intake_pub p = {
+        .m =
+            {
+                .topic = target.topic,
+                .body = ch->body,
+                .body_len = ch->body_size,
+                .headers = record_headers(&src),
+                .tracker = ch->confirm,
+                .tag = tag,
+            },
+        .contract = target.contract,
+        .mandatory = ch->mandatory,
+        .exchange = ch->exchange,
+        .exchange_len = ch->exchange_len,
+        .routing_key = ch->routing_key,
+        .routing_key_len = ch->routing_key_len,
+        .raw_props = ch->raw_props.data,
+        .raw_props_len = ch->raw_props.len,
     };
-    record_key(&src, &target, &srv->key_scratch, &m.key, &m.key_len);
-    /* The sink owns the body from here (or the parked copy does). */
+    record_key(&src, &target, &srv->key_scratch, &p.m.key, &p.m.key_len);
+    /* intake owns the body from here. */
     ch->body = NULL;
+    intake_publish(ch, &p);
     publish_discard(ch);
-    if (sink_produce(srv->sink, &m) == SINK_FULL)
-        park(ch, &m);
     server_update_blocked(srv);
     if (ch->confirm)
-        update_over_limit(ch);
+        publish_update_limits(ch);
 }
 
 void publish_header(struct chan *ch, const struct frame *f)

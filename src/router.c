@@ -50,6 +50,7 @@ struct router {
     struct exchange_rt *exchanges;
     size_t n_exchanges;
     size_t prefix_len;
+    bool has_contracts; /* some exchange has one: worth looking up */
 };
 
 /* Words are addressed by the byte offset of their first byte, 0..len. An
@@ -183,6 +184,7 @@ struct router *router_new(const struct config *cfg)
     for (size_t i = 0; i < cfg->n_exchanges; i++) {
         r->exchanges[i].cfg = &cfg->exchanges[i];
         r->exchanges[i].name_len = strlen(cfg->exchanges[i].name);
+        r->has_contracts = r->has_contracts || cfg->exchanges[i].contract;
     }
     r->prefix_len = cfg->topic_prefix ? strlen(cfg->topic_prefix) : 0;
     return r;
@@ -213,10 +215,10 @@ static bool route_matches(const struct route_rt *rt, const char *exchange, size_
     return match_words(rt->cfg->pattern, rt->pattern_len, rk, rk_len);
 }
 
-/* Per-exchange default_route for (vhost, exchange), else the global one. A
- * NULL vhost on either side stands for "/". */
-static bool default_route_on(const struct router *r, const char *vhost, const char *exchange,
-                             size_t exchange_len)
+/* The config's exchange (vhost, exchange), or NULL. A NULL vhost on either
+ * side stands for "/". */
+static const struct exchange_cfg *find_exchange(const struct router *r, const char *vhost,
+                                                const char *exchange, size_t exchange_len)
 {
     const char *vh = vhost ? vhost : "/";
     for (size_t i = 0; i < r->n_exchanges; i++) {
@@ -225,11 +227,32 @@ static bool default_route_on(const struct router *r, const char *vhost, const ch
             continue;
         if (strcmp(x->cfg->vhost ? x->cfg->vhost : "/", vh) != 0)
             continue;
-        if (x->cfg->default_route != -1)
-            return x->cfg->default_route != 0;
-        break;
+        return x->cfg;
     }
+    return NULL;
+}
+
+/* Per-exchange default_route for (vhost, exchange), else the global one. */
+static bool default_route_on(const struct router *r, const char *vhost, const char *exchange,
+                             size_t exchange_len)
+{
+    const struct exchange_cfg *x = find_exchange(r, vhost, exchange, exchange_len);
+    if (x && x->default_route != -1)
+        return x->default_route != 0;
     return r->cfg->default_route;
+}
+
+/* A route's own contract, else its exchange's. */
+static const struct contract_cfg *contract_of(const struct router *r, const struct route_cfg *rc,
+                                              const char *vhost, const char *exchange,
+                                              size_t exchange_len)
+{
+    if (rc && rc->contract)
+        return rc->contract;
+    if (!r->has_contracts)
+        return NULL;
+    const struct exchange_cfg *x = find_exchange(r, vhost, exchange, exchange_len);
+    return x ? x->contract : NULL;
 }
 
 enum route_status router_route(const struct router *r, const char *vhost, const char *exchange,
@@ -243,6 +266,7 @@ enum route_status router_route(const struct router *r, const char *vhost, const 
     out->topic = NULL;
     out->key = KEY_ROUTING_KEY;
     out->key_header = NULL;
+    out->contract = NULL;
 
     for (size_t i = 0; i < r->n_routes; i++) {
         const struct route_rt *rt = &r->routes[i];
@@ -253,6 +277,7 @@ enum route_status router_route(const struct router *r, const char *vhost, const 
         out->topic = rt->cfg->topic;
         out->key = rt->cfg->key;
         out->key_header = rt->cfg->key == KEY_HEADER ? rt->cfg->key_header : NULL;
+        out->contract = contract_of(r, rt->cfg, vhost, exchange, exchange_len);
         return ROUTE_OK;
     }
 
@@ -272,6 +297,7 @@ enum route_status router_route(const struct router *r, const char *vhost, const 
     if (!router_topic_valid(scratch->data, scratch->len))
         return ROUTE_UNROUTABLE;
     out->topic = scratch->data;
+    out->contract = contract_of(r, NULL, vhost, exchange, exchange_len);
     return ROUTE_OK;
 }
 

@@ -12,6 +12,8 @@
 #include "deadletter.h"
 #include "feed.h"
 #include "log.h"
+#include "contract.h"
+#include "intake.h"
 #include "publish.h"
 #include "topostore.h"
 
@@ -37,6 +39,18 @@ static void on_drained(void *arg)
     server_flush_confirms(srv);
     retry_parked(srv);
     server_update_blocked(srv);
+}
+
+/* A schema arrived (or did not): held publishes go on. */
+static void schema_ready(void *arg)
+{
+    intake_release_all(arg);
+    server_update_blocked(arg);
+}
+
+static void on_hold_tick(evutil_socket_t fd, short what, void *arg)
+{
+    schema_ready(arg);
 }
 
 static void transient_eased(void *arg)
@@ -111,6 +125,17 @@ struct server *server_new(struct event_base *base, struct config *cfg, char *err
         struct feeds_hooks hooks = {transient_eased, dead_letter, srv};
         feeds_set_hooks(srv->feeds, &hooks);
     }
+    if (*cfg->registry_url) {
+        srv->contracts = contracts_new(base, cfg, schema_ready, srv, err, errlen);
+        srv->hold_timer = event_new(base, -1, EV_PERSIST, on_hold_tick, srv);
+        if (!srv->contracts || !srv->hold_timer ||
+            contracts_preflight(cfg, srv->contracts, err, errlen)) {
+            if (srv->contracts && !srv->hold_timer)
+                snprintf(err, errlen, "cannot make the timer of held publishes");
+            server_free(srv);
+            return NULL;
+        }
+    }
     struct sink_callbacks cb = {on_resolved, on_drained, srv};
     srv->sink = sink_new(base, cfg, &cb, err, errlen);
     if (srv->sink && cfg->rabbit_enabled &&
@@ -139,10 +164,14 @@ void server_free(struct server *srv)
     topostore_free(srv->store);
     feeds_free(srv->feeds);
     sink_free(srv->sink);
+    contracts_free(srv->contracts);
+    if (srv->hold_timer)
+        event_free(srv->hold_timer);
     topology_free(srv->topo);
     router_free(srv->router);
     buf_free(&srv->scratch);
     buf_free(&srv->key_scratch);
+    buf_free(&srv->contract_scratch);
     free(srv->dirty);
     config_free(srv->cfg);
     free(srv);
@@ -189,6 +218,17 @@ static bool transient_full(const struct server *srv)
     return srv->feeds && feeds_transient_full(srv->feeds);
 }
 
+/* Held publishes (intake.h) may take a quarter of the in-flight bound. */
+static bool held_full(const struct server *srv)
+{
+    return srv->held_bytes >= srv->cfg->max_inflight_bytes / 4;
+}
+
+bool server_busy(const struct server *srv)
+{
+    return sink_in_flight(srv->sink) || srv->n_holding;
+}
+
 static void set_blocked(struct server *srv, bool blocked)
 {
     srv->blocked = blocked;
@@ -211,9 +251,10 @@ static void set_blocked(struct server *srv, bool blocked)
 
 void server_update_blocked(struct server *srv)
 {
-    if (!srv->blocked && (sink_over_limit(srv->sink) || transient_full(srv)))
+    if (!srv->blocked && (sink_over_limit(srv->sink) || transient_full(srv) || held_full(srv)))
         set_blocked(srv, true);
-    else if (srv->blocked && sink_under_resume(srv->sink) && !transient_full(srv))
+    else if (srv->blocked && sink_under_resume(srv->sink) && !transient_full(srv) &&
+             !held_full(srv))
         set_blocked(srv, false);
 }
 
@@ -229,6 +270,8 @@ void server_begin_drain(struct server *srv)
 
 void server_finish_drain(struct server *srv)
 {
+    while (srv->holding)
+        intake_drop(srv->holding);
     sink_abandon(srv->sink);
     server_flush_confirms(srv);
     struct conn *next;
