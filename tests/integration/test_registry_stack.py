@@ -9,24 +9,13 @@ a minute; `make setup` does it beforehand), so the fixture's deadline is
 generous; each test body has the usual 120 s."""
 
 import json
-import os
-import subprocess
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 
-from hopperproc import REPO, free_port
+from registryproc import Registry
 
 pytestmark = pytest.mark.stack
-
-REGISTRY_SH = REPO / "contrib" / "registry" / "registry.sh"
-# A Maven build from an empty repository, then the start itself.
-START_DEADLINE = 900
-STOP_DEADLINE = 60
-HTTP_TIMEOUT = 10
-CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
 def avro_record(name, fields):
@@ -58,64 +47,6 @@ EVENT_JSON_SCHEMA = json.dumps({
     "required": ["id"],
     "additionalProperties": False,
 })
-
-
-class Registry:
-    """The registry.sh-run registry of this module and a small client."""
-
-    def __init__(self, data_dir):
-        self.env = dict(os.environ)
-        self.env.update({
-            "REGISTRY_HOST": "127.0.0.1",
-            "REGISTRY_PORT": str(free_port()),
-            "REGISTRY_DATA": str(data_dir),
-        })
-        self.url = None
-
-    def script(self, *args, timeout):
-        return subprocess.run(
-            [str(REGISTRY_SH), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            timeout=timeout,
-            text=True,
-        )
-
-    def start(self):
-        r = self.script("start", timeout=START_DEADLINE)
-        if r.returncode != 0:
-            pytest.fail("registry.sh start failed (%d):\n%s" % (r.returncode, r.stdout), pytrace=False)
-        self.url = self.script("url", timeout=30).stdout.strip()
-        assert self.url.endswith("/apis/ccompat/v7"), self.url
-
-    def stop(self):
-        r = self.script("stop", timeout=STOP_DEADLINE)
-        assert r.returncode == 0, "registry.sh stop failed (%d):\n%s" % (r.returncode, r.stdout)
-        r = self.script("status", timeout=30)
-        assert r.returncode != 0 and "stopped" in r.stdout, r.stdout
-
-    def call(self, method, path, body=None):
-        """(HTTP status, decoded JSON body); error statuses are returned, not raised."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE})
-        try:
-            with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def register(self, subject, schema, schema_type):
-        return self.call("POST", "/subjects/%s/versions" % subject,
-                         {"schema": schema, "schemaType": schema_type})
-
-    def register_ok(self, subject, schema, schema_type):
-        status, body = self.register(subject, schema, schema_type)
-        assert status == 200, (status, body)
-        assert isinstance(body.get("id"), int), body
-        return body["id"]
 
 
 @pytest.fixture(scope="module")

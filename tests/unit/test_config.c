@@ -707,6 +707,98 @@ static void test_aliases(void **state)
     expect_error("base: &b {exchange: a}\n", "t.yaml:1:1: base: unknown key");
 }
 
+#define REG "registry:\n  url: http://127.0.0.1:8081/apis/ccompat/v7\n"
+
+static void test_contracts(void **state)
+{
+    struct config *cfg = load_ok(REG "routes:\n"
+                                     "  - exchange: a\n"
+                                     "    topic: t\n"
+                                     "    contract: {}\n"
+                                     "  - exchange: b\n"
+                                     "    topic: u\n"
+                                     "    contract:\n"
+                                     "      subject: orders-v\n"
+                                     "      format: avro\n"
+                                     "      version: 3\n"
+                                     "      on_violation: dead_letter\n"
+                                     "      dead_letter_topic: bad-orders\n"
+                                     "exchanges:\n"
+                                     "  - name: x\n"
+                                     "    contract: {format: json, encode: confluent}\n");
+    assert_string_equal(cfg->registry_url, "http://127.0.0.1:8081/apis/ccompat/v7");
+    assert_int_equal(cfg->registry_timeout_ms, 5000);
+    assert_int_equal(cfg->registry_cache_ms, 30000);
+    assert_int_equal(cfg->registry_wait_ms, 5000);
+    const struct contract_cfg *k = cfg->routes[0].contract;
+    assert_non_null(k);
+    assert_null(k->subject);
+    assert_int_equal(k->format, CONTRACT_ANY);
+    assert_int_equal(k->version, 0);
+    assert_false(k->confluent);
+    assert_false(k->dead_letter);
+    assert_int_equal(k->line, 6);
+    k = cfg->routes[1].contract;
+    assert_string_equal(k->subject, "orders-v");
+    assert_int_equal(k->format, CONTRACT_AVRO);
+    assert_int_equal(k->version, 3);
+    assert_true(k->confluent); /* Avro is always framed */
+    assert_true(k->dead_letter);
+    assert_string_equal(k->dead_letter_topic, "bad-orders");
+    assert_int_equal(k->line, 10);
+    assert_int_equal(k->column, 7);
+    k = cfg->exchanges[0].contract;
+    assert_int_equal(k->format, CONTRACT_JSON);
+    assert_true(k->confluent);
+    assert_null(cfg->routes[0].contract->dead_letter_topic);
+    config_free(cfg);
+}
+
+static void test_contract_errors(void **state)
+{
+    expect_error("routes:\n  - {exchange: a, topic: t, contract: {}}\n",
+                 "t.yaml:2:39: routes[0].contract: needs registry.url (the schema registry to "
+                 "read it from)");
+    expect_error("exchanges:\n  - {name: x, contract: {}}\n",
+                 "t.yaml:2:25: exchanges[0].contract: needs registry.url (the schema registry "
+                 "to read it from)");
+    expect_error(REG "routes:\n  - {exchange: a, topic: t, contract: {format: xml}}\n",
+                 "t.yaml:4:48: routes[0].contract.format: must be json or avro");
+    expect_error(REG "routes:\n  - {exchange: a, topic: t, contract: {version: 0}}\n",
+                 "t.yaml:4:49: routes[0].contract.version: must be latest or a version number "
+                 "(1 or more)");
+    expect_error(REG "routes:\n  - {exchange: a, topic: t, contract: {version: newest}}\n",
+                 "t.yaml:4:49: routes[0].contract.version: must be latest or a version number "
+                 "(1 or more)");
+    expect_error(REG "routes:\n  - {exchange: a, topic: t, contract: {format: avro, encode: "
+                     "none}}\n",
+                 "t.yaml:4:62: routes[0].contract.encode: must be confluent for avro (Avro "
+                 "binary is unreadable without its schema id)");
+    expect_error(REG "routes:\n  - {exchange: a, topic: t, contract: {on_violation: drop}}\n",
+                 "t.yaml:4:54: routes[0].contract.on_violation: must be reject or dead_letter");
+    expect_error(REG "routes:\n  - {exchange: a, topic: t, contract: {dead_letter_topic: d}}\n",
+                 "t.yaml:4:40: routes[0].contract.dead_letter_topic: needs on_violation: "
+                 "dead_letter");
+    expect_error(REG "routes:\n  - {exchange: a, topic: t, contract: {on_violation: "
+                     "dead_letter, dead_letter_topic: 'a b'}}\n",
+                 "t.yaml:4:86: routes[0].contract.dead_letter_topic: may only contain a-z, "
+                 "A-Z, 0-9, '.', '_' and '-' (Kafka topic name)");
+    expect_error(REG "routes:\n  - {exchange: a, topic: t, contract: {subject: ''}}\n",
+                 "t.yaml:4:49: routes[0].contract.subject: must not be empty");
+    expect_error(REG "routes:\n  - {exchange: a, topic: t, contract: {subjekt: x}}\n",
+                 "t.yaml:4:40: routes[0].contract.subjekt: unknown key");
+    expect_error("registry:\n  url: https://r:8081/\n",
+                 "t.yaml:2:8: registry.url: https is not supported yet: use http (the registry "
+                 "on loopback, or a local TLS proxy)");
+    expect_error("registry:\n  url: r:8081\n",
+                 "t.yaml:2:8: registry.url: must be an http URL, http://HOST[:PORT][/PATH]");
+    expect_error("registry:\n  url: http://r/a b\n",
+                 "t.yaml:2:8: registry.url: must be an http URL without spaces, query or "
+                 "fragment");
+    expect_error("registry:\n  wait: -1\n",
+                 "t.yaml:2:9: registry.wait: must be between 0 and 600000");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -729,6 +821,8 @@ int main(void)
         cmocka_unit_test(test_queues),
         cmocka_unit_test(test_queue_errors),
         cmocka_unit_test(test_queue_topics_as_router),
+        cmocka_unit_test(test_contracts),
+        cmocka_unit_test(test_contract_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,298 @@
+"""Message contracts (docs/contracts.md): hopper checks each publish against
+its subject's schema in a real schema registry (the stack's Apicurio, one of
+this module's own) before Kafka sees it.
+
+Records are read back with confluent-kafka's own Confluent-format
+deserializers pointed at the registry, not only by our code. Each test
+registers its subjects under topics unique to it; registry.cache is short
+where a test waits for a refresh."""
+
+import json
+import subprocess
+import time
+
+import pika
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from hopperproc import Hopper, hopper_bin
+from pikautil import connect
+from registryproc import Registry
+
+pytestmark = pytest.mark.contracts
+
+ORDER_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer", "minimum": 1},
+        "item": {"type": "string"},
+        "lines": {"type": "array", "items": {"type": "object", "properties": {"qty": {"type": "integer"}}}},
+    },
+    "required": ["id"],
+    "additionalProperties": False,
+}
+# A compatible evolution: `note` becomes allowed.
+ORDER_SCHEMA_V2 = dict(ORDER_SCHEMA, properties=dict(ORDER_SCHEMA["properties"], note={"type": "string"}))
+
+GOOD = {"id": 7, "item": "tea", "lines": [{"qty": 2}]}
+BAD = [
+    ({"item": "no id"}, "Missing required property 'id'"),
+    ({"id": "seven"}, "/id:"),
+    ({"id": 7, "lines": [{"qty": "two"}]}, "/lines/0/qty:"),
+    ({"id": 7, "note": "not in v1"}, "note"),
+]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    reg.start()
+    yield reg
+    if reg.url:
+        reg.stop()
+
+
+def register_json(registry, subject, schema):
+    return registry.register_ok(subject, json.dumps(schema), "JSON")
+
+
+def contract_config(registry, exchange, topic, contract, **registry_settings):
+    return {
+        "registry": dict({"url": registry.url, "cache": 30000, "wait": 2000, "timeout": 2000}, **registry_settings),
+        "exchanges": [{"name": "events", "type": "topic", "vhost": "/"}, {"name": exchange, "type": "topic"}],
+        "routes": [
+            {"exchange": "events", "routing_key": "#", "topic": "events-topic", "key": "routing_key"},
+            {"exchange": exchange, "routing_key": "#", "topic": topic, "contract": contract},
+        ],
+    }
+
+
+def publish(ch, exchange, body, mandatory=False, key="k"):
+    """'ack', 'nack' or 'returned' (a mandatory publish returned, then acked)."""
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    try:
+        ch.basic_publish(exchange, key, body, pika.BasicProperties(delivery_mode=2), mandatory=mandatory)
+        return "ack"
+    except pika.exceptions.NackError:
+        return "nack"
+    except pika.exceptions.UnroutableError:
+        return "returned"
+
+
+def deserialize(registry, record, topic):
+    """The record's value through confluent-kafka's JSONDeserializer, which
+    checks the frame and the schema id against the registry."""
+    client = SchemaRegistryClient({"url": registry.url})
+    schema = client.get_schema(int.from_bytes(record.value[1:5], "big"))
+    return JSONDeserializer(schema.schema_str)(record.value, SerializationContext(topic, MessageField.VALUE))
+
+
+def test_valid_json_is_framed_and_readable_by_the_confluent_deserializer(hopper_factory, registry, kafka, uid):
+    topic = "orders-" + uid
+    sid = register_json(registry, topic + "-value", ORDER_SCHEMA)
+    h = hopper_factory(contract_config(registry, "orders", topic, {"encode": "confluent"}))
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        assert publish(ch, "orders", GOOD, mandatory=True) == "ack"
+    [rec] = kafka.read_exactly(topic, 1)
+    assert rec.value[:5] == b"\x00" + sid.to_bytes(4, "big"), rec
+    assert deserialize(registry, rec, topic) == GOOD
+    assert rec.header("amqp.exchange") == "orders"
+
+
+def test_unframed_json_stays_as_published(hopper_factory, registry, kafka, uid):
+    topic = "plain-" + uid
+    register_json(registry, topic + "-value", ORDER_SCHEMA)
+    h = hopper_factory(contract_config(registry, "orders", topic, {"format": "json"}))
+    body = b'{"id": 1,   "item": "spaces kept"}'
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        assert publish(ch, "orders", body) == "ack"
+    [rec] = kafka.read_exactly(topic, 1)
+    assert rec.value == body
+
+
+def test_a_violation_is_returned_406_and_nacked_and_never_reaches_the_topic(hopper_factory, registry, kafka, uid):
+    topic = "strict-" + uid
+    register_json(registry, topic + "-value", ORDER_SCHEMA)
+    h = hopper_factory(contract_config(registry, "orders", topic, {"encode": "confluent"}))
+    returned = []
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.add_on_return_callback(lambda _ch, method, _props, body: returned.append((method, body)))
+        for body, _ in BAD:
+            assert publish(ch, "orders", body, mandatory=True) == "nack", body
+        assert publish(ch, "orders", b"{not json", mandatory=False) == "nack"
+        assert publish(ch, "orders", GOOD) == "ack"
+        conn.process_data_events(0.2)
+    assert len(returned) == len(BAD), returned
+    for (method, body), (sent, why) in zip(returned, BAD):
+        assert method.reply_code == 406, method
+        assert method.reply_text.startswith("PRECONDITION_FAILED - contract %s-value: " % topic), method
+        assert why in method.reply_text, (why, method.reply_text)
+        assert json.loads(body) == sent
+    # Only the valid message is on the topic.
+    assert kafka.count(topic) == 1
+    [rec] = kafka.read_exactly(topic, 1)
+    assert deserialize(registry, rec, topic) == GOOD
+    h.wait_for_log("breaks subject %s-value" % topic)
+
+
+def test_dead_letter_keeps_the_message_and_says_why(hopper_factory, registry, kafka, uid):
+    topic = "dl-" + uid
+    register_json(registry, topic + "-value", ORDER_SCHEMA)
+    contract = {"encode": "confluent", "on_violation": "dead_letter"}
+    h = hopper_factory(contract_config(registry, "orders", topic, contract))
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        # Acked once the dead letter is persisted: the message is safe.
+        for body, _ in BAD:
+            assert publish(ch, "orders", body) == "ack", body
+        # A mandatory publisher still hears that it missed its topic.
+        assert publish(ch, "orders", BAD[0][0], mandatory=True) == "returned"
+        assert publish(ch, "orders", GOOD) == "ack"
+    dead = kafka.read_exactly(topic + ".dlq", len(BAD) + 1)
+    for rec, (body, why) in zip(dead, BAD + [BAD[0]]):
+        assert json.loads(rec.value) == body, rec
+        assert why in rec.header("hopper.contract.error"), rec
+        assert rec.header("hopper.contract.subject") == topic + "-value"
+        assert rec.header("hopper.contract.topic") == topic
+        assert rec.header("amqp.exchange") == "orders"
+    assert kafka.count(topic) == 1
+    [rec] = kafka.read_exactly(topic, 1)
+    assert deserialize(registry, rec, topic) == GOOD
+
+
+def test_a_framed_body_must_name_the_subjects_schema(hopper_factory, registry, kafka, uid):
+    topic = "framed-" + uid
+    sid = register_json(registry, topic + "-value", ORDER_SCHEMA)
+    other = register_json(registry, "other-" + uid + "-value", dict(ORDER_SCHEMA, title="other"))
+    assert other != sid
+    h = hopper_factory(contract_config(registry, "orders", topic, {"encode": "confluent"}))
+    good = json.dumps(GOOD).encode()
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        assert publish(ch, "orders", b"\x00" + sid.to_bytes(4, "big") + good) == "ack"
+        assert publish(ch, "orders", b"\x00" + other.to_bytes(4, "big") + good) == "nack"
+        assert publish(ch, "orders", b"\x00" + sid.to_bytes(4, "big") + b'{"id": 0}') == "nack"
+        assert publish(ch, "orders", b"\x00\x00") == "nack"
+    # Passed through as framed, not framed twice.
+    assert kafka.count(topic) == 1
+    [rec] = kafka.read_exactly(topic, 1)
+    assert rec.value == b"\x00" + sid.to_bytes(4, "big") + good
+
+
+def test_a_new_version_is_picked_up_without_a_restart(hopper_factory, registry, kafka, uid):
+    topic = "evolving-" + uid
+    subject = topic + "-value"
+    register_json(registry, subject, ORDER_SCHEMA)
+    h = hopper_factory(contract_config(registry, "orders", topic, {"encode": "confluent"}, cache=500))
+    with_note = {"id": 8, "note": "v2 allows it"}
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        assert publish(ch, "orders", with_note) == "nack"
+        sid2 = register_json(registry, subject, ORDER_SCHEMA_V2)
+        deadline = time.monotonic() + 20
+        outcome = "nack"
+        while outcome == "nack" and time.monotonic() < deadline:
+            assert publish(ch, "orders", GOOD) == "ack"  # v1 data still passes meanwhile
+            outcome = publish(ch, "orders", with_note)
+            time.sleep(0.1)
+        assert outcome == "ack", "version 2 was not picked up within 20 s"
+    recs = kafka.read_exactly(topic, kafka.count(topic))
+    [last] = [r for r in recs if deserialize(registry, r, topic) == with_note]
+    assert last.value[1:5] == sid2.to_bytes(4, "big")
+    assert deserialize(registry, last, topic) == with_note
+    h.wait_for_log("subject %s: using version 2" % subject)
+
+
+def test_a_pinned_version_is_kept(hopper_factory, registry, kafka, uid):
+    topic = "pinned-" + uid
+    subject = topic + "-value"
+    sid1 = register_json(registry, subject, ORDER_SCHEMA)
+    register_json(registry, subject, ORDER_SCHEMA_V2)
+    h = hopper_factory(contract_config(registry, "orders", topic, {"encode": "confluent", "version": 1}, cache=0))
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        assert publish(ch, "orders", {"id": 8, "note": "only v2 allows it"}) == "nack"
+        assert publish(ch, "orders", GOOD) == "ack"
+    [rec] = kafka.read_exactly(topic, 1)
+    assert rec.value[1:5] == sid1.to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("check_only", [True, False], ids=["-t", "start"])
+def test_a_missing_subject_is_a_config_error(kafka_cluster, registry, uid, tmp_path, check_only):
+    topic = "nosubject-" + uid
+    config = contract_config(registry, "orders", topic, {"format": "json"})
+    h = Hopper(tmp_path / "h", kafka_cluster, config_overrides=config)
+    args = [hopper_bin(), "-c", str(h.config_path)] + (["-t"] if check_only else [])
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r
+    want = "%s:%d:" % (h.config_path, contract_line(h.config_path))
+    assert want in r.stderr, r.stderr
+    assert "routes[1].contract: subject %s-value is not in the registry" % topic in r.stderr, r.stderr
+
+
+def contract_line(path):
+    """Line (from 1) of the second route's contract: mapping in a written config."""
+    lines = path.read_text().splitlines()
+    at = [i for i, line in enumerate(lines) if line.strip().strip('"').startswith("contract")][0]
+    # The mapping starts on the next line.
+    return at + 2
+
+
+def test_registry_down_cached_subjects_flow_and_an_uncached_one_is_nacked(hopper_factory, registry, kafka, uid):
+    cached, uncached = "cached-" + uid, "uncached-" + uid
+    register_json(registry, cached + "-value", ORDER_SCHEMA)
+    register_json(registry, uncached + "-value", ORDER_SCHEMA)
+    config = contract_config(registry, "orders", cached, {"encode": "confluent"}, wait=1500, timeout=1000)
+    config["exchanges"].append({"name": "later", "type": "topic"})
+    config["routes"].append({"exchange": "later", "routing_key": "#", "topic": uncached, "contract": {}})
+    # The registry is down when hopper starts: both subjects are uncached;
+    # hopper starts anyway and says so.
+    registry.kill()
+    try:
+        h = hopper_factory(config)
+        h.wait_for_log("cannot check subject %s-value now" % cached)
+        with connect(h.url) as conn:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            started = time.monotonic()
+            assert publish(ch, "orders", GOOD) == "nack"
+            assert time.monotonic() - started < 1.5 + 2.0
+    finally:
+        registry.start()
+    n = 200
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        # Once the registry is back, the next publish fetches the schema.
+        deadline = time.monotonic() + 20
+        while publish(ch, "orders", GOOD) != "ack":
+            assert time.monotonic() < deadline, "the schema was not fetched after the registry came back"
+            time.sleep(0.2)
+        before = kafka.count(cached)
+        registry.kill()
+        try:
+            # Cached: keeps flowing with the registry gone.
+            for i in range(n):
+                assert publish(ch, "orders", dict(GOOD, id=i + 1)) == "ack", i
+            # Uncached: nacked within registry.wait (and timeout).
+            started = time.monotonic()
+            assert publish(ch, "later", GOOD) == "nack"
+            assert time.monotonic() - started < 1.5 + 2.0
+        finally:
+            registry.start()
+    assert kafka.count(cached) == before + n
+    assert kafka.count(uncached) == 0
