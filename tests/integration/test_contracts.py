@@ -296,3 +296,41 @@ def test_registry_down_cached_subjects_flow_and_an_uncached_one_is_nacked(hopper
             registry.start()
     assert kafka.count(cached) == before + n
     assert kafka.count(uncached) == 0
+
+
+def test_the_acceptance_story_with_a_contract_on_events_topic(hopper_factory, registry, kafka, uid):
+    """STORY-MSG-01 (test_acceptance.py) with a JSON Schema contract on
+    events-topic: the publish is confirmed, and a Kafka consumer reads it
+    back through the Confluent deserializer, headers intact."""
+    from test_acceptance import HEADERS
+
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {"order": {"type": "integer"}, "uid": {"type": "string"}},
+        "required": ["order", "uid"],
+    }
+    sid = register_json(registry, "events-topic-value", schema)
+    overrides = {
+        "registry": {"url": registry.url},
+        "routes": [{"exchange": "events", "routing_key": "#", "topic": "events-topic", "key": "routing_key",
+                    "contract": {"encode": "confluent"}}],
+    }
+    h = hopper_factory(overrides)
+    routing_key = "order.created." + uid
+    body = {"order": 1, "uid": uid}
+    start = kafka.end_offsets("events-topic")
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        props = pika.BasicProperties(content_type="application/json", headers=HEADERS, delivery_mode=2,
+                                     message_id="msg-" + uid)
+        ch.basic_publish("events", routing_key, json.dumps(body).encode(), props, mandatory=True)
+        assert publish(ch, "events", {"order": "one", "uid": uid}, mandatory=True, key=routing_key) == "nack"
+    [rec] = kafka.read_exactly("events-topic", 1, start=start, match=lambda r: r.key == routing_key.encode())
+    assert rec.value[:5] == b"\x00" + sid.to_bytes(4, "big")
+    assert deserialize(registry, rec, "events-topic") == body
+    assert rec.header("amqp.message_id") == "msg-" + uid
+    assert rec.header("amqp.content_type") == "application/json"
+    assert rec.header("x-text") == HEADERS["x-text"]
+    assert rec.header("x-int") == "42"
