@@ -206,7 +206,10 @@ void intake_release(struct chan *ch)
 {
     struct server *srv = ch->conn->srv;
     size_t before = ch->n_held;
-    while (ch->held_head && !ch->has_parked) {
+    /* A connection parks one publish at a time (publish.h): while one of
+     * its channels has one parked, the others' held publishes wait (the
+     * hold timer comes back to them). */
+    while (ch->held_head && !ch->conn->parked) {
         struct held *h = ch->held_head;
         if (try_one(ch, &h->p) == STEP_WAIT) {
             if ((int64_t)monotonic_ms() < h->deadline_ms)

@@ -26,10 +26,10 @@ static void on_resolved(void *arg, void *owner)
 static void retry_parked(struct server *srv)
 {
     for (struct conn *c = srv->conns; c; c = c->next) {
-        if (c->parked && publish_retry_parked(c->parked)) {
-            c->parked = NULL;
+        /* Handing it over may park the channel's next (held) publish:
+         * publish_retry_parked leaves c->parked as it should be. */
+        if (c->parked && publish_retry_parked(c->parked))
             conn_update_reading(c);
-        }
     }
 }
 

@@ -18,6 +18,7 @@ from confluent_kafka.schema_registry.json_schema import JSONDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from hopperproc import Hopper, hopper_bin
+import amqpwire as w
 from pikautil import connect
 from registryproc import Registry
 
@@ -334,3 +335,127 @@ def test_the_acceptance_story_with_a_contract_on_events_topic(hopper_factory, re
     assert rec.header("amqp.content_type") == "application/json"
     assert rec.header("x-text") == HEADERS["x-text"]
     assert rec.header("x-int") == "42"
+
+
+class SlowRegistry:
+    """A stand-in registry (Confluent API, one subject) whose answers can be
+    made to fail or to come late: what a real registry under load does,
+    which the real one cannot be told to do."""
+
+    def __init__(self, subject, schema):
+        import http.server
+        import threading
+
+        self.mode, self.delay, self.asked = "fail", 0.0, 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                outer.asked += 1
+                if outer.mode == "fail":
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                time.sleep(outer.delay)
+                if self.path.endswith("/subjects/%s/versions/latest" % subject):
+                    body = json.dumps({"subject": subject, "version": 1, "id": 41, "schema": json.dumps(schema),
+                                       "schemaType": "JSON"}).encode()
+                    self.send_response(200)
+                else:
+                    body = b'{"error_code":40401,"message":"no"}'
+                    self.send_response(404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/base" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_publish_waiting_for_its_schema_holds_only_its_channel(hopper_factory, kafka, uid):
+    topic = "slow-" + uid
+    reg = SlowRegistry(topic + "-value", ORDER_SCHEMA)
+    try:
+        config = {
+            "registry": {"url": reg.url, "wait": 3000, "timeout": 5000},
+            "exchanges": [{"name": "orders", "type": "topic"}, {"name": "free", "type": "topic"}],
+            "routes": [
+                {"exchange": "orders", "routing_key": "#", "topic": topic, "contract": {"encode": "confluent"}},
+                {"exchange": "free", "routing_key": "#", "topic": topic + "-free"},
+            ],
+        }
+        # Topics made beforehand: creating one takes a second, which would
+        # blur what is measured.
+        kafka.create_topic(topic)
+        kafka.create_topic(topic + "-free")
+        # The registry fails at start: hopper starts with nothing cached.
+        h = hopper_factory(config)
+        h.wait_for_log("cannot check subject %s-value now" % topic)
+        reg.mode, reg.delay = "slow", 1.5
+        time.sleep(1.1)  # past the back-off after the failed fetch
+        # One connection, two channels: 1 publishes to the contracted
+        # route (held for its schema), then to a free route (behind it);
+        # 2 publishes to the free route and must not wait.
+        confirms = {}
+        with w.RawClient(h.port) as c:
+            c.handshake()
+            c.open_channel(1, confirm=True)
+            c.open_channel(2, confirm=True)
+            started = time.monotonic()
+            c.send(w.publish_frames(1, "orders", "k", json.dumps(GOOD).encode()))
+            c.send(w.publish_frames(1, "free", "k", b"behind the held one"))
+            c.send(w.publish_frames(2, "free", "k", b"not held"))
+            while len(confirms) < 3:
+                f = c.read_frame(timeout=20)
+                assert f is not None and f.method in (w.BASIC_ACK, w.BASIC_NACK), f
+                tag, multiple = w.parse_confirm(f.method, f.args)
+                for t in range(1, tag + 1) if multiple else [tag]:
+                    confirms.setdefault((f.channel, t), (f.method == w.BASIC_ACK, time.monotonic() - started))
+        assert set(confirms) == {(1, 1), (1, 2), (2, 1)}, confirms
+        assert all(ok for ok, _ in confirms.values()), confirms
+        assert confirms[(2, 1)][1] < 1.0, "the other channel waited: %r" % confirms
+        assert confirms[(1, 1)][1] >= 1.4, "the schema came after 1.5 s: %r" % confirms
+        # Handed to Kafka after the held one (Kafka may confirm the two
+        # topics in either order).
+        assert confirms[(1, 2)][1] >= 1.4, confirms
+        [rec] = kafka.read_exactly(topic, 1)
+        assert rec.value[:5] == b"\x00" + (41).to_bytes(4, "big")
+        assert kafka.count(topic + "-free") == 2
+    finally:
+        reg.close()
+
+
+def test_a_schema_slower_than_registry_wait_means_a_nack_at_the_deadline(hopper_factory, uid):
+    topic = "late-" + uid
+    reg = SlowRegistry(topic + "-value", ORDER_SCHEMA)
+    try:
+        h = hopper_factory({
+            "registry": {"url": reg.url, "wait": 1000, "timeout": 8000},
+            "exchanges": [{"name": "orders", "type": "topic"}],
+            "routes": [{"exchange": "orders", "routing_key": "#", "topic": topic, "contract": {}}],
+        })
+        h.wait_for_log("cannot check subject %s-value now" % topic)
+        reg.mode, reg.delay = "slow", 3.0
+        time.sleep(1.1)
+        with connect(h.url) as conn:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            started = time.monotonic()
+            assert publish(ch, "orders", GOOD) == "nack"
+            waited = time.monotonic() - started
+            assert 0.9 <= waited < 2.5, waited
+            # The answer still arrives and is kept: later publishes pass.
+            deadline = time.monotonic() + 15
+            while publish(ch, "orders", GOOD) != "ack":
+                assert time.monotonic() < deadline
+        h.wait_for_log("within registry.wait (1000 ms)")
+    finally:
+        reg.close()
