@@ -190,10 +190,13 @@ std::string pointer_token(const std::string &s)
 }
 
 /* The node a local "$ref" ("#", "#/definitions/a", %-encoded) points at,
- * or NULL. */
+ * or NULL. An empty reference is this document (RFC 3986), as "#" is:
+ * valijson 1.0 takes it so (fuzz_registry found the recursion). */
 const json *resolve_local_ref(const json &root, const std::string &ref)
 {
-    if (ref.empty() || ref[0] != '#')
+    if (ref.empty())
+        return &root;
+    if (ref[0] != '#')
         return nullptr;
     std::string ptr;
     for (size_t i = 1; i < ref.size(); i++) {
@@ -456,6 +459,15 @@ struct jsonschema *compile(const char *text, size_t len, std::string &err)
     w.walk(doc, "");
     if (!w.error.empty()) {
         err = "schema: " + w.error;
+        return nullptr;
+    }
+    /* Refused before valijson sees it: a "$ref" without '#' that is not
+     * a URL ("%/definitions/x") is resolved by valijson 1.0 against this
+     * document's root, and a root that is that "$ref" recursed until the
+     * stack overflowed (found by fuzz_registry). */
+    if (!w.remote_ref.empty()) {
+        err = "schema: remote $ref \"" + w.remote_ref +
+              "\" is not fetched (the validator opens no connections)";
         return nullptr;
     }
     std::string cycle = w.find_cycle();

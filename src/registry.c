@@ -149,6 +149,14 @@ static void on_error(enum evhttp_request_error e, void *arg)
     q->error = e;
 }
 
+/* A registry's words go into one log line: control bytes become '?'. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < ' ' || (unsigned char)*s == 0x7f)
+            *s = '?';
+}
+
 bool registry_parse_answer(const char *body, size_t len, struct registry_schema *s,
                            struct json_t **root, char *why, size_t whylen)
 {
@@ -157,6 +165,7 @@ bool registry_parse_answer(const char *body, size_t len, struct registry_schema 
     *root = NULL;
     if (!j) {
         snprintf(why, whylen, "the registry's answer is not JSON: %s", jerr.text);
+        one_line(why);
         return false;
     }
     json_t *id = json_object_get(j, "id"), *version = json_object_get(j, "version");
@@ -197,9 +206,7 @@ static void error_message(const char *body, size_t len, char *out, size_t outlen
     json_t *j = json_loadb(body, len, 0, NULL);
     json_t *m = j ? json_object_get(j, "message") : NULL;
     snprintf(out, outlen, "%s", json_is_string(m) ? json_string_value(m) : "");
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < ' ' || (unsigned char)*p == 0x7f)
-            *p = '?';
+    one_line(out);
     json_decref(j);
 }
 

@@ -195,8 +195,17 @@ static void test_schemas_that_do_not_compile(void **state)
                                     "{\"$ref\": \"http://example.com/a.json#/x\"}}}"),
                         "schema: remote $ref \"http://example.com/a.json#/x\" is not fetched (the "
                         "validator opens no connections)");
+    /* Nor is a "$ref" without '#' that no URL scheme names: valijson 1.0
+     * took it for this document and recursed until the stack overflowed. */
+    assert_string_equal(compile_err("{\"$ref\": \"%/definitions/x\", \"definitions\": "
+                                    "{\"x\": {\"pattern\": \"^a+$\"}}}"),
+                        "schema: remote $ref \"%/definitions/x\" is not fetched (the validator "
+                        "opens no connections)");
     /* Cycles of references that never reach into the body: valijson 1.0
      * would recurse until the stack overflows. */
+    assert_string_equal(compile_err("{\"$ref\": \"\"}"),
+                        "schema: $ref cycle that never descends into the body (# -> #): "
+                        "validation would not end");
     assert_string_equal(compile_err("{\"$ref\": \"#\"}"),
                         "schema: $ref cycle that never descends into the body (# -> #): "
                         "validation would not end");
