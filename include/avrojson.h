@@ -75,9 +75,9 @@
  * datum; every other item takes at least one byte of output,
  * which is at most the body's size times the largest default's.
  *
- * Not thread-safe: a compiled schema keeps one avro-c value it reuses
- * (and which keeps the memory of the largest datum seen); hopper uses it
- * from its event loop only. */
+ * Threads: a compiled schema is not changed by encode or check, but
+ * avro-c counts references to its classes without atomics, so use one
+ * from one thread at a time; hopper uses it from its event loop only. */
 #ifndef HOPPER_AVROJSON_H
 #define HOPPER_AVROJSON_H
 

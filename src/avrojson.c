@@ -86,11 +86,11 @@ struct avrojson {
     struct node **nodes; /* every node, for freeing */
     size_t nnodes, capnodes;
     avro_schema_t schema;
+    /* Each encode and check makes its own value of this class: avro-c's
+     * generic unions keep their branch at offset 4, so pointers inside a
+     * value kept between calls are misaligned, and LeakSanitizer (which
+     * scans aligned words) reports what they hold as leaked. */
     avro_value_iface_t *iface;
-    /* The one value every encode and check fills (avrojson.h: not
-     * thread-safe); reset before each use. */
-    avro_value_t value;
-    bool have_value;
 };
 
 /* Copy s[0..n) into out as one line of printable ASCII, other bytes as
@@ -1049,8 +1049,6 @@ void avrojson_free(struct avrojson *s)
 {
     if (!s)
         return;
-    if (s->have_value)
-        avro_value_decref(&s->value);
     if (s->iface)
         avro_value_iface_decref(s->iface);
     if (s->schema)
@@ -1112,6 +1110,21 @@ static bool check_defaults(struct avrojson *s, struct buf *msg)
     return true;
 }
 
+/* Remove every "default" member from j, recursively (the text is at most
+ * AVROJSON_MAX_SCHEMA_DEPTH deep). */
+static void strip_defaults(json_t *j)
+{
+    size_t i;
+    json_t *v;
+    const char *key;
+    if (json_is_object(j)) {
+        json_object_del(j, "default");
+        json_object_foreach(j, key, v) strip_defaults(v);
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) strip_defaults(v);
+    }
+}
+
 static struct avrojson *compile(const char *text, size_t len, struct buf *msg)
 {
     struct avrojson *s = xcalloc(1, sizeof *s);
@@ -1131,9 +1144,17 @@ static struct avrojson *compile(const char *text, size_t len, struct buf *msg)
     if (msg->len)
         goto fail;
 
-    /* avro-c parses the canonical text of the same document (the BOM and
-     * whatever jansson tolerates are gone). */
-    char *canon = json_dumps(s->doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    /* avro-c parses the same document, reserialized without its defaults:
+     * avro-c ignores them, and its parser refuses the "\u0000" that a
+     * bytes default may hold. */
+    json_t *bare = json_deep_copy(s->doc);
+    if (!bare) {
+        buf_puts(msg, "schema: out of memory");
+        goto fail;
+    }
+    strip_defaults(bare);
+    char *canon = json_dumps(bare, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(bare);
     if (!canon) {
         buf_puts(msg, "schema: cannot serialize it for avro-c");
         goto fail;
@@ -1155,11 +1176,6 @@ static struct avrojson *compile(const char *text, size_t len, struct buf *msg)
         buf_printf(msg, "schema: avro-c: %s", avro_strerror());
         goto fail;
     }
-    if (avro_generic_value_new(s->iface, &s->value)) {
-        buf_printf(msg, "schema: avro-c: %s", avro_strerror());
-        goto fail;
-    }
-    s->have_value = true;
     return s;
 fail:
     avrojson_free(s);
@@ -1178,22 +1194,22 @@ struct avrojson *avrojson_compile(const char *schema, size_t len, char *err, siz
 
 /* ---- encode ---- */
 
-bool avrojson_encode(const struct avrojson *cs, const void *body, size_t len, struct buf *out,
+bool avrojson_encode(const struct avrojson *s, const void *body, size_t len, struct buf *out,
                      char *why, size_t whylen)
 {
-    /* the cached value is the schema's scratch space (avrojson.h) */
-    struct avrojson *s = (struct avrojson *)cs;
     struct walk w = {.max_steps = (uint64_t)AVROJSON_TRIAL_STEPS * (len + 64)};
-    bool ok = false;
+    bool ok = false, have_value = false;
+    avro_value_t value;
     json_t *j = load_json(body ? body : "", body ? len : 0, AVROJSON_MAX_DEPTH, "body", &w.msg);
     if (!j)
         goto done;
-    if (!avro_ok(&w, avro_value_reset(&s->value), "reset"))
+    if (!avro_ok(&w, avro_generic_value_new(s->iface, &value), "new value"))
         goto done;
-    if (!walk_value(&w, s->root, j, &s->value))
+    have_value = true;
+    if (!walk_value(&w, s->root, j, &value))
         goto done;
     size_t size;
-    if (!avro_ok(&w, avro_value_sizeof(&s->value, &size), "size"))
+    if (!avro_ok(&w, avro_value_sizeof(&value, &size), "size"))
         goto done;
     if (size > 0) {
         buf_reserve(out, size);
@@ -1202,7 +1218,7 @@ bool avrojson_encode(const struct avrojson *cs, const void *body, size_t len, st
             fail(&w, "avro-c: writer: %s", avro_strerror());
             goto done;
         }
-        int rc = avro_value_write(wr, &s->value);
+        int rc = avro_value_write(wr, &value);
         int64_t written = avro_writer_tell(wr);
         avro_writer_free(wr);
         if (rc || written != (int64_t)size) {
@@ -1217,6 +1233,8 @@ done:
         put_line(why, whylen, "", 0);
     else
         put_line(why, whylen, w.msg.len ? w.msg.data : "/: invalid", w.msg.len ? w.msg.len : 10);
+    if (have_value)
+        avro_value_decref(&value);
     json_decref(j);
     walk_free(&w);
     return ok;
@@ -1454,10 +1472,9 @@ static bool scan_value(struct scan *sc, const struct node *n)
     return ok;
 }
 
-bool avrojson_check_binary(const struct avrojson *cs, const void *data, size_t len, char *why,
+bool avrojson_check_binary(const struct avrojson *s, const void *data, size_t len, char *why,
                            size_t whylen)
 {
-    struct avrojson *s = (struct avrojson *)cs;
     struct scan sc = {.p = data ? data : (const uint8_t *)"", .len = data ? len : 0};
     bool ok = scan_value(&sc, s->root);
     if (ok && sc.pos != sc.len)
@@ -1469,10 +1486,16 @@ bool avrojson_check_binary(const struct avrojson *cs, const void *data, size_t l
             buf_printf(&sc.msg, "avro-c: reader: %s", avro_strerror());
             ok = false;
         } else {
-            if (avro_value_read(r, &s->value)) {
+            avro_value_t value;
+            if (avro_generic_value_new(s->iface, &value)) {
+                buf_printf(&sc.msg, "avro-c: new value: %s", avro_strerror());
+                ok = false;
+            } else if (avro_value_read(r, &value)) {
                 buf_printf(&sc.msg, "avro-c cannot read it: %s", avro_strerror());
+                avro_value_decref(&value);
                 ok = false;
             } else {
+                avro_value_decref(&value);
                 /* avro_reader_is_eof answers only for file readers: a
                  * memory reader at its end refuses one byte more. */
                 char extra;

@@ -495,7 +495,7 @@ static void test_defaults(void **state)
     struct avrojson *s = compile_ok(
         "{\"type\": \"record\", \"name\": \"D\", \"fields\": ["
         " {\"name\": \"u\", \"type\": [\"string\", \"null\"], \"default\": \"z\"},"
-        " {\"name\": \"b\", \"type\": \"bytes\", \"default\": \"\\u00ff\"},"
+        " {\"name\": \"b\", \"type\": \"bytes\", \"default\": \"\\u0000\\u00ff\"},"
         " {\"name\": \"f\", \"type\": {\"type\": \"fixed\", \"name\": \"F\", \"size\": 1},"
         "  \"default\": \"a\"},"
         " {\"name\": \"e\", \"type\": {\"type\": \"enum\", \"name\": \"E\", \"symbols\": [\"P\", "
@@ -505,7 +505,7 @@ static void test_defaults(void **state)
         " {\"name\": \"d\", \"type\": \"double\", \"default\": 1}]}");
     enc_hex(s, "{}",
             "00027a"
-            "02ff"
+            "0400ff"
             "61"
             "02"
             "0e"
