@@ -32,8 +32,10 @@ readonly PACKAGES=(
   # installed); they need nlohmann-json. The official test suite's cases
   # (make jsonschema-suite)
   nlohmann-json3-dev json-schema-test-suite
-  # the schema registry's answers (src/registry.c)
-  libjansson-dev
+  # the schema registry's answers (src/registry.c); Avro contracts
+  # (src/avrojson.c): avro-c writes and reads the binary, jansson parses
+  # the bodies and the schemas' defaults
+  libavro-dev libjansson-dev
   # integration tests: AMQP and Kafka clients
   amqp-tools python3-pika python3-kombu python3-confluent-kafka python3-pytest
   kcat

@@ -1,7 +1,7 @@
 # fuzz.mk - libFuzzer harnesses (tests/fuzz/README.md). Included from the
 # top Makefile; every path is relative to the repository root.
 #
-#   make fuzz-build      build build-fuzz/fuzz_{conn,table,config,offsets,record_view,toporecord,jsonschema,registry}
+#   make fuzz-build      build build-fuzz/fuzz_{conn,table,config,offsets,record_view,toporecord,jsonschema,registry,avrojson}
 #   make fuzz            run each for FUZZ_SECONDS (default 600)
 #   make fuzz-smoke      run each for 20 s (CI)
 #   make fuzz-regress    run each once over its corpus and regressions
@@ -39,7 +39,7 @@ FUZZ_CXXFLAGS := -std=c++17 -D_GNU_SOURCE -Iinclude -g -O1 $(FUZZ_SAN) \
 FUZZ_LIB_SRC := $(filter-out src/main.c src/sink.c,$(wildcard src/*.c))
 FUZZ_LIB_OBJ := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC)) \
                 $(patsubst src/%.cc,$(FUZZ_BUILD)/obj/%.o,$(wildcard src/*.cc))
-FUZZ_HARNESSES := conn table config offsets record_view toporecord jsonschema registry
+FUZZ_HARNESSES := conn table config offsets record_view toporecord jsonschema registry avrojson
 FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_HARNESSES))
 
 # Per-harness libFuzzer options: input size bound and dictionary.
@@ -51,6 +51,8 @@ FUZZ_OPTS_record_view := -max_len=8192 -dict=$(FUZZ_DIR)/amqp.dict
 FUZZ_OPTS_toporecord := -max_len=4096 -dict=$(FUZZ_DIR)/amqp.dict
 FUZZ_OPTS_jsonschema := -max_len=20000 -dict=$(FUZZ_DIR)/json.dict
 FUZZ_OPTS_registry := -max_len=8192 -dict=$(FUZZ_DIR)/json.dict
+# avrojson: a JSON body after one byte choosing the schema (json.dict)
+FUZZ_OPTS_avrojson := -max_len=8192 -dict=$(FUZZ_DIR)/json.dict
 FUZZ_COMMON_OPTS := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
 .PHONY: fuzz-build fuzz fuzz-smoke fuzz-regress fuzz-clean
@@ -125,6 +127,6 @@ fuzz-regress: fuzz-build
 fuzz-clean:
 	rm -rf $(FUZZ_BUILD)
 
--include $(FUZZ_LIB_OBJ:.o=.d) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/%.d,fuzz_conn fuzz_table fuzz_config fuzz_offsets fuzz_record_view fuzz_toporecord fuzz_jsonschema fuzz_registry fake_sink)
+-include $(FUZZ_LIB_OBJ:.o=.d) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/%.d,fuzz_conn fuzz_table fuzz_config fuzz_offsets fuzz_record_view fuzz_toporecord fuzz_jsonschema fuzz_registry fuzz_avrojson fake_sink)
 
 .DEFAULT_GOAL := $(FUZZ_SAVED_DEFAULT_GOAL)
