@@ -973,8 +973,11 @@ def contract_verdicts(c):
             rows.append([what, "worst round %s ms; %d of %d round(s) lost or nacked messages"
                          % (ms(max(p95)), len(short), len(fx)), "missed (not every message)"])
         else:
-            rows.append([what, "worst round %s ms (median %s ms, %d round(s))"
-                         % (ms(max(p95)), ms(median(p95)), len(fx)),
+            base = contract_p95s(c, "hopper")
+            rows.append([what, "worst round %s ms (median %s ms, %d round(s))%s"
+                         % (ms(max(p95)), ms(median(p95)), len(fx),
+                            "; no contract: worst %s ms, median %s ms" % (
+                                ms(max(base)), ms(median(base))) if base else ""),
                          verdict(max(p95) < p95_max, max(p95), p95_max, "ms")])
     return table(["target", "measured", "verdict"], rows)
 
