@@ -1,15 +1,22 @@
 # bench.mk - hopper's benchmark (tests/bench/), included by the top Makefile.
 #
-#   make bench        the full benchmark, about 20 minutes: starts its own
-#                     Kafka cluster (ports 9192-9194) and a private RabbitMQ,
-#                     writes tests/bench/RESULTS.md (+ RESULTS.json)
+#   make bench        the full benchmark, about 25 minutes: starts its own
+#                     Kafka cluster (ports 9192-9194), a private RabbitMQ and
+#                     a private schema registry, writes tests/bench/RESULTS.md
+#                     (+ RESULTS.json)
 #   make bench-smoke  every piece for a few seconds on the default cluster,
-#                     asserting no timing (CI), about 85 s with the cluster
+#                     asserting no timing (CI), about 100 s with the cluster
 #                     up; writes build/bench/SMOKE.md
+#   make bench-contracts
+#                     message contracts alone, about 5 minutes: 1 KiB JSON
+#                     without a contract, with a JSON Schema one and with an
+#                     Avro one, on the default cluster (or KAFKA_*'s) and a
+#                     private schema registry; writes tests/bench/CONTRACTS.md
+#                     (+ CONTRACTS.json)
 #
 # Needs librabbitmq-dev, librdkafka-dev, python3, valgrind, linux-perf,
-# maven (PerfTest), rabbitmq-server (installed by tests/bench/rabbitmq.sh
-# when missing).
+# maven (PerfTest, the schema registry's build), java (the registry),
+# rabbitmq-server (installed by tests/bench/rabbitmq.sh when missing).
 
 BUILD ?= build
 HOPPER ?= $(BUILD)/hopper
@@ -21,7 +28,7 @@ BENCH_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra \
                 $(patsubst -I%,-isystem %,$(shell $(PKG_CONFIG) --cflags librabbitmq rdkafka-static 2>/dev/null))
 BENCH_TOOLS := $(BENCH_BIN)/bench_amqp $(BENCH_BIN)/bench_kafka
 
-.PHONY: bench bench-smoke bench-tools
+.PHONY: bench bench-smoke bench-contracts bench-tools
 
 bench-tools: $(BENCH_TOOLS)
 
@@ -40,3 +47,7 @@ bench: $(HOPPER) $(BENCH_TOOLS)
 bench-smoke: $(HOPPER) $(BENCH_TOOLS)
 	BENCH_BIN=$(abspath $(BENCH_BIN)) HOPPER=$(abspath $(HOPPER)) \
 	  timeout 300 $(PYTHON) tests/bench/bench.py smoke
+
+bench-contracts: $(HOPPER) $(BENCH_TOOLS)
+	BENCH_BIN=$(abspath $(BENCH_BIN)) HOPPER=$(abspath $(HOPPER)) \
+	  timeout 1200 $(PYTHON) tests/bench/bench.py contracts

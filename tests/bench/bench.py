@@ -10,6 +10,12 @@ producer and against RabbitMQ, on one machine, in one run.
                                                     transient, celery); the
                                                     report goes to
                                                     build/bench/ONLY.md
+    bench.py contracts [--out tests/bench/CONTRACTS.md]
+                                                    message contracts alone:
+                                                    1 KiB JSON without a
+                                                    contract, with a JSON
+                                                    Schema one, with an Avro
+                                                    one
 
 Needs the tools built by tests/bench/bench.mk (BENCH_BIN, default
 build/bench) and hopper (HOPPER, default build/hopper; copied first, so a
@@ -18,9 +24,13 @@ rebuild during the run changes nothing).
 full starts its own Kafka cluster (contrib/kafka/cluster.sh with
 KAFKA_BROKER_PORTS 9192-9194, KAFKA_CONTROLLER_PORTS 19192-19194,
 KAFKA_DATA .cache/kafka-bench) and stops it at the end (BENCH_KEEP_CLUSTER=1
-keeps it). smoke uses the default cluster (9092-9094), starting it if it is
-down and leaving it running, on topics of its own that it deletes. Both run
-a private RabbitMQ node (tests/bench/rabbitmq.sh) and stop it at the end.
+keeps it). smoke and contracts use the default cluster (9092-9094), or the
+one the KAFKA_* variables name, starting it if it is down and leaving it
+running, on topics of their own that they delete. full and smoke run a
+private RabbitMQ node (tests/bench/rabbitmq.sh) and stop it at the end;
+full, smoke and contracts a private schema registry
+(contrib/registry/registry.sh on a free port, its data in the work
+directory), stopped at the end too.
 
 Every child process is bounded in time; all traffic goes to 127.0.0.1.
 Raw results go next to the report as JSON.
@@ -80,6 +90,41 @@ CELERY_TARGETS = ("hopper", "rabbit")
 CELERY_WORKERS = 4
 # The consume phase's parts, which --only can pick.
 CONSUME_PARTS = ("durable", "transient", "celery")
+
+# Message contracts (docs/contracts.md): the same 1 KiB JSON bodies
+# (bench_amqp publish --json) to an exchange without a contract, to one whose
+# route has a JSON Schema contract (records Confluent-framed) and to one
+# whose route has an Avro contract; the exchange and topic follow from the
+# target.
+REGISTRY = os.path.join(ROOT, "contrib", "registry", "registry.sh")
+CONTRACT_TARGETS = ("hopper", "hopper-json", "hopper-avro")
+CONTRACT_EXCHANGES = {"hopper": "bench", "hopper-json": "bench-json", "hopper-avro": "bench-avro"}
+CONTRACT_YAML = {"hopper-json": "{format: json, encode: confluent}",
+                 "hopper-avro": "{format: avro}"}
+CONTRACT_SIZE = 1024
+CONTRACT_RATE = 10000
+# What the issue asks of a contract: at least this share of the
+# uncontracted maximum, and e2e p95 under this many ms at CONTRACT_RATE.
+CONTRACT_MIN_SHARE = 0.70
+CONTRACT_P95_MS = 100
+# The schemas of the bodies bench_common.h's bench_json_put writes.
+CONTRACT_JSON_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "hopper benchmark body",
+    "type": "object",
+    "required": ["stamp", "seq", "pad"],
+    "properties": {
+        "stamp": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "seq": {"type": "integer", "minimum": 0},
+        "pad": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+CONTRACT_AVRO_SCHEMA = {
+    "type": "record", "name": "BenchBody", "namespace": "hopper.bench",
+    "fields": [{"name": "stamp", "type": "string"}, {"name": "seq", "type": "long"},
+               {"name": "pad", "type": "string"}],
+}
 
 
 class BenchError(Exception):
@@ -270,17 +315,28 @@ class Bench:
     def __init__(self, args, smoke):
         self.smoke = smoke
         self.args = args
+        self.mode = args.mode
+        contracts = self.mode == "contracts"
+        # smoke and contracts use the cluster that runs (or the default one)
+        # and leave it running.
+        self.shared_cluster = smoke or contracts
         self.bin = os.path.abspath(os.environ.get("BENCH_BIN", os.path.join(ROOT, "build", "bench")))
-        self.workdir = os.path.join(self.bin, "work-smoke" if smoke else "work")
+        self.workdir = os.path.join(self.bin, "work-smoke" if smoke
+                                    else "work-contracts" if contracts else "work")
         if os.path.isdir(self.workdir):
             shutil.rmtree(self.workdir)
         os.makedirs(self.workdir)
         env = dict(os.environ)
         # Data directories the benchmark owns (its defaults) are removed after
         # the run: a full run writes gigabytes into Kafka's logs.
-        self.own_kafka_data = "KAFKA_DATA" not in os.environ and not smoke
+        self.own_kafka_data = "KAFKA_DATA" not in os.environ and not self.shared_cluster
         self.own_rabbit_dir = "BENCH_RABBIT_DIR" not in os.environ
-        if smoke:
+        if contracts:
+            env.setdefault("KAFKA_BROKER_PORTS", "9092 9093 9094")
+            env.setdefault("KAFKA_CONTROLLER_PORTS", "19092 19093 19094")
+            env.setdefault("KAFKA_DATA", ".cache/kafka-cluster")
+            env.setdefault("BENCH_RABBIT_PORT", "0")  # no RabbitMQ
+        elif smoke:
             env.setdefault("KAFKA_BROKER_PORTS", "9092 9093 9094")
             env.setdefault("KAFKA_CONTROLLER_PORTS", "19092 19093 19094")
             env.setdefault("KAFKA_DATA", ".cache/kafka-cluster")
@@ -303,15 +359,25 @@ class Bench:
         if not self.brokers:
             raise BenchError("contrib/kafka/cluster.sh bootstrap printed nothing")
         self.rabbit_port = int(env["BENCH_RABBIT_PORT"])
-        self.base_port = free_port() if smoke else int(env.get("BENCH_HOPPER_PORT", "5872"))
+        self.base_port = (free_port() if self.shared_cluster
+                          else int(env.get("BENCH_HOPPER_PORT", "5872")))
         self.hopper_port = self.base_port
         self.all_hoppers = []
-        tag = "smoke-%d" % os.getpid() if smoke else "full"
+        tag = ("smoke-%d" % os.getpid() if smoke else "contracts-%d" % os.getpid() if contracts
+               else "full")
         self.topic_hopper = "hopper-bench-%s" % tag
         self.topic_direct = "direct-bench-%s" % tag
+        # The contracted targets' topics (subjects <topic>-value).
+        self.topic_json = "hopper-bench-json-%s" % tag
+        self.topic_avro = "hopper-bench-avro-%s" % tag
+        self.contract_topics = []
+        # The schema registry of the run (registry_start).
+        self.registry_proc = None
+        self.registry_env = None
+        self.registry_url = None
         self.run_id = int(time.time()) % 1000000 * 100
         self.results = {"started": datetime.datetime.now().isoformat(timespec="seconds"),
-                        "mode": "smoke" if smoke else "full", "runs": [], "load": []}
+                        "mode": self.mode, "runs": [], "load": []}
         # None: hopper's default; set by the linger sweep for hopper and the
         # direct producer alike.
         self.linger = None
@@ -372,7 +438,17 @@ class Bench:
 
     # ---- hopper ----
 
-    def hopper_config(self, path, port, drain_ms=10000, rabbit=False):
+    def hopper_config(self, path, port, drain_ms=10000, rabbit=False, contracts=()):
+        """contracts: contracted targets (of CONTRACT_TARGETS) that get an
+        exchange and a route of their own, with the run's registry."""
+        registry = exchanges = routes = ""
+        if contracts:
+            registry = "registry:\n  url: \"%s\"\n" % self.registry_url
+        for t in contracts:
+            exchanges += "  - name: %s\n    type: topic\n" % CONTRACT_EXCHANGES[t]
+            routes += ("  - exchange: %s\n    routing_key: \"#\"\n    topic: %s\n    key: none\n"
+                       "    contract: %s\n" % (CONTRACT_EXCHANGES[t], self.target_topic(t),
+                                               CONTRACT_YAML[t]))
         with open(path, "w") as f:
             f.write("""# Written by tests/bench/bench.py for one benchmark run.
 listen:
@@ -392,27 +468,30 @@ kafka:
   properties:
     socket.nagle.disable: true%(linger)s
 default_route: %(default_route)s
-exchanges:
+%(registry)sexchanges:
   - name: bench
     type: topic
-routes:
+%(exchanges)sroutes:
   - exchange: bench
     routing_key: "#"
     topic: %(topic)s
     key: none
-""" % {"port": port, "brokers": self.brokers, "topic": self.topic_hopper,
-       "drain": drain_ms,
+%(routes)s""" % {"port": port, "brokers": self.brokers, "topic": self.topic_hopper,
+       "drain": drain_ms, "registry": registry, "exchanges": exchanges, "routes": routes,
        # Task queues read the default exchange's topic for their name.
        "default_route": "true" if rabbit else "false",
        "linger": "\n    linger.ms: %s" % self.linger if self.linger else ""})
 
-    def start_hopper(self, name, wrapper=(), timeout=30, port=None, wait=True, rabbit=False):
+    def start_hopper(self, name, wrapper=(), timeout=30, port=None, wait=True, rabbit=False,
+                     contracts=()):
         """Starts a hopper (under wrapper, e.g. valgrind); with wait, it becomes
         the one load runs use; rabbit: with --enable-rabbit and the default
-        route on (task queues). Returns its handle."""
+        route on (task queues); contracts: see hopper_config. Returns its
+        handle."""
         port = port or self.base_port
         cfg = os.path.join(self.workdir, "hopper-%s.yaml" % name)
-        self.hopper_config(cfg, port, drain_ms=2000 if wrapper else 10000, rabbit=rabbit)
+        self.hopper_config(cfg, port, drain_ms=2000 if wrapper else 10000, rabbit=rabbit,
+                           contracts=contracts)
         logf = open(os.path.join(self.workdir, "hopper-%s.log" % name), "w")
         proc = self.r.start(list(wrapper) + [self.hopper_bin, "-c", cfg]
                             + (["--enable-rabbit"] if rabbit else []), stdout=None,
@@ -464,12 +543,19 @@ routes:
 
     # ---- one load run ----
 
-    def amqp_publish_cmd(self, target, size, rate, duration, warmup, run, conns, chans, window):
+    def target_topic(self, target):
+        """The Kafka topic a load_run target's messages go to."""
+        return {"hopper": self.topic_hopper, "direct": self.topic_direct,
+                "hopper-json": self.topic_json, "hopper-avro": self.topic_avro}[target]
+
+    def amqp_publish_cmd(self, target, size, rate, duration, warmup, run, conns, chans, window,
+                         json_body=False):
         cmd = [self.tool("bench_amqp"), "publish", "--conns", conns, "--chans", chans,
                "--window", window, "--rate", rate, "--size", size, "--duration", duration,
-               "--warmup", warmup, "--run", run, "--persistent"]
-        if target == "hopper":
-            cmd += ["--port", self.hopper_port, "--exchange", "bench", "--routing-key", "bench.load"]
+               "--warmup", warmup, "--run", run, "--persistent"] + (["--json"] if json_body else [])
+        if target in CONTRACT_EXCHANGES:
+            cmd += ["--port", self.hopper_port, "--exchange", CONTRACT_EXCHANGES[target],
+                    "--routing-key", "bench.load"]
         else:
             q = "bench-" + target.split("-")[1]
             cmd += ["--port", self.rabbit_port, "--exchange", "", "--routing-key", q, "--queue", q,
@@ -477,11 +563,14 @@ routes:
         return cmd
 
     def load_run(self, target, size, rate, duration=None, warmup=None, sample_rss=False,
-                 purpose=None, conns=None, chans=None, window=None, direct_linger=None):
+                 purpose=None, conns=None, chans=None, window=None, direct_linger=None,
+                 json_body=False, into=None):
         """One measured run with its end-to-end timer. target: hopper, direct,
-        rabbit-classic or rabbit-quorum. rate 0 = max. conns x chans
-        publishers with window unconfirmed each (the direct producer: the
-        same total window)."""
+        rabbit-classic or rabbit-quorum, or hopper-json / hopper-avro (the
+        contracted exchanges). rate 0 = max. conns x chans publishers with
+        window unconfirmed each (the direct producer: the same total
+        window). json_body: bench_amqp publish --json. The record goes to
+        into (default: results' runs)."""
         duration = duration or self.duration
         warmup = self.warmup if warmup is None else warmup
         conns, chans = conns or self.conns, chans or self.chans
@@ -495,7 +584,7 @@ routes:
                                   "--queue", "bench-" + qt, "--queue-type", qt, "--run", run,
                                   "--hold", 600, "--settle", self.settle])
         else:
-            topic = self.topic_hopper if target == "hopper" else self.topic_direct
+            topic = self.target_topic(target)
             timer = self.r.start([self.tool("bench_kafka"), "consume", "--brokers", self.brokers,
                                   "--topic", topic, "--run", run, "--hold", 600,
                                   "--settle", self.settle])
@@ -508,8 +597,9 @@ routes:
                    "--linger", linger]
         else:
             cmd = self.amqp_publish_cmd(target, size, rate, duration, warmup, run, conns, chans,
-                                        window)
-        cpu0 = proc_cpu(self.hopper.pid) if target == "hopper" else None
+                                        window, json_body)
+        on_hopper = target in CONTRACT_EXCHANGES
+        cpu0 = proc_cpu(self.hopper.pid) if on_hopper else None
         t0 = time.time()
         gen = self.r.start(cmd)
         rss_peak = 0
@@ -527,7 +617,7 @@ routes:
             stop(timer, 5)
             raise BenchError("load generator for %s did not finish in %ss" % (target, limit))
         wall = time.time() - t0
-        cpu = proc_cpu(self.hopper.pid) - cpu0 if target == "hopper" else None
+        cpu = proc_cpu(self.hopper.pid) - cpu0 if on_hopper else None
         if not out:
             # It exited between two polls: what a timed-out communicate()
             # read is kept inside the Popen, and only communicate() returns it.
@@ -538,6 +628,8 @@ routes:
                "e2e": e2e, "wall_s": round(wall, 3)}
         if purpose:
             rec["purpose"] = purpose
+        if json_body:
+            rec["json"] = True
         if cpu is not None:
             rec["hopper_cpu_s"] = round(cpu, 3)
             rss, hwm = proc_mem(self.hopper.pid)
@@ -545,7 +637,7 @@ routes:
             rec["hopper_hwm_kib"] = hwm
             if sample_rss:
                 rec["hopper_rss_peak_kib"] = rss_peak
-        self.results["runs"].append(rec)
+        (self.results["runs"] if into is None else into).append(rec)
         err = pub.get("error")
         log("%-14s %6s rate %-6s -> %8.0f msg/s  confirm p50 %s p99 %s  e2e p95 %s (n %d/%d)%s"
             % (target, SIZE_NAMES[size], rate or "max", pub["msgs_per_s"], pub["confirm"]["p50"],
@@ -567,6 +659,7 @@ routes:
         except OSError:
             f["cpu_model"] = "?"
         f["kernel"] = os.uname().release
+        f["kafka_brokers"] = self.brokers
         f["hopper"] = self.r.run([self.hopper_bin, "-V"], 10).stdout.strip()
         git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -583,7 +676,10 @@ routes:
                 f["kafka"] = kv.read().strip()
         except OSError:
             f["kafka"] = self.env.get("KAFKA_VERSION", "4.1.1")
-        f["rabbitmq"] = self.rabbit("version", 30).stdout.strip()
+        f["rabbitmq"] = self.rabbit("version", 30).stdout.strip() if self.rabbit_started else None
+        with open(REGISTRY) as rs:
+            m = re.search(r"^readonly APICURIO_VERSION=(\S+)", rs.read(), re.M)
+        f["registry"] = "Apicurio Registry %s" % (m.group(1) if m else "?")
         f["erlang"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "erlang-base"],
                                      stdout=subprocess.PIPE, text=True).stdout.strip()
         f["rabbitmq_c"] = subprocess.run(["pkg-config", "--modversion", "librabbitmq"],
@@ -623,27 +719,34 @@ routes:
         os.rename(tmp, self.perftest_dir())
         return True
 
-    def setup(self):
+    def setup(self, rabbit=True, registry=False):
+        """hopper's copy, RabbitMQ and the schema registry starting in the
+        background (each when asked for), Kafka, and the load topics."""
         os.makedirs(os.path.join(self.bin), exist_ok=True)
         src = os.path.abspath(os.environ.get("HOPPER", os.path.join(ROOT, "build", "hopper")))
         self.hopper_bin = os.path.join(self.workdir, "hopper")
         shutil.copy2(src, self.hopper_bin)
-        log("starting RabbitMQ (in the background) and Kafka")
-        self.rabbit_proc = subprocess.Popen([RABBIT, "start"], env=self.env,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                            text=True)
-        self.rabbit_started = True
-        self.r.note([RABBIT, "start"], ("BENCH_RABBIT_PORT",))
-        if self.smoke and self.cluster_serving():
+        if rabbit:
+            log("starting RabbitMQ (in the background)")
+            self.rabbit_proc = subprocess.Popen([RABBIT, "start"], env=self.env,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                text=True)
+            self.rabbit_started = True
+            self.r.note([RABBIT, "start"], ("BENCH_RABBIT_PORT",))
+        if registry:
+            self.registry_start()
+        log("starting Kafka")
+        if self.shared_cluster and self.cluster_serving():
             log("Kafka at %s already serves; not calling cluster.sh" % self.brokers)
         else:
             self.cluster("start")
         self.cluster_started = True
-        for t in (self.topic_hopper, self.topic_direct):
+        topics = [self.topic_hopper] + ([self.topic_direct] if rabbit else [])
+        for t in topics:
             self.kafka("delete", "--topic", t)
-        for t in (self.topic_hopper, self.topic_direct):
+        for t in topics:
             self.create_topic(t)
-        log("topics %s and %s ready" % (self.topic_hopper, self.topic_direct))
+        log("topics %s ready" % " and ".join(topics))
         # hopper's first queue.declare asks the group coordinator through
         # librdkafka's admin API, which aborts the process when that request
         # fails on a cluster whose __consumer_offsets does not exist yet
@@ -679,15 +782,91 @@ routes:
         return p.returncode == 0 and len(re.findall(r"^ +broker \d+ at ", p.stdout, re.M)) == 3
 
     def finish_setup(self):
-        """Waits for RabbitMQ, then records the machine and versions."""
-        try:
-            _, err = self.rabbit_proc.communicate(timeout=200)
-        except subprocess.TimeoutExpired:
-            self.rabbit_proc.kill()
-            _, err = self.rabbit_proc.communicate()
-        if self.rabbit_proc.returncode != 0:
-            raise BenchError("RabbitMQ did not start: %s" % (err or "")[-1000:])
+        """Waits for RabbitMQ (if it was started), then records the machine
+        and versions."""
+        if self.rabbit_proc is not None:
+            try:
+                _, err = self.rabbit_proc.communicate(timeout=200)
+            except subprocess.TimeoutExpired:
+                self.rabbit_proc.kill()
+                _, err = self.rabbit_proc.communicate()
+            if self.rabbit_proc.returncode != 0:
+                raise BenchError("RabbitMQ did not start: %s" % (err or "")[-1000:])
         self.facts()
+
+    # ---- the schema registry (message contracts) ----
+
+    def registry_start(self):
+        """Starts a registry of the run's own in the background:
+        contrib/registry/registry.sh (Apicurio, the Confluent API under
+        /apis/ccompat/v7) on a free port (BENCH_REGISTRY_PORT to choose
+        one), its data in the work directory, as
+        tests/integration/registryproc.py does."""
+        port = os.environ.get("BENCH_REGISTRY_PORT") or str(free_port())
+        self.registry_env = dict(self.env, REGISTRY_HOST="127.0.0.1", REGISTRY_PORT=port,
+                                 REGISTRY_DATA=os.path.join(self.workdir, "registry"))
+        self.registry_url = "http://127.0.0.1:%s/apis/ccompat/v7" % port
+        log("starting the schema registry on port %s (in the background)" % port)
+        self.registry_note("start")
+        # Its first start on a machine builds it with Maven (make setup does
+        # that beforehand); registry.sh's own deadline bounds the start.
+        self.registry_proc = subprocess.Popen([REGISTRY, "start"], env=self.registry_env,
+                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                              text=True)
+
+    def registry_note(self, cmd):
+        line = "REGISTRY_PORT=%s REGISTRY_DATA=%s %s %s" % (
+            self.registry_env["REGISTRY_PORT"], self.registry_env["REGISTRY_DATA"], REGISTRY, cmd)
+        self.r.commands.append(line.replace(ROOT + "/", ""))
+
+    def registry_ready(self, timeout=900):
+        """Waits for registry_start's registry.sh start."""
+        if self.registry_proc is None:
+            raise BenchError("the schema registry was not started")
+        try:
+            out, _ = self.registry_proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.registry_proc.kill()
+            out, _ = self.registry_proc.communicate()
+        if self.registry_proc.returncode != 0:
+            raise BenchError("registry.sh start exited %s:\n%s" % (self.registry_proc.returncode,
+                                                                   (out or "")[-1500:]))
+
+    def registry_register(self, subject, schema, schema_type):
+        """Registers schema (a dict) under subject; returns its id."""
+        import urllib.error
+        import urllib.request
+        body = json.dumps({"schema": json.dumps(schema), "schemaType": schema_type}).encode()
+        url = "%s/subjects/%s/versions" % (self.registry_url, subject)
+        self.r.commands.append("POST %s  {\"schemaType\": \"%s\", \"schema\": <%s>}" % (
+            url, schema_type, "CONTRACT_JSON_SCHEMA" if schema_type == "JSON"
+            else "CONTRACT_AVRO_SCHEMA"))
+        req = urllib.request.Request(url, data=body, method="POST", headers={
+            "Content-Type": "application/vnd.schemaregistry.v1+json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                ans = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            detail = e.read().decode(errors="replace")[:500] if hasattr(e, "read") else ""
+            raise BenchError("registering %s at %s: %s %s" % (subject, url, e, detail))
+        if not isinstance(ans.get("id"), int):
+            raise BenchError("registering %s: the registry answered %r" % (subject, ans))
+        return ans["id"]
+
+    def registry_stop(self):
+        if self.registry_proc is None:
+            return
+        if self.registry_proc.poll() is None:
+            try:
+                self.registry_proc.wait(300)
+            except subprocess.TimeoutExpired:
+                self.registry_proc.kill()
+        self.registry_note("stop")
+        p = subprocess.run([REGISTRY, "stop"], env=self.registry_env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=120)
+        if p.returncode != 0:
+            log("registry.sh stop exited %d: %s" % (p.returncode, p.stdout[-500:]))
+        self.registry_proc = None
 
     def idle_connections(self, counts):
         """hopper's RSS idle, then holding idle AMQP connections (fresh hopper)."""
@@ -1145,6 +1324,90 @@ routes:
                     rec["hopper_max"] = hmax
                     rec["p80"] = rate == p80
 
+    # ---- message contracts ----
+
+    def contract_phase(self, rate=CONTRACT_RATE, max_rounds=None, fixed_rounds=None):
+        """Message contracts against no contract, in one run, on a hopper of
+        their own (see CONTRACT_TARGETS): the run's registry gets a JSON
+        Schema under <json topic>-value and an Avro schema under
+        <avro topic>-value, then contract_runs. A hopper that refuses the
+        Avro contract (before hopper checks Avro) runs without that target,
+        which the results say."""
+        c = self.results["contracts"] = {
+            "size": CONTRACT_SIZE, "rate": rate, "runs": [], "skipped": [],
+            "targets": list(CONTRACT_TARGETS), "min_share": CONTRACT_MIN_SHARE,
+            "p95_ms": CONTRACT_P95_MS,
+            "contracts": {t: CONTRACT_YAML[t] for t in CONTRACT_YAML},
+            "schemas": {"json": CONTRACT_JSON_SCHEMA, "avro": CONTRACT_AVRO_SCHEMA}}
+        self.registry_ready()
+        c["subjects"] = {}
+        for t, schema, kind in (("hopper-json", CONTRACT_JSON_SCHEMA, "JSON"),
+                                ("hopper-avro", CONTRACT_AVRO_SCHEMA, "AVRO")):
+            subject = self.target_topic(t) + "-value"
+            c["subjects"][t] = {"subject": subject, "type": kind,
+                                "id": self.registry_register(subject, schema, kind)}
+        for t in (self.topic_json, self.topic_avro):
+            self.kafka("delete", "--topic", t)
+            self.create_topic(t)
+            self.contract_topics.append(t)
+        log("registry %s: %s" % (self.registry_url, ", ".join(
+            "%s id %d" % (v["subject"], v["id"]) for v in c["subjects"].values())))
+        targets = self.start_contract_hopper(c)
+        try:
+            self.contract_runs(targets, rate, c, max_rounds or self.rounds,
+                               fixed_rounds or self.rounds)
+        finally:
+            self.stop_hopper()
+
+    def start_contract_hopper(self, c):
+        """A hopper with every contracted exchange; if it will not start
+        with the Avro contract (its log names the Avro subject), one without
+        it. Returns the targets it serves."""
+        contracted = [t for t in CONTRACT_TARGETS if t != "hopper"]
+        try:
+            self.start_hopper("contracts", contracts=contracted)
+            return list(CONTRACT_TARGETS)
+        except BenchError as e:
+            proc, logf, _ = self.all_hoppers[-1]
+            if proc.poll() is None:
+                raise
+            logf.close()
+            self.hopper = None
+            with open(logf.name) as f:
+                # The line without its time and level, the config's path
+                # relative to the repository.
+                why = [re.sub(r"^\S+ [A-Z]+ ", "", l.strip()).replace(ROOT + "/", "")
+                       for l in f if c["subjects"]["hopper-avro"]["subject"] in l]
+            if not why:
+                raise BenchError("hopper with the contracts did not start (%s); its log: %s"
+                                 % (e, logf.name))
+        c["skipped"].append({"target": "hopper-avro", "why": why[-1],
+                             "hopper_exit": proc.returncode})
+        log("hopper refused the Avro contract (exit %s): %s" % (proc.returncode, why[-1]))
+        log("running the contracts without hopper-avro")
+        self.start_hopper("contracts-no-avro", contracts=["hopper-json"])
+        return ["hopper", "hopper-json"]
+
+    def contract_runs(self, targets, rate, c, max_rounds, fixed_rounds):
+        """Max-rate runs of 1 KiB JSON bodies to each target, in rounds with
+        the order rotating (as max_runs), then runs at rate in rounds the
+        same way: throughput, e2e p50/p95/p99 (the timer finds the stamp in
+        the JSON text, behind a Confluent frame, or in Avro binary) and
+        hopper's CPU per message. Every target publishes the same bodies."""
+        for rnd in range(max_rounds):
+            order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+            for t in order:
+                rec = self.load_run(t, CONTRACT_SIZE, 0, duration=self.max_duration,
+                                    json_body=True, into=c["runs"])
+                rec["round"] = rnd
+        for rnd in range(fixed_rounds):
+            order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+            for t in order:
+                rec = self.load_run(t, CONTRACT_SIZE, rate, duration=self.fixed_duration,
+                                    warmup=0.3 if self.smoke else 2.0, json_body=True,
+                                    into=c["runs"])
+                rec["round"] = rnd
+
     def perftest_finish(self, name, p, rec, seconds, out):
         try:
             text, _ = p.communicate(timeout=seconds + 90)
@@ -1273,8 +1536,10 @@ routes:
             self.r.note([RABBIT, "stop"], ("BENCH_RABBIT_PORT",))
             rabbit = subprocess.Popen([RABBIT, "stop"], env=self.env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
+        self.registry_stop()
         if self.cluster_started:
-            for t in [self.topic_hopper, self.topic_direct] + self.consume_topics:
+            for t in ([self.topic_hopper, self.topic_direct] + self.consume_topics
+                      + self.contract_topics):
                 try:
                     self.kafka("delete", "--topic", t)
                 except BenchError as e:
@@ -1288,7 +1553,8 @@ routes:
             shutil.rmtree(os.path.join(ROOT, self.env.get("BENCH_RABBIT_DIR",
                                                           ".cache/rabbitmq-bench")),
                           ignore_errors=True)
-        if self.cluster_started and not self.smoke and os.environ.get("BENCH_KEEP_CLUSTER") != "1":
+        if (self.cluster_started and not self.shared_cluster
+                and os.environ.get("BENCH_KEEP_CLUSTER") != "1"):
             try:
                 self.cluster("stop")
                 if self.own_kafka_data:
@@ -1300,7 +1566,7 @@ routes:
 
     def full(self):
         t0 = time.time()
-        self.setup()
+        self.setup(registry=True)
         self.idle_connections([1000, 10000])
         self.finish_setup()
         self.idle_consumers([100, 1000], 10)
@@ -1316,12 +1582,18 @@ routes:
         self.stop_hopper()
         self.consume_phase()
         self.linger_runs(LINGER_SWEEP, (1000, 10000))
+        try:
+            self.contract_phase()
+        except BenchError as e:
+            # The rest of the benchmark stands without it.
+            log("message contracts FAILED: %s" % e)
+            self.results["contracts"]["failure"] = str(e)
         self.callgrind_profile(8)
         self.results["elapsed_s"] = round(time.time() - t0)
 
     def smoke_run(self):
         t0 = time.time()
-        self.setup()
+        self.setup(registry=True)
         # Valgrind starts slowly: let it start while the rest runs.
         cg = self.callgrind_start(port=free_port())
         self.idle_connections([20])
@@ -1335,10 +1607,20 @@ routes:
         self.perf_profile(1)
         self.perftest(2, parallel=True)
         self.stop_hopper()
+        # Seconds: one max and one fixed-rate run per contract target.
+        self.contract_phase(rate=1000, max_rounds=1, fixed_rounds=1)
         self.consume_phase()
         self.callgrind_profile(1, pre=cg)
         self.results["elapsed_s"] = round(time.time() - t0)
         self.check_smoke()
+
+    def contracts_run(self):
+        """bench.py contracts: the message contracts alone (no RabbitMQ)."""
+        t0 = time.time()
+        self.setup(rabbit=False, registry=True)
+        self.finish_setup()
+        self.contract_phase()
+        self.results["elapsed_s"] = round(time.time() - t0)
 
     def sync_runs(self, targets, rounds):
         """One publisher that waits for each confirm (pika's BlockingConnection
@@ -1397,6 +1679,7 @@ routes:
         problems = []
         if not self.only:
             self.check_smoke_publishing(problems)
+            self.check_smoke_contracts(problems)
         self.check_smoke_consuming(problems)
         self.results["smoke_problems"] = problems
         if problems:
@@ -1432,6 +1715,38 @@ routes:
         cg = self.results.get("callgrind")
         if cg is not None and not cg.get("self_hopper"):
             problems.append("callgrind: no hopper functions in the profile")
+
+    def check_smoke_contracts(self, problems):
+        """Every contract target ran (max and fixed rate) and produced
+        numbers: nothing nacked (the bodies pass both schemas), confirms,
+        and an end-to-end timer that found the stamps in the records; or it
+        was skipped with its reason (Avro, before hopper checks it)."""
+        c = self.results.get("contracts")
+        if not c:
+            problems.append("contracts: did not run")
+            return
+        skipped = {s["target"]: s for s in c.get("skipped", [])}
+        for t in CONTRACT_TARGETS:
+            if t in skipped:
+                if t != "hopper-avro" or not skipped[t].get("why"):
+                    problems.append("contracts: %s skipped (%s)" % (t, skipped[t].get("why")))
+                continue
+            for rate in (0, c["rate"]):
+                rs = [r for r in c["runs"] if r["target"] == t and r["rate"] == rate]
+                if not rs:
+                    problems.append("contracts: %s at %s did not run" % (t, rate or "max"))
+                for r in rs:
+                    p, e = r["pub"], r["e2e"]
+                    name = "contracts: %s at %s" % (t, rate or "max")
+                    if p.get("error") or p["nacked"]:
+                        problems.append("%s: %d nacked (%s)" % (name, p["nacked"], p.get("error")))
+                    if p["acked"] <= 0 or p["confirm"]["n"] <= 0:
+                        problems.append("%s: nothing confirmed" % name)
+                    if e["measured"] <= 0:
+                        problems.append("%s: the end-to-end timer saw nothing (%d foreign)"
+                                        % (name, e["foreign"]))
+                    if r.get("hopper_cpu_s") is None:
+                        problems.append("%s: no hopper CPU" % name)
 
     def check_smoke_consuming(self, problems):
         for r in self.results.get("drain", []):
@@ -1488,8 +1803,9 @@ def render_only(out):
         res["callgrind"].update(summarize_callgrind(cg))
         with open(raw, "w") as f:
             json.dump(res, f, indent=1)
+    render = report.render_contracts if res.get("mode") == "contracts" else report.render
     with open(out, "w") as f:
-        f.write(report.render(res, os.path.relpath(raw, ROOT)))
+        f.write(render(res, os.path.relpath(raw, ROOT)))
     log("wrote %s" % os.path.relpath(out, ROOT))
     return 0
 
@@ -1517,10 +1833,12 @@ def run_linger(b, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=("full", "smoke", "render", "linger"),
+    ap.add_argument("mode", choices=("full", "smoke", "render", "linger", "contracts"),
                     help="render: rewrite the report from its raw JSON (after report.py "
                          "or NOTES.md changed); linger: hopper and the direct producer "
-                         "at 1,000 and 10,000 msg/s for several linger.ms values")
+                         "at 1,000 and 10,000 msg/s for several linger.ms values; "
+                         "contracts: 1 KiB JSON without a contract, with a JSON Schema "
+                         "and with an Avro contract (tests/bench/CONTRACTS.md)")
     ap.add_argument("--linger", help="linger: the linger.ms values to compare, e.g. 1,50 "
                                      "[%s]" % ",".join(map(str, LINGER_SWEEP)))
     ap.add_argument("--out", help="report path")
@@ -1541,11 +1859,14 @@ def main():
     # A partial run never overwrites RESULTS.md unless told to.
     out = args.out or (os.path.join(b.bin, "ONLY.md") if args.only
                        else os.path.join(b.bin, "SMOKE.md") if smoke
+                       else os.path.join(HERE, "CONTRACTS.md") if args.mode == "contracts"
                        else os.path.join(HERE, "RESULTS.md"))
     rc = 0
     try:
         if args.only:
             b.only_run()
+        elif args.mode == "contracts":
+            b.contracts_run()
         elif smoke:
             b.smoke_run()
         else:
@@ -1569,8 +1890,10 @@ def main():
         if rc == 0:
             import report
             with open(out, "w") as f:
-                f.write((report.render_partial if args.only else report.render)(
-                    b.results, os.path.relpath(raw, ROOT)))
+                render = (report.render_partial if args.only
+                          else report.render_contracts if args.mode == "contracts"
+                          else report.render)
+                f.write(render(b.results, os.path.relpath(raw, ROOT)))
             log("wrote %s (raw: %s)" % (os.path.relpath(out, ROOT), os.path.relpath(raw, ROOT)))
     return rc
 

@@ -25,6 +25,9 @@
  *                               when all are open, hold them until
  *                               SIGTERM/SIGINT or --hold seconds
  *
+ * --json makes every published body a JSON object of --size bytes carrying
+ * the stamp in hex (bench_common.h), for message contracts.
+ *
  * --queue-type transient declares the queue not durable (a transient classic
  * queue on RabbitMQ, an in-memory queue on hopper) and publishes with
  * delivery mode 1.
@@ -60,6 +63,7 @@ struct opts {
     int queues;        /* idle: consumers spread over queues <queue>-0 .. -(queues-1) */
     bool delete_queue; /* consume: queue.delete at the end */
     double stall;      /* consume: give up after this long without a delivery (0: never) */
+    bool json;         /* publish: JSON bodies (bench_json_put) */
 };
 
 static struct opts O = {
@@ -337,7 +341,8 @@ static void *publisher(void *arg)
         }
     }
     uint8_t *body = malloc((size_t)O.load.size);
-    bench_fill(body, (size_t)O.load.size);
+    if (!O.json)
+        bench_fill(body, (size_t)O.load.size);
     amqp_basic_properties_t props = {0};
     if (O.persistent || O.transient) {
         /* Transient: delivery mode 1 said outright, as RabbitMQ would not
@@ -388,7 +393,10 @@ static void *publisher(void *arg)
                                      (uint64_t)p->index << 40 | n,
                                      measured ? BENCH_F_MEASURED : 0,
                                      (uint32_t)O.load.size};
-            bench_stamp_put(body, &st);
+            if (O.json)
+                bench_json_put(body, (size_t)O.load.size, &st);
+            else
+                bench_stamp_put(body, &st);
             uint64_t tag = ch->next_tag++;
             ch->ring[tag & ch->mask] =
                 (struct slot){ts, (uint8_t)(SL_PENDING | (measured ? SL_MEASURED : 0))};
@@ -530,6 +538,8 @@ static int run_publish(void)
 {
     if (O.load.size < BENCH_STAMP)
         die("--size must be at least %s bytes", "32");
+    if (O.json && O.load.size < BENCH_JSON_MIN)
+        die("--size must be at least %s bytes with --json", "128");
     if (O.count && O.count < (uint64_t)O.conns)
         die("--count must be at least %s", "--conns");
     char err[256];
@@ -787,7 +797,8 @@ static void usage(void)
             "  --count N (publish: in all; consume: of the run, then stop)\n"
             "  --prefetch N (consume, idle: basic.qos N and an ack per delivery; 0 = no-ack)\n"
             "  --queues K (idle: consume from Q-0 .. Q-(K-1)) --delete (consume: delete Q)\n"
-            "  --stall S (consume: give up after S s without a delivery once one came)\n");
+            "  --stall S (consume: give up after S s without a delivery once one came)\n"
+            "  --json (publish: JSON bodies {\"stamp\":\"<hex>\",\"seq\":N,\"pad\":\"..\"})\n");
     exit(2);
 }
 
@@ -817,6 +828,7 @@ int main(int argc, char **argv)
         {"queues", 1, 0, 'K'},
         {"delete", 0, 0, 'D'},
         {"stall", 1, 0, 'S'},
+        {"json", 0, 0, 'j'},
         {0, 0, 0, 0},
     };
     /* clang-format on */
@@ -877,6 +889,9 @@ int main(int argc, char **argv)
             break;
         case 'S':
             O.stall = bench_num("--stall", optarg, 0, 3600);
+            break;
+        case 'j':
+            O.json = true;
             break;
         default:
             if (!bench_load_option(&O.load, opt, optarg))

@@ -17,7 +17,19 @@
  * Fields are in host byte order: sender and receiver are on one machine.
  * At fixed rates the send time is the scheduled one, not the moment the
  * bytes left: a sender that falls behind charges the delay to latency
- * (no coordinated omission). */
+ * (no coordinated omission).
+ *
+ * JSON bodies (bench_amqp publish --json, for message contracts) carry the
+ * same 32 bytes as 64 lowercase hex characters, in one JSON object of
+ * exactly the body size:
+ *
+ *   {"stamp":"<64 hex>","seq":N,"pad":"abcd..."}
+ *
+ * stamp first, so that whatever hopper makes of the body the hex sits
+ * within the record's first bytes: at 10 in the JSON text, at 15 behind a
+ * Confluent frame (byte 0 + 4-byte schema id), at 7 in Avro binary behind
+ * the frame (the string's zigzag varint length, 2 bytes for 64, then the
+ * characters). bench_stamp_get reads all of these. */
 #ifndef HOPPER_BENCH_COMMON_H
 #define HOPPER_BENCH_COMMON_H
 
@@ -56,14 +68,84 @@ static inline void bench_stamp_put(uint8_t *body, const struct bench_stamp *s)
     memcpy(body, s, sizeof *s);
 }
 
-/* Reads the stamp of a body; false if it is not one of ours. */
+/* JSON bodies: the hex stamp is looked for at offsets 0..BENCH_HEX_SCAN of
+ * a record; the JSON text needs bodies of at least BENCH_JSON_MIN bytes
+ * (the object around the stamp with a 20-digit seq and an empty pad). */
+#define BENCH_HEX_SCAN 24
+#define BENCH_JSON_MIN 128
+
+static inline int bench_unhex(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* The hex stamp starting with BENCH_MAGIC's bytes in the first
+ * BENCH_HEX_SCAN + 1 offsets of p, decoded into s; false if none. */
+static inline bool bench_stamp_hex(const uint8_t *p, size_t len, struct bench_stamp *s)
+{
+    uint32_t magic = BENCH_MAGIC;
+    const uint8_t *m = (const uint8_t *)&magic;
+    static const char digits[] = "0123456789abcdef";
+    char want[8];
+    for (int i = 0; i < 4; i++) {
+        want[2 * i] = digits[m[i] >> 4];
+        want[2 * i + 1] = digits[m[i] & 15];
+    }
+    for (size_t off = 0; off <= BENCH_HEX_SCAN && off + 2 * BENCH_STAMP <= len; off++) {
+        if (memcmp(p + off, want, sizeof want))
+            continue;
+        uint8_t raw[BENCH_STAMP];
+        size_t i = 0;
+        for (; i < BENCH_STAMP; i++) {
+            int hi = bench_unhex(p[off + 2 * i]), lo = bench_unhex(p[off + 2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                break;
+            raw[i] = (uint8_t)(hi << 4 | lo);
+        }
+        if (i == BENCH_STAMP) {
+            memcpy(s, raw, sizeof *s);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Reads the stamp of a body or record: the binary stamp at its start, else
+ * the hex stamp of a JSON body, as published or as hopper wrote it (see
+ * the top of this file); false if it is not one of this run's. */
 static inline bool bench_stamp_get(const void *body, size_t len, uint32_t run,
                                    struct bench_stamp *s)
 {
-    if (len < BENCH_STAMP)
-        return false;
-    memcpy(s, body, sizeof *s);
-    return s->magic == BENCH_MAGIC && s->run == run;
+    if (len >= BENCH_STAMP) {
+        memcpy(s, body, sizeof *s);
+        if (s->magic == BENCH_MAGIC)
+            return s->run == run;
+    }
+    return bench_stamp_hex(body, len, s) && s->magic == BENCH_MAGIC && s->run == run;
+}
+
+/* A JSON body of exactly len bytes (len >= BENCH_JSON_MIN) carrying the
+ * stamp s: {"stamp":"<64 hex>","seq":<s->seq>,"pad":"abc..."}. */
+static inline void bench_json_put(uint8_t *body, size_t len, const struct bench_stamp *s)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *raw = (const uint8_t *)s;
+    char head[BENCH_JSON_MIN];
+    memcpy(head, "{\"stamp\":\"", 10);
+    for (int i = 0; i < BENCH_STAMP; i++) {
+        head[10 + 2 * i] = digits[raw[i] >> 4];
+        head[10 + 2 * i + 1] = digits[raw[i] & 15];
+    }
+    int n = 10 + 2 * BENCH_STAMP;
+    n += snprintf(head + n, sizeof head - (size_t)n, "\",\"seq\":%" PRIu64 ",\"pad\":\"", s->seq);
+    memcpy(body, head, (size_t)n);
+    for (size_t i = (size_t)n; i < len - 2; i++)
+        body[i] = (uint8_t)('a' + i % 26);
+    memcpy(body + len - 2, "\"}", 2);
 }
 
 static inline void bench_fill(uint8_t *body, size_t len)
@@ -186,10 +268,10 @@ struct bench_load {
     double rate; /* total msg/s; 0: as fast as confirms allow */
     int size;    /* body bytes */
     double duration, warmup, drain, hold, settle; /* seconds */
-    uint32_t run; /* run id stamped into every body */
+    uint32_t run;                                 /* run id stamped into every body */
 };
 
-#define BENCH_LOAD_DEFAULTS                                                                       \
+#define BENCH_LOAD_DEFAULTS                                                                        \
     .size = 1024, .duration = 10, .warmup = 2, .drain = 10, .hold = 600, .settle = 1
 
 /* getopt_long entries for struct bench_load; values are getopt codes >= 256
@@ -205,12 +287,14 @@ enum {
     BENCH_OPT_SETTLE,
     BENCH_OPT_RUN,
 };
-#define BENCH_LOAD_OPTIONS                                                                        \
-    {"window", 1, 0, BENCH_OPT_WINDOW}, {"rate", 1, 0, BENCH_OPT_RATE},                           \
-        {"size", 1, 0, BENCH_OPT_SIZE}, {"duration", 1, 0, BENCH_OPT_DURATION},                   \
-        {"warmup", 1, 0, BENCH_OPT_WARMUP}, {"drain", 1, 0, BENCH_OPT_DRAIN},                     \
-        {"hold", 1, 0, BENCH_OPT_HOLD}, {"settle", 1, 0, BENCH_OPT_SETTLE},                       \
-        {"run", 1, 0, BENCH_OPT_RUN}
+#define BENCH_LOAD_OPTIONS                                                                         \
+    {"window", 1, 0, BENCH_OPT_WINDOW}, {"rate", 1, 0, BENCH_OPT_RATE},                            \
+        {"size", 1, 0, BENCH_OPT_SIZE}, {"duration", 1, 0, BENCH_OPT_DURATION},                    \
+        {"warmup", 1, 0, BENCH_OPT_WARMUP}, {"drain", 1, 0, BENCH_OPT_DRAIN},                      \
+        {"hold", 1, 0, BENCH_OPT_HOLD}, {"settle", 1, 0, BENCH_OPT_SETTLE},                        \
+    {                                                                                              \
+        "run", 1, 0, BENCH_OPT_RUN                                                                 \
+    }
 
 /* Apply one of BENCH_LOAD_OPTIONS; false if opt is not one of them. */
 static inline bool bench_load_option(struct bench_load *l, int opt, const char *v)

@@ -16,7 +16,9 @@
  *       cluster just made, __consumer_offsets is created on the first
  *       group request and loaded after that
  *
- * Bodies carry the stamp of bench_common.h. Everything waits with a bound. */
+ * Bodies carry the stamp of bench_common.h; the timer also finds it in the
+ * records hopper writes for JSON bodies under a contract (the JSON text,
+ * behind a Confluent frame, or Avro binary). Everything waits with a bound. */
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>

@@ -239,6 +239,9 @@ def render(res, rawpath):
     # ---- consuming ----
     w(consume_sections(res))
 
+    # ---- message contracts ----
+    w(contracts_section(res))
+
     # ---- resources ----
     w("## hopper resources\n")
     rows = []
@@ -861,3 +864,213 @@ def verdict(ok, value, bound, unit, higher=False):
         return "missed by %.2f %s" % (bound - value, unit) if unit != "%" else \
             "missed by %.0f points" % (bound - value)
     return "missed by %s %s (x%.1f)" % (ms(value - bound), unit, value / bound if bound else 0)
+
+
+# ---- message contracts (bench.py contract_phase) ----
+
+CONTRACT_NAMES = {
+    "hopper": "no contract",
+    "hopper-json": "JSON Schema",
+    "hopper-avro": "Avro",
+}
+
+
+def contract_runs_of(c, target, rate):
+    return [r for r in c.get("runs", []) if r["target"] == target and r["rate"] == rate]
+
+
+def cpu_us(r):
+    """hopper's CPU per confirmed message in run r, in microseconds."""
+    acked = r["pub"]["acked"]
+    if not acked or r.get("hopper_cpu_s") is None:
+        return None
+    return 1e6 * r["hopper_cpu_s"] / acked
+
+
+def contract_share(c, target):
+    """Median over rounds of target's max msg/s / no contract's in the same
+    round."""
+    by_round = {}
+    for t in (target, "hopper"):
+        for r in contract_runs_of(c, t, 0):
+            by_round.setdefault(r.get("round", 0), {})[t] = r["pub"]["msgs_per_s"]
+    return median([x[target] / x["hopper"] for x in by_round.values()
+                   if x.get(target) and x.get("hopper")])
+
+
+def contract_p95s(c, target):
+    return [r["e2e"]["e2e"]["p95"] for r in contract_runs_of(c, target, c["rate"])]
+
+
+def contract_short(r):
+    """True if the end-to-end timer saw fewer messages than were sent in the
+    measured window (or anything was nacked)."""
+    return r["e2e"]["measured"] < r["pub"]["measured_sent"] or r["pub"]["nacked"] > 0
+
+
+def contracts_table(c):
+    rate = c["rate"]
+    skipped = {s["target"]: s for s in c.get("skipped", [])}
+    rows = []
+    for t in c.get("targets", []):
+        if t in skipped:
+            rows.append([CONTRACT_NAMES.get(t, t), "`%s`" % t, "skipped"] + ["-"] * 8)
+            continue
+        mx = contract_runs_of(c, t, 0)
+        fx = contract_runs_of(c, t, rate)
+        rates = [r["pub"]["msgs_per_s"] for r in mx]
+        share = contract_share(c, t) if t != "hopper" else None
+        p95 = contract_p95s(c, t)
+        mid = sorted(fx, key=lambda r: r["e2e"]["e2e"]["p95"])[len(fx) // 2] if fx else None
+        seen = sum(r["e2e"]["measured"] for r in fx)
+        sent = sum(r["pub"]["measured_sent"] for r in fx)
+        rows.append([
+            CONTRACT_NAMES.get(t, t), "`%s`" % t,
+            num(median(rates)),
+            "%s-%s" % (num(min(rates)), num(max(rates))) if len(rates) > 1 else "-",
+            "%.0f %%" % (100 * share) if share else "-",
+            ms(mid["e2e"]["e2e"]["p50"]) if mid else "-",
+            ms(median(p95)) if p95 else "-",
+            ms(max(p95)) if p95 else "-",
+            "%s/%s" % (num(seen), num(sent)) if fx else "-",
+            _f1(median([cpu_us(r) for r in mx if cpu_us(r) is not None])),
+            _f1(median([cpu_us(r) for r in fx if cpu_us(r) is not None])),
+        ])
+    return table(["contract", "target", "max msg/s (median)", "range over rounds",
+                  "of no contract's max", "e2e p50 at %s msg/s" % num(rate),
+                  "e2e p95 (median)", "e2e p95 (worst round)", "e2e seen/sent",
+                  "hopper CPU µs/msg at max", "at %s msg/s" % num(rate)], rows)
+
+
+def contract_verdicts(c):
+    rate, share_min, p95_max = c["rate"], c.get("min_share", 0.7), c.get("p95_ms", 100)
+    skipped = {s["target"]: s for s in c.get("skipped", [])}
+    rows = []
+    for t in c.get("targets", []):
+        if t == "hopper":
+            continue
+        name = CONTRACT_NAMES.get(t, t)
+        if t in skipped:
+            rows.append(["%s contract: throughput and e2e p95" % name,
+                         "not run: %s" % skipped[t]["why"], "not measured"])
+            continue
+        share = contract_share(c, t)
+        h = median([r["pub"]["msgs_per_s"] for r in contract_runs_of(c, "hopper", 0)])
+        x = median([r["pub"]["msgs_per_s"] for r in contract_runs_of(c, t, 0)])
+        rows.append(["%s contract: max throughput >= %.0f %% of no contract's" % (name,
+                                                                             100 * share_min),
+                     "%.0f %% (per-round median; %s vs %s msg/s medians)" % (
+                         100 * share, num(x), num(h)) if share else "-",
+                     verdict(share >= share_min, 100 * share, 100 * share_min, "%", higher=True)
+                     if share else "not measured"])
+        fx = contract_runs_of(c, t, rate)
+        p95 = contract_p95s(c, t)
+        short = [r for r in fx if contract_short(r)]
+        what = "%s contract: e2e p95 < %s ms at %s msg/s" % (name, num(p95_max), num(rate))
+        if not fx:
+            rows.append([what, "-", "not measured"])
+        elif short:
+            rows.append([what, "worst round %s ms; %d of %d round(s) lost or nacked messages"
+                         % (ms(max(p95)), len(short), len(fx)), "missed (not every message)"])
+        else:
+            base = contract_p95s(c, "hopper")
+            rows.append([what, "worst round %s ms (median %s ms, %d round(s))%s"
+                         % (ms(max(p95)), ms(median(p95)), len(fx),
+                            "; no contract: worst %s ms, median %s ms" % (
+                                ms(max(base)), ms(median(base))) if base else ""),
+                         verdict(max(p95) < p95_max, max(p95), p95_max, "ms")])
+    return table(["target", "measured", "verdict"], rows)
+
+
+def contracts_section(res):
+    c = res.get("contracts")
+    L = ["## Message contracts\n"]
+    w = L.append
+    if not c:
+        w("Not measured in this run; `bench.py contracts` (`make bench-contracts`) measures "
+          "them alone, into tests/bench/CONTRACTS.md.\n")
+        return "".join(x.strip("\n") + "\n\n" for x in L)
+    if c.get("failure"):
+        w("The contract runs failed: `%s`\n" % c["failure"])
+    if not c.get("runs"):
+        return "".join(x.strip("\n") + "\n\n" for x in L)
+    some = c["runs"][0]["pub"]
+    nround = max(r.get("round", 0) for r in c["runs"] if r["rate"] == 0) + 1
+    nfixed = max([r.get("round", 0) for r in c["runs"] if r["rate"] == c["rate"]] or [0]) + 1
+    w("The same %s JSON bodies (`bench_amqp publish --json`: `{\"stamp\":\"<64 hex>\","
+      "\"seq\":N,\"pad\":\"...\"}`) from %d connections x %d channels (window %d per "
+      "channel, persistent, confirms) to three exchanges of one hopper: `bench` (route without "
+      "a contract), `bench-json` (route with `contract: %s`, a draft-07 JSON Schema with "
+      "required `stamp`/`seq`/`pad`, types, `pattern` `^[0-9a-f]{64}$` on `stamp` and "
+      "`additionalProperties: false`; records Confluent-framed) and `bench-avro` (route with "
+      "`contract: %s`, an Avro record of `stamp` string, `seq` long, `pad` string), each to a "
+      "topic of its own (3 partitions, rf 3, min ISR 2), the schemas in a private Apicurio "
+      "registry (its Confluent API). Max runs: %d round(s) of %s s, the targets back to back "
+      "in rotating order; then %d round(s) of %s s at %s msg/s the same way. `of no "
+      "contract's max` is the median over rounds of the target's msg/s divided by the "
+      "uncontracted msg/s of the same round. e2e = a librdkafka consumer's receive time - "
+      "scheduled send time (the stamp found in the JSON text, behind the Confluent frame, or in "
+      "Avro binary); `e2e p50` is from the round with the median p95. hopper CPU = "
+      "utime+stime of the hopper process over the generator's life / confirmed messages.\n"
+      % (SIZE_NAMES.get(c["size"], c["size"]), some["conns"], some["chans"], some["window"],
+         c["contracts"]["hopper-json"], c["contracts"]["hopper-avro"], nround,
+         _fmt_s(c, 0), nfixed, _fmt_s(c, c["rate"]), num(c["rate"])))
+    w(contracts_table(c))
+    w("Targets (the issue's): a contract keeps at least %.0f %% of the uncontracted maximum "
+      "throughput, and e2e p95 under %s ms at %s msg/s (judged on the worst round).\n"
+      % (100 * c.get("min_share", 0.7), num(c.get("p95_ms", 100)), num(c["rate"])))
+    w(contract_verdicts(c))
+    for s in c.get("skipped", []):
+        w("- `%s` not run: hopper exited (%s) at start with the Avro contract: `%s`. "
+          "The same code runs it once hopper checks Avro.\n"
+          % (s["target"], s.get("hopper_exit"), s["why"]))
+    return "".join(x.strip("\n") + "\n\n" for x in L)
+
+
+def _f1(v):
+    return "-" if v is None else "%.1f" % v
+
+
+def _fmt_s(c, rate):
+    d = {r["pub"]["duration"] for r in c["runs"] if r["rate"] == rate}
+    return "/".join("%g" % x for x in sorted(d)) or "-"
+
+
+def render_contracts(res, rawpath):
+    """CONTRACTS.md: bench.py contracts' report."""
+    f = res.get("facts", {})
+    c = res.get("contracts") or {}
+    la = [r["load_avg"] for r in c.get("runs", [])]
+    L = []
+    w = L.append
+    w("# hopper benchmark: message contracts\n")
+    w("Written by `make bench-contracts` (tests/bench/bench.py contracts) on %s; raw numbers in "
+      "`%s`. Every number comes from this one run: the ratios compare targets measured seconds "
+      "apart under the same conditions; absolute numbers move with the machine's load. "
+      "Regenerate with `make bench-contracts`; do not edit by hand.\n" % (res.get("started"),
+                                                                      rawpath))
+    w("## Machine and versions\n")
+    w(table(["what", "value"], [
+        ["cores", f.get("cores")],
+        ["memory", "%.1f GiB" % (f.get("mem_total_kib", 0) / 1048576)],
+        ["CPU", f.get("cpu_model")],
+        ["kernel", f.get("kernel")],
+        ["load average at start (1/5/15 min)", " / ".join(f.get("load_avg_start", []))],
+        ["1-min load average before the runs", "%.1f .. %.1f" % (min(la), max(la)) if la else "-"],
+        ["hopper", f.get("hopper")],
+        ["hopper source (git)", f.get("git", "-")],
+        ["Kafka (3 KRaft nodes)", "%s at %s" % (f.get("kafka"), f.get("kafka_brokers", "?"))],
+        ["librdkafka (hopper, end-to-end timer)", f.get("librdkafka")],
+        ["schema registry", f.get("registry", "-")],
+        ["rabbitmq-c (load generator)", f.get("rabbitmq_c")],
+        ["total time", "%s s" % res.get("elapsed_s")],
+    ]))
+    w("The machine is shared: other work ran at the same time (the load averages above).\n")
+    w(contracts_section(res).replace("## Message contracts", "## Results", 1))
+    w("## Exact commands\n")
+    w("`tests/bench/bench.py contracts` ran these, in this order (paths relative to the "
+      "repository root; `build/bench/work-contracts/hopper` is a copy of `build/hopper`, "
+      "`build/bench/work-contracts/hopper-*.yaml` the configs it writes; the schemas are "
+      "`contracts.schemas` in the raw JSON):\n\n")
+    w("```\n" + "\n".join(res.get("commands", [])) + "\n```\n")
+    return "".join(x.strip("\n") + "\n\n" for x in L if x.strip()).rstrip("\n") + "\n"
