@@ -32,6 +32,8 @@ readonly PACKAGES=(
   # installed); they need nlohmann-json. The official test suite's cases
   # (make jsonschema-suite)
   nlohmann-json3-dev json-schema-test-suite
+  # ... and RapidJSON, its fast path for valid bodies
+  rapidjson-dev
   # the schema registry's answers (src/registry.c); Avro contracts
   # (src/avrojson.c): avro-c writes and reads the binary, jansson parses
   # the bodies and the schemas' defaults

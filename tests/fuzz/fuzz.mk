@@ -31,7 +31,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(FUZZ_DIR) -g -O1 $(FUZZ_SAN) \
                -Wall -Wextra -Wno-unused-parameter $(FUZZ_PKG_CFLAGS) -MMD -MP
 # src/jsonschema.cc (valijson, nlohmann-json: the top Makefile's CXX_PKG_CFLAGS)
-FUZZ_CXXFLAGS := -std=c++17 -D_GNU_SOURCE -Iinclude -g -O1 $(FUZZ_SAN) \
+FUZZ_CXXFLAGS := -std=c++17 -D_GNU_SOURCE -Iinclude -g -O1 $(FUZZ_SAN) $(RAPIDJSON_NO_SANITIZE) \
                  -Wall -Wextra -Wno-unused-parameter $(CXX_PKG_CFLAGS) -MMD -MP
 
 # hopper's code without main.c (the harness is the program) and sink.c

@@ -8,7 +8,8 @@
  * bounds, enum, const, anyOf/oneOf/not, if/then/else, dependencies, a
  * date-time format and string lengths (valijson counts UTF-8 characters).
  * The input is the body. An answer must be deterministic (asked twice,
- * the same verdict and reason) and the reason one printable line that
+ * the same verdict and reason), the same as the reference path's (no
+ * RapidJSON fast path: jsonschema.h) and the reason one printable line that
  * starts as jsonschema.h says; anything else is reported with abort().
  * A crash, a sanitizer report or a leak stops the run by itself. */
 #include <stdbool.h>
@@ -86,6 +87,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool ok2 = jsonschema_validate(schema, data, size, again, sizeof again);
     if (ok != ok2 || (!ok && strcmp(why, again) != 0))
         bad_reason("a second look gives another answer", again);
+    /* The fast path (RapidJSON) only ever says "valid", and only when the
+     * reference path (nlohmann-json) would. */
+    bool ref = jsonschema_validate_reference(schema, data, size, again, sizeof again);
+    if (ok != ref || (!ok && strcmp(why, again) != 0))
+        bad_reason(ok ? "the fast path passed what the reference refuses"
+                      : "the fast path and the reference disagree",
+                   again);
     if (ok)
         return 0;
     for (const unsigned char *p = (const unsigned char *)why; *p; p++)
