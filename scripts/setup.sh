@@ -10,7 +10,8 @@
 # builds the schema registry from Maven Central jars with
 # `contrib/registry/registry.sh fetch` (about a minute, once), then the venv
 # with Celery from PyPI that tests/integration/test_celery.py runs workers
-# from (scripts/celery-venv.sh, pinned versions).
+# from, and the one test_contracts.py reads Avro records back with
+# (scripts/test-venv.sh, pinned versions).
 # Safe to run repeatedly: when everything is in place it prints one line.
 # Runs apt-get as root, or through sudo.
 
@@ -114,10 +115,13 @@ fi
 "$REPO_ROOT/contrib/registry/registry.sh" fetch --quiet ||
   die "building the schema registry failed (see the messages above)"
 
-# Prints the venv's path; installs only the first time or when a pin changed.
-"$REPO_ROOT/scripts/celery-venv.sh" >/dev/null ||
-  die "setting up the Celery venv failed (see the messages above)"
+# Each prints its venv's path; installs only the first time or when a pin
+# changed.
+for venv in celery contracts; do
+  "$REPO_ROOT/scripts/test-venv.sh" "$venv" >/dev/null ||
+    die "setting up the $venv venv failed (see the messages above)"
+done
 
 installed_now=""
 ((${#missing[@]} == 0)) || installed_now=" (${#missing[@]} installed now)"
-echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, librdkafka 2.8.0 built, valijson headers unpacked, Kafka jars cached, schema registry built, Celery venv ready"
+echo "setup.sh: ok: ${#PACKAGES[@]} Debian packages present$installed_now, librdkafka 2.8.0 built, valijson headers unpacked, Kafka jars cached, schema registry built, test venvs ready"

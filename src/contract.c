@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "avrojson.h"
 #include "jsonschema.h"
 #include "log.h"
 #include "registry.h"
@@ -21,6 +22,7 @@ struct schema {
     int32_t id, version;
     enum schema_type type;
     struct jsonschema *json;
+    struct avrojson *avro;
 };
 
 /* Why the last fetch failed. */
@@ -69,6 +71,7 @@ static void schema_free(struct schema *s)
     if (!s)
         return;
     jsonschema_free(s->json);
+    avrojson_free(s->avro);
     free(s);
 }
 
@@ -138,6 +141,11 @@ static struct schema *compile(const struct registry_schema *rs, char *why, size_
         snprintf(why, whylen, "its JSON Schema (id %" PRId32 ") does not compile: %s", rs->id, err);
         break;
     case SCHEMA_AVRO:
+        s->avro = avrojson_compile(rs->text, rs->len, err, sizeof err);
+        if (s->avro)
+            return s;
+        snprintf(why, whylen, "its Avro schema (id %" PRId32 ") does not compile: %s", rs->id, err);
+        break;
     case SCHEMA_PROTOBUF:
         snprintf(why, whylen, "its schema (id %" PRId32 ") is %s, which hopper cannot check yet",
                  rs->id, type_name(rs->type));
@@ -300,6 +308,17 @@ static enum contract_verdict apply(const struct contract_cfg *k, const struct sc
         snprintf(why, whylen, "subject %s holds %s, the contract says %s", e->subject,
                  type_name(s->type), k->format == CONTRACT_JSON ? "json" : "avro");
         return CONTRACT_UNAVAILABLE;
+    }
+    if (s->type == SCHEMA_AVRO) {
+        /* Avro binary is unreadable without its schema id: always framed. */
+        if (framed)
+            return avrojson_check_binary(s->avro, body, len, why, whylen) ? CONTRACT_PASS
+                                                                          : CONTRACT_VIOLATION;
+        frame(out, s->id);
+        if (avrojson_encode(s->avro, body, len, out, why, whylen))
+            return CONTRACT_PASS;
+        out->len = 0;
+        return CONTRACT_VIOLATION;
     }
     if (!jsonschema_validate(s->json, body, len, why, whylen))
         return CONTRACT_VIOLATION;

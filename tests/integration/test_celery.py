@@ -3,7 +3,7 @@ broker URL pointed at the server, with a real `celery worker` (prefork pool,
 -c 2) from PyPI. Every test runs twice: against hopper with task queues on,
 and against a private Debian rabbitmq-server node, the reference.
 
-Celery comes from .cache/celery/venv (scripts/celery-venv.sh, pinned in
+Celery comes from .cache/celery/venv (scripts/test-venv.sh, pinned in
 celery-requirements.txt; `make setup` builds it and the session fixture
 builds it if missing). This file's own Python is Debian's, without Celery:
 the test writes an app module into its tmp dir, runs workers and the
@@ -35,7 +35,7 @@ from hopperproc import free_port
 pytestmark = pytest.mark.celery
 
 REPO = Path(__file__).resolve().parents[2]
-VENV_SH = REPO / "scripts" / "celery-venv.sh"
+VENV_SH = REPO / "scripts" / "test-venv.sh"
 RABBITMQ_SH = REPO / "tests" / "bench" / "rabbitmq.sh"
 RABBIT = {"rabbit": {"enabled": True, "commit_interval": 50}}
 
@@ -49,10 +49,10 @@ CLIENT_TIMEOUT = 120
 @pytest.fixture(scope="session")
 def celery_venv():
     r = subprocess.run(
-        [str(VENV_SH)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900
+        [str(VENV_SH), "celery"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900
     )
     if r.returncode != 0:
-        pytest.fail("scripts/celery-venv.sh failed (%d):\n%s" % (r.returncode, r.stderr[-3000:]), pytrace=False)
+        pytest.fail("scripts/test-venv.sh celery failed (%d):\n%s" % (r.returncode, r.stderr[-3000:]), pytrace=False)
     return Path(r.stdout.strip().splitlines()[-1])
 
 

@@ -10,6 +10,7 @@ where a test waits for a refresh."""
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pika
 import pytest
@@ -459,3 +460,99 @@ def test_a_schema_slower_than_registry_wait_means_a_nack_at_the_deadline(hopper_
         h.wait_for_log("within registry.wait (1000 ms)")
     finally:
         reg.close()
+
+
+# ---- Avro ----------------------------------------------------------------------------
+
+ORDER_AVRO = {
+    "type": "record", "name": "Order", "namespace": "hopper.test",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "item", "type": "string"},
+        {"name": "note", "type": ["null", "string"], "default": None},
+        {"name": "lines", "type": {"type": "array", "items": {
+            "type": "record", "name": "Line", "fields": [{"name": "qty", "type": "int"}]}}, "default": []},
+        {"name": "state", "type": {"type": "enum", "name": "State", "symbols": ["NEW", "PAID"]}, "default": "NEW"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def avro_reader():
+    """A function decoding records with confluent-kafka's AvroDeserializer."""
+    r = subprocess.run([str(Path(__file__).resolve().parents[2] / "scripts" / "test-venv.sh"), "contracts"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        pytest.fail("scripts/test-venv.sh contracts failed (%d):\n%s" % (r.returncode, r.stderr[-3000:]),
+                    pytrace=False)
+    python = Path(r.stdout.strip().splitlines()[-1]) / "bin" / "python"
+
+    def read(registry, topic, records):
+        lines = "".join(json.dumps({"topic": topic, "value": rec.value.hex()}) + "\n" for rec in records)
+        out = subprocess.run([str(python), str(Path(__file__).with_name("avroread.py")), registry.url],
+                             input=lines, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    return read
+
+
+def test_avro_json_bodies_are_encoded_and_readable_by_the_confluent_deserializer(
+        hopper_factory, registry, kafka, uid, avro_reader):
+    topic = "avro-" + uid
+    sid = registry.register_ok(topic + "-value", json.dumps(ORDER_AVRO), "AVRO")
+    h = hopper_factory(contract_config(registry, "orders", topic, {"format": "avro"}))
+    bodies = [
+        {"id": 1, "item": "tea"},  # defaults fill note, lines and state
+        {"id": 2, "item": "cake", "note": "with cream", "lines": [{"qty": 2}, {"qty": 3}], "state": "PAID"},
+        {"id": 3, "item": "union, Avro's JSON form", "note": {"string": "wrapped"}},
+    ]
+    bad = [
+        ({"item": "no id"}, 'missing field "id"'),
+        ({"id": "one", "item": "x"}, "/id:"),
+        ({"id": 4, "item": "x", "state": "LOST"}, "/state:"),
+        ({"id": 5, "item": "x", "lines": [{"qty": 2.5}]}, "/lines/0/qty:"),
+        ({"id": 6, "item": "x", "colour": "red"}, "/colour:"),
+    ]
+    returned = []
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.add_on_return_callback(lambda _ch, method, _props, body: returned.append(method.reply_text))
+        for body in bodies:
+            assert publish(ch, "orders", body, mandatory=True) == "ack", body
+        for body, _ in bad:
+            assert publish(ch, "orders", body, mandatory=True) == "nack", body
+        conn.process_data_events(0.2)
+    for text, (_, why) in zip(returned, bad):
+        assert why in text, (why, text)
+    assert kafka.count(topic) == len(bodies)
+    recs = kafka.read_exactly(topic, len(bodies))
+    for rec in recs:
+        assert rec.value[:5] == b"\x00" + sid.to_bytes(4, "big"), rec
+    got = sorted((d["value"] for d in avro_reader(registry, topic, recs)), key=lambda v: v["id"])
+    assert got == [
+        {"id": 1, "item": "tea", "note": None, "lines": [], "state": "NEW"},
+        {"id": 2, "item": "cake", "note": "with cream", "lines": [{"qty": 2}, {"qty": 3}], "state": "PAID"},
+        {"id": 3, "item": "union, Avro's JSON form", "note": "wrapped", "lines": [], "state": "NEW"},
+    ], got
+
+
+def test_avro_framed_binary_is_checked_and_passed_through(hopper_factory, registry, kafka, uid, avro_reader):
+    topic = "avrobin-" + uid
+    sid = registry.register_ok(topic + "-value", json.dumps(ORDER_AVRO), "AVRO")
+    h = hopper_factory(contract_config(registry, "orders", topic, {"format": "avro"}))
+    frame = b"\x00" + sid.to_bytes(4, "big")
+    # id 7 (zigzag 14), "tea", note null (branch 0), no lines (block 0), NEW (0)
+    datum = bytes([14, 6]) + b"tea" + bytes([0, 0, 0])
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        assert publish(ch, "orders", frame + datum) == "ack"
+        assert publish(ch, "orders", frame + datum[:-1]) == "nack"  # truncated
+        assert publish(ch, "orders", frame + datum + b"\x00") == "nack"  # trailing bytes
+        assert publish(ch, "orders", frame + bytes([14, 0x80, 0x80, 0x80, 0x80, 0x10])) == "nack"  # huge length
+    [rec] = kafka.read_exactly(topic, 1)
+    assert rec.value == frame + datum
+    assert avro_reader(registry, topic, [rec]) == [
+        {"value": {"id": 7, "item": "tea", "note": None, "lines": [], "state": "NEW"}}]
