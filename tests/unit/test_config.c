@@ -249,6 +249,12 @@ static void test_shipped(void **state)
     assert_string_equal(cfg->routes[0].pattern, "#");
     assert_string_equal(cfg->routes[0].topic, "events-topic");
     assert_int_equal(cfg->routes[0].key, KEY_ROUTING_KEY);
+    /* Celery's topics may be made; stray routing keys make none. */
+    assert_true(cfg->auto_create_topics);
+    assert_int_equal(cfg->n_create_patterns, 2);
+    assert_string_equal(cfg->create_patterns[0], "celery*");
+    assert_string_equal(cfg->create_patterns[1], "reply.celery.pidbox");
+    assert_int_equal(cfg->auto_create_max, 1000);
     config_free(cfg);
 }
 
