@@ -105,9 +105,16 @@ struct config {
     size_t n_vhosts;
 
     /* kafka: */
-    char *bootstrap_servers;     /* default "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094" */
-    char *topic_prefix;          /* default "": prepended to default-route topics */
-    bool auto_create_topics;     /* default true */
+    char *bootstrap_servers; /* default "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094" */
+    char *topic_prefix;      /* default "": prepended to default-route topics */
+    /* kafka.auto_create_topics: which topics a publish may make hopper
+     * create (topicrule.h). true with no patterns: any; false: none; a
+     * list: names matching one of the patterns ('*' matches any run of
+     * characters). */
+    bool auto_create_topics; /* default true: some creation allowed */
+    char **create_patterns;  /* NULL unless a list was given */
+    size_t n_create_patterns;
+    uint32_t auto_create_max;    /* default 1000: topics one run creates for publishes */
     int32_t topic_partitions;    /* default 3 */
     int16_t replication_factor;  /* default 3 */
     int32_t min_insync_replicas; /* default 2 */

@@ -30,6 +30,8 @@ struct server_stats {
     uint64_t delivered;
     /* contracts (intake.h) */
     uint64_t contract_refused, contract_dead_lettered, contract_unavailable;
+    /* the topic rule (topicrule.h): unroutable, and nacked without an answer */
+    uint64_t topic_refused, topic_unanswered;
 };
 
 struct server {
@@ -44,8 +46,9 @@ struct server {
     struct evconnlistener *listener;
     struct contracts *contracts; /* with registry.url */
 
-    /* Channels holding publishes for their schema (intake.h), the timer
-     * that enforces registry.wait on them, and the bodies they hold. */
+    /* Channels holding publishes for their schema or their topic's answer
+     * (intake.h), the timer that enforces their deadlines, and the bodies
+     * they hold. */
     struct chan *holding;
     size_t n_holding;
     struct event *hold_timer;
@@ -89,8 +92,8 @@ void server_flush_confirms(struct server *srv);
 /* Re-evaluate the blocked switch after in-flight bytes changed. */
 void server_update_blocked(struct server *srv);
 
-/* Publishes in flight to Kafka or held for their schema: the drain waits
- * for them. */
+/* Publishes in flight to Kafka or held (intake.h): the drain waits for
+ * them. */
 bool server_busy(const struct server *srv);
 
 #endif

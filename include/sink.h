@@ -32,6 +32,7 @@
 
 #include "config.h"
 #include "confirm.h"
+#include "topicrule.h"
 #include "util.h"
 
 struct sink;
@@ -42,6 +43,9 @@ struct sink_callbacks {
     /* A batch of reports was handled: flush confirms, re-check bounds. */
     void (*drained)(void *arg);
     void *arg;
+    /* Kafka said whether topics exist (sink_topic_check): what waited on
+     * TOPICRULE_UNKNOWN may go on. NULL: nobody waits. */
+    void (*topics_known)(void *arg);
 };
 
 /* One message to produce. The sink takes ownership of body (malloc'd) and
@@ -91,6 +95,12 @@ size_t sink_in_flight(const struct sink *s);
  * did already; the answer is only logged. A declared durable queue's
  * topic exists before anything is published to it. */
 void sink_ensure_topic(struct sink *s, const char *topic);
+
+/* May a publish go to topic (topicrule.h)? TOPICRULE_UNKNOWN: ask again
+ * after the topics_known callback (or a deadline); TOPICRULE_FORBIDDEN:
+ * the publish is unroutable, *refusal says why. */
+enum topicrule_answer sink_topic_check(struct sink *s, const char *topic,
+                                       struct topicrule_refusal *refusal);
 
 /* Give up on everything in flight (shutdown deadline): purge, nack all. */
 void sink_abandon(struct sink *s);

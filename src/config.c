@@ -4,10 +4,11 @@
  * the mark (line, column) that error messages quote. Scalar settings are
  * described once, in settings[] below (name, type, bounds, default,
  * validator, reload): parsing, defaults and range checks all come from that
- * table. The lists (users, vhosts, kafka.properties, exchanges, routes,
- * queues) have small parsers of their own. Nothing outside the new struct is
- * written, and the caller sees it only once it validated whole; the first
- * problem found ends the load with one line "file:line:col: key: problem".
+ * table. The lists (users, vhosts, kafka.properties,
+ * kafka.auto_create_topics, exchanges, routes, queues) have small parsers
+ * of their own. Nothing outside the new struct is written, and the caller
+ * sees it only once it validated whole; the first problem found ends the
+ * load with one line "file:line:col: key: problem".
  *
  * Rules shared by every key: unknown and duplicate keys are errors; an empty
  * value (`key:` or `key: ~`) is the same as leaving the key out; integers
@@ -31,6 +32,7 @@
 #define MAX_SHORTSTR 255          /* AMQP short string: vhost, exchange, routing key, header */
 #define MAX_TOPIC 249             /* Kafka's limit on topic names */
 #define MAX_QUEUE_TOPICS 64       /* queues[].topics: a group reads a few topics, not hundreds */
+#define MAX_CREATE_PATTERNS 256   /* kafka.auto_create_topics: names a few families of topics */
 #define PATH_LEN 256              /* dotted key in messages; longer ones are cut */
 
 /* ---- the table of scalar settings ---- */
@@ -95,7 +97,7 @@ static const struct setting settings[] = {
     STRING("kafka.bootstrap_servers", bootstrap_servers,
            "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094", check_not_empty, false),
     STRING("kafka.topic_prefix", topic_prefix, "", check_topic_prefix, false),
-    BOOLEAN("kafka.auto_create_topics", auto_create_topics, true, false),
+    INTEGER("kafka.auto_create_max", auto_create_max, 0, 1000000, 1000, false),
     INTEGER("kafka.topic_partitions", topic_partitions, 1, 10000, 3, false),
     INTEGER("kafka.replication_factor", replication_factor, 1, 32767, 3, false),
     INTEGER("kafka.min_insync_replicas", min_insync_replicas, 1, 32767, 2, false),
@@ -1200,6 +1202,79 @@ static int parse_queues(struct loader *ld, yaml_node_t *seq, const char *key)
     return rc;
 }
 
+/* ---- kafka.auto_create_topics ---- */
+
+static void free_create_patterns(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_create_patterns; i++)
+        free(cfg->create_patterns[i]);
+    FREE_AND_NULL(cfg->create_patterns);
+    cfg->n_create_patterns = 0;
+}
+
+/* A pattern is a Kafka topic name in which '*' stands for any run of
+ * characters (topicrule_match). */
+static const char *check_create_pattern(const char *s)
+{
+    if (!*s)
+        return "must not be empty";
+    if (strlen(s) > MAX_TOPIC)
+        return "must be at most 249 characters (Kafka's limit on topic names)";
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("._-*", *p))
+            return "may only contain a-z, A-Z, 0-9, '.', '_', '-' (Kafka topic name) and '*' "
+                   "(any run of characters)";
+    if (!strcmp(s, ".") || !strcmp(s, ".."))
+        return "must not be \".\" or \"..\"";
+    return NULL;
+}
+
+/* true (any topic), false (none) or a list of name patterns. */
+static int parse_create_topics(struct loader *ld, yaml_node_t *v, const char *key)
+{
+    struct config *cfg = ld->cfg;
+    free_create_patterns(cfg);
+    if (v->type == YAML_SCALAR_NODE) {
+        bool b = false;
+        if (!is_plain(v) || get_bool(ld, v, key, &b))
+            return fail(ld, v, key, "must be true, false or a list of topic name patterns");
+        cfg->auto_create_topics = b;
+        return 0;
+    }
+    if (v->type != YAML_SEQUENCE_NODE)
+        return fail(ld, v, key, "must be true, false or a list of topic name patterns");
+    size_t n = seq_len(v);
+    if (n == 0)
+        return fail(ld, v, key, "must list at least one pattern (false allows none)");
+    if (n > MAX_CREATE_PATTERNS)
+        return fail(ld, v, key, "must list at most %d patterns", MAX_CREATE_PATTERNS);
+    cfg->auto_create_topics = true;
+    cfg->create_patterns = xcalloc(n, sizeof *cfg->create_patterns);
+    cfg->n_create_patterns = n; /* zeroed entries free cleanly if we fail half way */
+    struct name_ref refs[MAX_CREATE_PATTERNS];
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = seq_item(ld, v, i);
+        char pkey[PATH_LEN];
+        path_index(pkey, key, i);
+        if (is_null(item))
+            return fail(ld, item, pkey, "must not be empty");
+        if (get_string(ld, item, pkey, &cfg->create_patterns[i]))
+            return -1;
+        const char *problem = check_create_pattern(cfg->create_patterns[i]);
+        if (problem)
+            return fail(ld, item, pkey, "%s", problem);
+        refs[i] = (struct name_ref){cfg->create_patterns[i], "", i};
+    }
+    size_t first = 0, dup = find_duplicate(refs, n, &first);
+    if (dup < n) {
+        char pkey[PATH_LEN];
+        path_index(pkey, key, dup);
+        return fail(ld, seq_item(ld, v, dup), pkey, "duplicate pattern (first at line %zu)",
+                    seq_item(ld, v, first)->start_mark.line + 1);
+    }
+    return 0;
+}
+
 /* ---- the document ---- */
 
 typedef int (*list_fn)(struct loader *ld, yaml_node_t *val, const char *key);
@@ -1211,6 +1286,7 @@ static const struct {
     {"users", parse_users},
     {"vhosts", parse_vhosts},
     {"kafka.properties", parse_properties},
+    {"kafka.auto_create_topics", parse_create_topics},
     {"exchanges", parse_exchanges},
     {"routes", parse_routes},
     {"queues", parse_queues},
@@ -1413,6 +1489,7 @@ struct config *config_default(void)
     cfg->vhosts = xcalloc(1, sizeof *cfg->vhosts);
     cfg->vhosts[0] = xstrdup("/");
     cfg->n_vhosts = 1;
+    cfg->auto_create_topics = true; /* any topic, as before the rule existed */
     return cfg;
 }
 
@@ -1425,6 +1502,7 @@ void config_free(struct config *cfg)
             free(*(char **)field(cfg, &settings[i]));
     free_users(cfg);
     free_vhosts(cfg);
+    free_create_patterns(cfg);
     for (size_t i = 0; i < cfg->n_kafka_props; i++) {
         free(cfg->kafka_props[i].key);
         free(cfg->kafka_props[i].value);

@@ -1,5 +1,5 @@
-/* intake.c - contracts on the way to the sink, and the publishes held for
- * their schema (see intake.h). */
+/* intake.c - the topic rule and contracts on the way to the sink, and the
+ * publishes held for an answer (see intake.h). */
 #include "intake.h"
 
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include "log.h"
 #include "publish.h"
 #include "server.h"
+#include "topicrule.h"
 
 /* A held publish: its own copies of what intake_pub borrows. */
 struct held {
@@ -20,13 +21,18 @@ struct held {
     char exchange[256], routing_key[256];
     void *key, *raw_props;
     size_t bytes; /* the body as held, counted in the server's held_bytes */
-    int64_t deadline_ms;
+    int64_t since_ms;
 };
 
-/* How often held publishes look at their deadline (registry.wait). */
+/* How often held publishes look at their deadline (registry.wait,
+ * TOPICRULE_WAIT_MS). */
 #define HOLD_TICK_MS 50
 
-enum step { STEP_DONE, STEP_WAIT };
+enum step {
+    STEP_DONE,
+    STEP_WAIT_TOPIC,  /* Kafka is asked whether the topic exists */
+    STEP_WAIT_SCHEMA, /* the contract's schema is being fetched */
+};
 
 static void settle(struct chan *ch, struct sink_msg *m, bool ack)
 {
@@ -78,10 +84,39 @@ static void refuse(struct chan *ch, struct intake_pub *p, const char *why)
         settle(ch, &p->m, false);
 }
 
-/* Check and hand over one publish, unless its schema is not there yet. */
+/* The topic may not be created and does not exist (topicrule.h): the
+ * publish is unroutable, with the outcome of one no route matches
+ * (publish.c): basic.return 312 to a mandatory publisher, then the ack. */
+static void unroutable(struct chan *ch, struct intake_pub *p, const struct topicrule_refusal *r)
+{
+    struct server *srv = ch->conn->srv;
+    if (r->log)
+        log_warn("%s: unroutable: topic %s does not exist and %s (%lu such lines left out "
+                 "since the last one)",
+                 ch->conn->name, p->m.topic, r->why, r->left_out);
+    if (!p->in_memory && p->mandatory)
+        publish_send_return(ch, AMQP_NO_ROUTE, "NO_ROUTE", p);
+    else if (!p->in_memory)
+        srv->stats.unroutable_dropped++;
+    srv->stats.topic_refused++;
+    settle(ch, &p->m, !p->memory_refused);
+}
+
+/* Check and hand over one publish, unless an answer it needs is not there
+ * yet. */
 static enum step try_one(struct chan *ch, struct intake_pub *p)
 {
     struct server *srv = ch->conn->srv;
+    struct topicrule_refusal refusal;
+    switch (sink_topic_check(srv->sink, p->m.topic, &refusal)) {
+    case TOPICRULE_ALLOWED:
+        break;
+    case TOPICRULE_UNKNOWN:
+        return STEP_WAIT_TOPIC;
+    case TOPICRULE_FORBIDDEN:
+        unroutable(ch, p, &refusal);
+        return STEP_DONE;
+    }
     if (!p->contract) {
         produce(ch, &p->m);
         return STEP_DONE;
@@ -91,7 +126,7 @@ static enum step try_one(struct chan *ch, struct intake_pub *p)
     switch (contracts_check(srv->contracts, p->contract, p->m.topic, p->m.body, p->m.body_len, out,
                             why, sizeof why)) {
     case CONTRACT_WAIT:
-        return STEP_WAIT;
+        return STEP_WAIT_SCHEMA;
     case CONTRACT_PASS:
         if (out->len) {
             free(p->m.body);
@@ -162,7 +197,7 @@ static void hold(struct chan *ch, const struct intake_pub *p)
     h->raw_props = xmalloc(p->raw_props_len ? p->raw_props_len : 1);
     memcpy(h->raw_props, p->raw_props, p->raw_props_len);
     h->p.raw_props = h->raw_props;
-    h->deadline_ms = (int64_t)monotonic_ms() + srv->cfg->registry_wait_ms;
+    h->since_ms = (int64_t)monotonic_ms();
     if (ch->held_tail)
         ch->held_tail->next = h;
     else
@@ -198,8 +233,29 @@ static void pop(struct chan *ch)
 
 void intake_publish(struct chan *ch, struct intake_pub *p)
 {
-    if (ch->held_head || try_one(ch, p) == STEP_WAIT)
+    if (ch->held_head || try_one(ch, p) != STEP_DONE)
         hold(ch, p);
+}
+
+/* The held publish waited for its answer as long as it may: nack it. */
+static bool expired(struct chan *ch, struct held *h, enum step waiting)
+{
+    struct server *srv = ch->conn->srv;
+    int64_t waited = (int64_t)monotonic_ms() - h->since_ms;
+    if (waiting == STEP_WAIT_TOPIC) {
+        if (waited < TOPICRULE_WAIT_MS)
+            return false;
+        log_warn("%s: nack: Kafka did not say within %d ms whether topic %s exists", ch->conn->name,
+                 TOPICRULE_WAIT_MS, h->topic);
+        srv->stats.topic_unanswered++;
+    } else {
+        if (waited < (int64_t)srv->cfg->registry_wait_ms)
+            return false;
+        log_warn("%s: nack: no schema for topic %s within registry.wait (%u ms)", ch->conn->name,
+                 h->topic, srv->cfg->registry_wait_ms);
+        srv->stats.contract_unavailable++;
+    }
+    return true;
 }
 
 void intake_release(struct chan *ch)
@@ -211,12 +267,10 @@ void intake_release(struct chan *ch)
      * hold timer comes back to them). */
     while (ch->held_head && !ch->conn->parked) {
         struct held *h = ch->held_head;
-        if (try_one(ch, &h->p) == STEP_WAIT) {
-            if ((int64_t)monotonic_ms() < h->deadline_ms)
+        enum step st = try_one(ch, &h->p);
+        if (st != STEP_DONE) {
+            if (!expired(ch, h, st))
                 break;
-            log_warn("%s: nack: no schema for topic %s within registry.wait (%u ms)",
-                     ch->conn->name, h->topic, srv->cfg->registry_wait_ms);
-            srv->stats.contract_unavailable++;
             settle(ch, &h->p.m, false);
         }
         pop(ch);

@@ -287,6 +287,8 @@ static void complete_publish(struct chan *ch)
             },
         .contract = target.contract,
         .mandatory = ch->mandatory,
+        .in_memory = in_memory,
+        .memory_refused = mem.rejected,
         .exchange = ch->exchange,
         .exchange_len = ch->exchange_len,
         .routing_key = ch->routing_key,

@@ -41,8 +41,9 @@ static void on_drained(void *arg)
     server_update_blocked(srv);
 }
 
-/* A schema arrived (or did not): held publishes go on. */
-static void schema_ready(void *arg)
+/* A schema or an answer about a topic arrived (or did not): held
+ * publishes go on. */
+static void answered(void *arg)
 {
     intake_release_all(arg);
     server_update_blocked(arg);
@@ -50,7 +51,7 @@ static void schema_ready(void *arg)
 
 static void on_hold_tick(evutil_socket_t fd, short what, void *arg)
 {
-    schema_ready(arg);
+    answered(arg);
 }
 
 static void transient_eased(void *arg)
@@ -125,18 +126,22 @@ struct server *server_new(struct event_base *base, struct config *cfg, char *err
         struct feeds_hooks hooks = {transient_eased, dead_letter, srv};
         feeds_set_hooks(srv->feeds, &hooks);
     }
+    /* Publishes wait for schemas and for answers about topics. */
+    srv->hold_timer = event_new(base, -1, EV_PERSIST, on_hold_tick, srv);
+    if (!srv->hold_timer) {
+        snprintf(err, errlen, "cannot make the timer of held publishes");
+        server_free(srv);
+        return NULL;
+    }
     if (*cfg->registry_url) {
-        srv->contracts = contracts_new(base, cfg, schema_ready, srv, err, errlen);
-        srv->hold_timer = event_new(base, -1, EV_PERSIST, on_hold_tick, srv);
-        if (!srv->contracts || !srv->hold_timer ||
-            contracts_preflight(cfg, srv->contracts, err, errlen)) {
-            if (srv->contracts && !srv->hold_timer)
-                snprintf(err, errlen, "cannot make the timer of held publishes");
+        srv->contracts = contracts_new(base, cfg, answered, srv, err, errlen);
+        if (!srv->contracts || contracts_preflight(cfg, srv->contracts, err, errlen)) {
             server_free(srv);
             return NULL;
         }
     }
-    struct sink_callbacks cb = {on_resolved, on_drained, srv};
+    struct sink_callbacks cb = {
+        .resolved = on_resolved, .drained = on_drained, .arg = srv, .topics_known = answered};
     srv->sink = sink_new(base, cfg, &cb, err, errlen);
     if (srv->sink && cfg->rabbit_enabled &&
         !(srv->store = topostore_new(srv, topology_loaded, err, errlen))) {

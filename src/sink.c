@@ -10,7 +10,9 @@
  * releases go to one of two producers, a prompt one and a batch one
  * (producer.c says why); both are one unit for errors: a fatal error in
  * either rebuilds both. Topics and their librdkafka handles live in the
- * topic cache (topic.c).
+ * topic cache (topic.c); which topics a publish may go to, and whether
+ * they exist, in the topic rule (topicrule.c), whose questions are
+ * answered on the prompt producer's main queue like CreateTopics.
  *
  * This file keeps what ties them together: sink_produce, the delivery
  * reports and other events drained from both producers' main queues
@@ -32,6 +34,7 @@
 #include "producer.h"
 #include "slot.h"
 #include "topic.h"
+#include "topicrule.h"
 
 /* Resume intake once in-flight bytes fell to this share of the bound. */
 #define RESUME_PERCENT 75
@@ -70,6 +73,8 @@ struct sink {
     struct gate gate;
 
     struct topic_cache topics;
+    struct topicrule *rule;
+    bool topics_known;          /* the rule got answers in this drain */
     struct log_limit error_log; /* producer error events */
     struct log_limit nack_log;  /* messages Kafka did not persist */
     struct sink_stats stats;
@@ -242,6 +247,7 @@ static void handle_create_topics(struct sink *s, rd_kafka_event_t *ev)
     for (size_t i = 0; i < n; i++) {
         const char *name = rd_kafka_topic_result_name(topics[i]);
         rd_kafka_resp_err_t err = rd_kafka_topic_result_error(topics[i]);
+        topicrule_created(s->rule, name, err);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             log_info("kafka: created topic %s", name);
             s->stats.topics_created++;
@@ -280,6 +286,10 @@ static void drain_lane(struct sink *s, enum producer_lane lane)
             break;
         case RD_KAFKA_EVENT_CREATETOPICS_RESULT:
             handle_create_topics(s, ev);
+            break;
+        case RD_KAFKA_EVENT_DESCRIBETOPICS_RESULT:
+            if (topicrule_described(s->rule, ev))
+                s->topics_known = true;
             break;
         case RD_KAFKA_EVENT_LOG:
             handle_log(lane, ev);
@@ -371,6 +381,10 @@ static void poll_and_notify(struct sink *s)
     if (s->fatal_pending)
         rebuild(s);
     s->cb.drained(s->cb.arg);
+    if (s->topics_known && s->cb.topics_known) {
+        s->topics_known = false;
+        s->cb.topics_known(s->cb.arg);
+    }
 }
 
 static void on_pipe(evutil_socket_t fd, short what, void *arg)
@@ -410,16 +424,19 @@ struct sink *sink_new(struct event_base *base, const struct config *cfg,
         }
     }
     topic_cache_init(&s->topics, cfg, partitioner, s->producers, &s->limits);
+    s->rule = topicrule_new(cfg, s->producers);
     gate_init(&s->gate, &s->slots, &s->limits,
               &(struct gate_ops){.produce = produce, .refuse = refused, .arg = s});
     if (pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
+        topicrule_free(s->rule);
         free(s);
         return NULL;
     }
     if (build_producers(s, err, errlen)) {
         close(s->pipefd[0]);
         close(s->pipefd[1]);
+        topicrule_free(s->rule);
         free(s);
         return NULL;
     }
@@ -447,6 +464,7 @@ void sink_free(struct sink *s)
     close(s->pipefd[0]);
     close(s->pipefd[1]);
     topic_cache_free(&s->topics);
+    topicrule_free(s->rule);
     slot_table_free(&s->slots);
     free(s);
 }
@@ -466,6 +484,12 @@ void sink_abandon(struct sink *s)
 void sink_ensure_topic(struct sink *s, const char *topic)
 {
     topic_ensure(&s->topics, topic);
+}
+
+enum topicrule_answer sink_topic_check(struct sink *s, const char *topic,
+                                       struct topicrule_refusal *refusal)
+{
+    return topicrule_check(s->rule, topic, refusal);
 }
 
 enum sink_status sink_produce(struct sink *s, struct sink_msg *m)

@@ -21,6 +21,7 @@ class Record:
         self.offset = msg.offset()
         self.key = msg.key()
         self.value = msg.value()
+        self.timestamp = msg.timestamp()[1]  # ms; the producer's CreateTime
         self.header_list = msg.headers() or []
         self.headers = {}
         for name, value in self.header_list:

@@ -62,6 +62,9 @@ static void assert_defaults(const struct config *cfg)
     assert_string_equal(cfg->bootstrap_servers, "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094");
     assert_string_equal(cfg->topic_prefix, "");
     assert_true(cfg->auto_create_topics);
+    assert_null(cfg->create_patterns);
+    assert_int_equal(cfg->n_create_patterns, 0);
+    assert_int_equal(cfg->auto_create_max, 1000);
     assert_int_equal(cfg->topic_partitions, 3);
     assert_int_equal(cfg->replication_factor, 3);
     assert_int_equal(cfg->min_insync_replicas, 2);
@@ -246,6 +249,12 @@ static void test_shipped(void **state)
     assert_string_equal(cfg->routes[0].pattern, "#");
     assert_string_equal(cfg->routes[0].topic, "events-topic");
     assert_int_equal(cfg->routes[0].key, KEY_ROUTING_KEY);
+    /* Celery's topics may be made; stray routing keys make none. */
+    assert_true(cfg->auto_create_topics);
+    assert_int_equal(cfg->n_create_patterns, 2);
+    assert_string_equal(cfg->create_patterns[0], "celery*");
+    assert_string_equal(cfg->create_patterns[1], "reply.celery.pidbox");
+    assert_int_equal(cfg->auto_create_max, 1000);
     config_free(cfg);
 }
 
@@ -799,6 +808,80 @@ static void test_contract_errors(void **state)
                  "t.yaml:2:9: registry.wait: must be between 0 and 600000");
 }
 
+/* kafka.auto_create_topics: true, false or a list of patterns; and its cap. */
+static void test_auto_create_topics(void **state)
+{
+    struct config *cfg = load_ok("kafka:\n"
+                                 "  auto_create_topics:\n"
+                                 "    - orders.*\n"
+                                 "    - \"celery*\"\n"
+                                 "    - events-topic\n"
+                                 "  auto_create_max: 0\n");
+    assert_true(cfg->auto_create_topics);
+    assert_int_equal(cfg->n_create_patterns, 3);
+    assert_string_equal(cfg->create_patterns[0], "orders.*");
+    assert_string_equal(cfg->create_patterns[1], "celery*");
+    assert_string_equal(cfg->create_patterns[2], "events-topic");
+    assert_int_equal(cfg->auto_create_max, 0);
+    config_free(cfg);
+
+    cfg = load_ok("kafka: {auto_create_topics: [\"*\"], auto_create_max: 1000000}\n");
+    assert_int_equal(cfg->n_create_patterns, 1);
+    assert_int_equal(cfg->auto_create_max, 1000000);
+    config_free(cfg);
+
+    cfg = load_ok("kafka: {auto_create_topics: false}\n");
+    assert_false(cfg->auto_create_topics);
+    assert_int_equal(cfg->n_create_patterns, 0);
+    config_free(cfg);
+
+    /* Empty means absent: the default, any topic. */
+    cfg = load_ok("kafka: {auto_create_topics: ~}\n");
+    assert_true(cfg->auto_create_topics);
+    assert_int_equal(cfg->n_create_patterns, 0);
+    config_free(cfg);
+
+    expect_error("kafka:\n  auto_create_topics: maybe\n",
+                 "t.yaml:2:23: kafka.auto_create_topics: must be true, false or a list of topic "
+                 "name patterns");
+    expect_error("kafka:\n  auto_create_topics: \"true\"\n",
+                 "t.yaml:2:23: kafka.auto_create_topics: must be true, false or a list of topic "
+                 "name patterns");
+    expect_error("kafka:\n  auto_create_topics: {a: b}\n",
+                 "t.yaml:2:23: kafka.auto_create_topics: must be true, false or a list of topic "
+                 "name patterns");
+    expect_error("kafka:\n  auto_create_topics: []\n",
+                 "t.yaml:2:23: kafka.auto_create_topics: must list at least one pattern (false "
+                 "allows none)");
+    expect_error("kafka:\n  auto_create_topics:\n    - a\n    -\n",
+                 "t.yaml:4:6: kafka.auto_create_topics[1]: must not be empty");
+    expect_error("kafka:\n  auto_create_topics: [\"\"]\n",
+                 "t.yaml:2:24: kafka.auto_create_topics[0]: must not be empty");
+    expect_error("kafka:\n  auto_create_topics: [\"orders/*\"]\n",
+                 "t.yaml:2:24: kafka.auto_create_topics[0]: may only contain a-z, A-Z, 0-9, '.', "
+                 "'_', '-' (Kafka topic name) and '*' (any run of characters)");
+    expect_error("kafka:\n  auto_create_topics: [\"..\"]\n",
+                 "t.yaml:2:24: kafka.auto_create_topics[0]: must not be \".\" or \"..\"");
+    expect_error("kafka:\n  auto_create_topics: [[a]]\n",
+                 "t.yaml:2:24: kafka.auto_create_topics[0]: must be a string");
+    expect_error("kafka:\n  auto_create_topics:\n    - a*\n    - b\n    - a*\n",
+                 "t.yaml:5:7: kafka.auto_create_topics[2]: duplicate pattern (first at line 3)");
+    char text[400], want[200];
+    snprintf(text, sizeof text, "kafka:\n  auto_create_topics: [%0250d]\n", 0);
+    snprintf(want, sizeof want,
+             "t.yaml:2:24: kafka.auto_create_topics[0]: must be at most 249 characters (Kafka's "
+             "limit on topic names)");
+    expect_error(text, want);
+    snprintf(text, sizeof text, "kafka:\n  auto_create_topics: [%0249d]\n", 0);
+    config_free(load_ok(text));
+    expect_error("kafka:\n  auto_create_max: -1\n",
+                 "t.yaml:2:20: kafka.auto_create_max: must be between 0 and 1000000");
+    expect_error("kafka:\n  auto_create_max: 1000001\n",
+                 "t.yaml:2:20: kafka.auto_create_max: must be between 0 and 1000000");
+    expect_error("kafka:\n  auto_create_topics: true\n  auto_create_topics: false\n",
+                 "t.yaml:3:3: kafka.auto_create_topics: duplicate key (first at line 2)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -823,6 +906,7 @@ int main(void)
         cmocka_unit_test(test_queue_topics_as_router),
         cmocka_unit_test(test_contracts),
         cmocka_unit_test(test_contract_errors),
+        cmocka_unit_test(test_auto_create_topics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

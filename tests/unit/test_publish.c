@@ -230,6 +230,12 @@ static int setup_with(void **state, const char *const *props)
     cfg->listen_address = strdup("127.0.0.1");
     cfg->listen_port = 0; /* any free port: the test never connects to it */
     cfg->auto_create_topics = false;
+    /* The exchange the tests declare, in the config too: its topic is the
+     * operator's, so the topic rule lets it through without asking the
+     * mock cluster (which does not answer DescribeTopics). */
+    cfg->exchanges = calloc(1, sizeof *cfg->exchanges);
+    cfg->exchanges[0] = (struct exchange_cfg){strdup(TOPIC), strdup("/"), EXCHANGE_TOPIC, -1, NULL};
+    cfg->n_exchanges = 1;
     for (size_t i = 0; props && props[i]; i += 2) {
         cfg->kafka_props = realloc(cfg->kafka_props, (i / 2 + 1) * sizeof *cfg->kafka_props);
         cfg->kafka_props[i / 2] = (struct kv){strdup(props[i]), strdup(props[i + 1])};

@@ -94,6 +94,8 @@ class Proxy:
 def start_hopper(tmp, port):
     text = (REPO / "config" / "hopper.yaml").read_text()
     text = re.sub(r"(?m)^(\s*port:\s*)\d+", r"\g<1>%d" % port, text)
+    # The sessions publish to topics of their own (fuzz-*): any may be made.
+    text = re.sub(r"(?m)^(\s*)auto_create_topics:\n(\1\s+- .*\n)*", r"\g<1>auto_create_topics: true\n", text)
     cfg = Path(tmp) / "hopper.yaml"
     cfg.write_text(text)
     log = open(Path(tmp) / "hopper.log", "w")
