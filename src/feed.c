@@ -391,11 +391,17 @@ static rd_kafka_topic_partition_list_t *commit_list(struct feed *f, bool all)
     return l;
 }
 
+/* sync: the partitions change hands (revoked, or the queue leaves its
+ * group): every one is committed, acked or not, so that its metadata tells
+ * the next owner how far deliveries went ("|seen", part_metadata). Without
+ * that, records a consumer here received and never acked came back from a
+ * rejoin as new, redelivered = false (test_celery.py's SIGKILLed
+ * acks_late worker, once the queue sat idle past rabbit.idle_leave). */
 static void commit(struct feed *f, bool sync)
 {
     if (!f->rk || (!sync && f->rejoining))
         return;
-    rd_kafka_topic_partition_list_t *l = commit_list(f, false);
+    rd_kafka_topic_partition_list_t *l = commit_list(f, sync);
     if (l->cnt) {
         rd_kafka_resp_err_t err = rd_kafka_commit(f->rk, l, sync ? 0 : 1);
         if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
