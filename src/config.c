@@ -1111,12 +1111,67 @@ static int parse_routes(struct loader *ld, yaml_node_t *seq, const char *key)
     return 0;
 }
 
+/* A list of names, each checked by kind->check, none twice: a queue's
+ * topics, kafka.auto_create_topics' patterns. *out gets n_out strings
+ * (zeroed ones too when a later item fails: they free cleanly). */
+struct name_list {
+    size_t max;
+    check_fn check;
+    const char *noun; /* in messages: "topic", "pattern" */
+    const char *none; /* the problem of an empty list */
+};
+
+static int parse_name_list(struct loader *ld, yaml_node_t *v, const char *key,
+                           const struct name_list *kind, char ***out, size_t *n_out)
+{
+    size_t n = seq_len(v);
+    if (n == 0)
+        return fail(ld, v, key, "%s", kind->none);
+    if (n > kind->max)
+        return fail(ld, v, key, "must list at most %zu %ss", kind->max, kind->noun);
+    *out = xcalloc(n, sizeof **out);
+    *n_out = n;
+    struct name_ref *refs = xcalloc(n, sizeof *refs);
+    int rc = -1;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = seq_item(ld, v, i);
+        char ikey[PATH_LEN];
+        path_index(ikey, key, i);
+        if (is_null(item)) {
+            fail(ld, item, ikey, "must not be empty");
+            goto out;
+        }
+        if (get_string(ld, item, ikey, &(*out)[i]))
+            goto out;
+        const char *problem = kind->check((*out)[i]);
+        if (problem) {
+            fail(ld, item, ikey, "%s", problem);
+            goto out;
+        }
+        refs[i] = (struct name_ref){(*out)[i], "", i};
+    }
+    size_t first = 0, dup = find_duplicate(refs, n, &first);
+    if (dup < n) {
+        char ikey[PATH_LEN];
+        path_index(ikey, key, dup);
+        fail(ld, seq_item(ld, v, dup), ikey, "duplicate %s (first at line %zu)", kind->noun,
+             seq_item(ld, v, first)->start_mark.line + 1);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(refs);
+    return rc;
+}
+
 /* `topics: t` stands for `topics: [t]`. Each must be a legal Kafka topic
  * name (the rules routes[].topic follows, router_topic_valid's), and a
  * topic listed twice is a mistake, not a wish to read it twice. */
 static int parse_queue_topics(struct loader *ld, yaml_node_t *v, const char *key,
                               struct queue_cfg *q)
 {
+    static const struct name_list topics = {MAX_QUEUE_TOPICS, check_topic, "topic",
+                                            "must list at least one topic"};
     if (v->type == YAML_SCALAR_NODE) {
         q->topics = xcalloc(1, sizeof *q->topics);
         q->n_topics = 1;
@@ -1127,35 +1182,7 @@ static int parse_queue_topics(struct loader *ld, yaml_node_t *v, const char *key
     }
     if (v->type != YAML_SEQUENCE_NODE)
         return fail(ld, v, key, "must be a topic name or a list of them");
-    size_t n = seq_len(v);
-    if (n == 0)
-        return fail(ld, v, key, "must list at least one topic");
-    if (n > MAX_QUEUE_TOPICS)
-        return fail(ld, v, key, "must list at most %d topics", MAX_QUEUE_TOPICS);
-    q->topics = xcalloc(n, sizeof *q->topics);
-    q->n_topics = n; /* zeroed entries free cleanly if we fail half way */
-    struct name_ref refs[MAX_QUEUE_TOPICS];
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_t *item = seq_item(ld, v, i);
-        char tkey[PATH_LEN];
-        path_index(tkey, key, i);
-        if (is_null(item))
-            return fail(ld, item, tkey, "must not be empty");
-        if (get_string(ld, item, tkey, &q->topics[i]))
-            return -1;
-        const char *problem = check_topic(q->topics[i]);
-        if (problem)
-            return fail(ld, item, tkey, "%s", problem);
-        refs[i] = (struct name_ref){q->topics[i], "", i};
-    }
-    size_t first = 0, dup = find_duplicate(refs, n, &first);
-    if (dup < n) {
-        char tkey[PATH_LEN];
-        path_index(tkey, key, dup);
-        return fail(ld, seq_item(ld, v, dup), tkey, "duplicate topic (first at line %zu)",
-                    seq_item(ld, v, first)->start_mark.line + 1);
-    }
-    return 0;
+    return parse_name_list(ld, v, key, &topics, &q->topics, &q->n_topics);
 }
 
 /* *name_node and *vhost_node receive the nodes later checks point at. */
@@ -1243,36 +1270,10 @@ static int parse_create_topics(struct loader *ld, yaml_node_t *v, const char *ke
     }
     if (v->type != YAML_SEQUENCE_NODE)
         return fail(ld, v, key, "must be true, false or a list of topic name patterns");
-    size_t n = seq_len(v);
-    if (n == 0)
-        return fail(ld, v, key, "must list at least one pattern (false allows none)");
-    if (n > MAX_CREATE_PATTERNS)
-        return fail(ld, v, key, "must list at most %d patterns", MAX_CREATE_PATTERNS);
+    static const struct name_list patterns = {MAX_CREATE_PATTERNS, check_create_pattern, "pattern",
+                                              "must list at least one pattern (false allows none)"};
     cfg->auto_create_topics = true;
-    cfg->create_patterns = xcalloc(n, sizeof *cfg->create_patterns);
-    cfg->n_create_patterns = n; /* zeroed entries free cleanly if we fail half way */
-    struct name_ref refs[MAX_CREATE_PATTERNS];
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_t *item = seq_item(ld, v, i);
-        char pkey[PATH_LEN];
-        path_index(pkey, key, i);
-        if (is_null(item))
-            return fail(ld, item, pkey, "must not be empty");
-        if (get_string(ld, item, pkey, &cfg->create_patterns[i]))
-            return -1;
-        const char *problem = check_create_pattern(cfg->create_patterns[i]);
-        if (problem)
-            return fail(ld, item, pkey, "%s", problem);
-        refs[i] = (struct name_ref){cfg->create_patterns[i], "", i};
-    }
-    size_t first = 0, dup = find_duplicate(refs, n, &first);
-    if (dup < n) {
-        char pkey[PATH_LEN];
-        path_index(pkey, key, dup);
-        return fail(ld, seq_item(ld, v, dup), pkey, "duplicate pattern (first at line %zu)",
-                    seq_item(ld, v, first)->start_mark.line + 1);
-    }
-    return 0;
+    return parse_name_list(ld, v, key, &patterns, &cfg->create_patterns, &cfg->n_create_patterns);
 }
 
 /* ---- the document ---- */

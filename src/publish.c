@@ -150,10 +150,13 @@ void publish_send_return(struct chan *ch, uint16_t code, const char *text,
     c->srv->stats.returned++;
 }
 
-static void send_return(struct chan *ch)
+/* The publish assembled on the channel, as intake.h takes it (the strings
+ * borrowed from the channel). */
+static struct intake_pub assembled(struct chan *ch)
 {
-    struct intake_pub p = {
+    return (struct intake_pub){
         .m = {.body = ch->body, .body_len = ch->body_size},
+        .mandatory = ch->mandatory,
         .exchange = ch->exchange,
         .exchange_len = ch->exchange_len,
         .routing_key = ch->routing_key,
@@ -161,6 +164,11 @@ static void send_return(struct chan *ch)
         .raw_props = ch->raw_props.data,
         .raw_props_len = ch->raw_props.len,
     };
+}
+
+static void send_return(struct chan *ch)
+{
+    struct intake_pub p = assembled(ch);
     publish_send_return(ch, AMQP_NO_ROUTE, "NO_ROUTE", &p);
 }
 
@@ -275,27 +283,14 @@ static void complete_publish(struct chan *ch)
         ch->exchange, ch->exchange_len,   ch->routing_key,   ch->routing_key_len,
         props,        ch->raw_props.data, ch->raw_props.len,
     };
-    struct intake_pub p = {
-        .m =
-            {
-                .topic = target.topic,
-                .body = ch->body,
-                .body_len = ch->body_size,
-                .headers = record_headers(&src),
-                .tracker = ch->confirm,
-                .tag = tag,
-            },
-        .contract = target.contract,
-        .mandatory = ch->mandatory,
-        .in_memory = in_memory,
-        .memory_refused = mem.rejected,
-        .exchange = ch->exchange,
-        .exchange_len = ch->exchange_len,
-        .routing_key = ch->routing_key,
-        .routing_key_len = ch->routing_key_len,
-        .raw_props = ch->raw_props.data,
-        .raw_props_len = ch->raw_props.len,
-    };
+    struct intake_pub p = assembled(ch);
+    p.m.topic = target.topic;
+    p.m.headers = record_headers(&src);
+    p.m.tracker = ch->confirm;
+    p.m.tag = tag;
+    p.contract = target.contract;
+    p.in_memory = in_memory;
+    p.memory_refused = mem.rejected;
     record_key(&src, &target, &srv->key_scratch, &p.m.key, &p.m.key_len);
     /* intake owns the body from here. */
     ch->body = NULL;
