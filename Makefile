@@ -76,9 +76,12 @@ ALL_LDFLAGS += -fsanitize=$(SANITIZE)
 # bounds the limits tests measure (they allow 2x under a sanitizer).
 SAN_ENV := HOPPER_SANITIZE=$(SANITIZE) ASAN_OPTIONS=quarantine_size_mb=16
 # The Celery workers (test_celery.py, minutes, their RabbitMQ reference runs
-# testing no hopper code at all) and the stack's own parts (the schema
-# registry) run once, in the plain `make check`.
-PYTEST_MARKS := -m "not celery and not stack"
+# testing no hopper code at all), the stack's own parts (the schema
+# registry) and the tests marked slow (they stop the Kafka cluster and wait
+# out its recovery: minutes of waiting for a few ms of hopper code, which
+# the plain pass and the fault suite run) run once, in the plain
+# `make check`.
+PYTEST_MARKS := -m "not celery and not stack and not slow"
 else
 BUILD ?= build
 SAN_ENV :=

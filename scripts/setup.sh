@@ -41,6 +41,9 @@ readonly PACKAGES=(
   libavro-dev libjansson-dev
   # integration tests: AMQP and Kafka clients
   amqp-tools python3-pika python3-kombu python3-confluent-kafka python3-pytest
+  # confluent-kafka's schema registry client and JSON deserializer
+  # (test_contracts.py) need requests
+  python3-requests
   kcat
   # test_celery.py's venv (Celery from PyPI)
   python3-venv

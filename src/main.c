@@ -81,6 +81,12 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
         log_info("shutdown complete: %llu published, %llu acks, %llu nacks sent",
                  (unsigned long long)srv->stats.published, (unsigned long long)srv->stats.acks_sent,
                  (unsigned long long)srv->stats.nacks_sent);
+        if (srv->contracts)
+            log_info("contracts: %llu refused (%llu of them dead-lettered), %llu nacked without "
+                     "a schema",
+                     (unsigned long long)srv->stats.contract_refused,
+                     (unsigned long long)srv->stats.contract_dead_lettered,
+                     (unsigned long long)srv->stats.contract_unavailable);
         event_base_loopexit(app->base, NULL);
     }
 }

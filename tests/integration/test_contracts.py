@@ -348,11 +348,13 @@ class SlowRegistry:
         import threading
 
         self.mode, self.delay, self.asked = "fail", 0.0, 0
+        self.auth = []  # the Authorization header of each request
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's name
                 outer.asked += 1
+                outer.auth.append(self.headers.get("Authorization"))
                 if outer.mode == "fail":
                     self.send_response(503)
                     self.end_headers()
@@ -556,3 +558,43 @@ def test_avro_framed_binary_is_checked_and_passed_through(hopper_factory, regist
     assert rec.value == frame + datum
     assert avro_reader(registry, topic, [rec]) == [
         {"value": {"id": 7, "item": "tea", "note": None, "lines": [], "state": "NEW"}}]
+
+
+def test_registry_credentials_go_as_basic_auth(hopper_factory, uid):
+    import base64
+
+    topic = "auth-" + uid
+    reg = SlowRegistry(topic + "-value", ORDER_SCHEMA)
+    reg.mode = "slow"
+    try:
+        h = hopper_factory({
+            "registry": {"url": reg.url, "username": "svc-hopper", "password": "s3cr:t"},
+            "exchanges": [{"name": "orders", "type": "topic"}],
+            "routes": [{"exchange": "orders", "routing_key": "#", "topic": topic, "contract": {}}],
+        })
+        with connect(h.url) as conn:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            assert publish(ch, "orders", GOOD) == "ack"
+    finally:
+        reg.close()
+    want = "Basic " + base64.b64encode(b"svc-hopper:s3cr:t").decode()
+    assert reg.auth and all(a == want for a in reg.auth), reg.auth
+    assert "s3cr:t" not in h.log_text()
+
+
+def test_an_exchange_contract_covers_its_default_route(hopper_factory, registry, kafka, uid):
+    exchange = "payments-" + uid
+    sid = register_json(registry, exchange + "-value", ORDER_SCHEMA)
+    h = hopper_factory({
+        "registry": {"url": registry.url},
+        "exchanges": [{"name": exchange, "type": "topic", "contract": {"encode": "confluent"}}],
+    })
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        assert publish(ch, exchange, GOOD) == "ack"
+        assert publish(ch, exchange, {"id": "x"}) == "nack"
+    [rec] = kafka.read_exactly(exchange, 1)
+    assert rec.value[:5] == b"\x00" + sid.to_bytes(4, "big")
+    assert kafka.count(exchange) == 1
