@@ -22,6 +22,9 @@
 /* A question librdkafka did not answer (an error, a timeout) is asked again
  * after this long. */
 #define RETRY_MS 1000
+/* After a first "no such topic", Kafka is asked again this much later
+ * before the topic counts as absent. */
+#define CONFIRM_MS 1000
 /* librdkafka's deadline for one question; an ASKING entry older than twice
  * this lost its answer (the producers were rebuilt) and is asked again. */
 #define ASK_TIMEOUT_MS TOPICRULE_WAIT_MS
@@ -35,10 +38,11 @@ enum entry_state { ENTRY_ALLOWED, ENTRY_ASKING, ENTRY_ABSENT, ENTRY_FAILED };
 
 struct entry {
     enum entry_state state;
-    bool counted;  /* holds one of auto_create_max */
-    bool logged;   /* its refusal was logged */
-    int64_t at_ms; /* ASKING: since; ABSENT, FAILED: when to ask again */
-    uint64_t ask;  /* ASKING: the question's id */
+    bool counted;     /* holds one of auto_create_max */
+    bool logged;      /* its refusal was logged */
+    bool absent_once; /* Kafka said "no such topic" once; a second answer decides */
+    int64_t at_ms;    /* ASKING: since; ABSENT, FAILED: when to ask again */
+    uint64_t ask;     /* ASKING: the question's id */
 };
 
 struct topicrule {
@@ -349,6 +353,13 @@ bool topicrule_described(struct topicrule *r, rd_kafka_event_t *ev)
             continue;
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             entry_put(r, name, ENTRY_ALLOWED);
+        } else if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && !e->absent_once) {
+            /* A topic created a moment ago is not known to every broker
+             * yet (Kafka 3.9 answered so for a second, test_topic_rule.py):
+             * ask again before refusing; its publishes wait meanwhile. */
+            e->absent_once = true;
+            e->state = ENTRY_FAILED;
+            e->at_ms = now + CONFIRM_MS;
         } else if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
             e->state = ENTRY_ABSENT;
             e->at_ms = now + ABSENT_MS;
