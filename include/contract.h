@@ -82,6 +82,4 @@ void contract_dead_letter_topic(const struct contract_cfg *k, const char *topic,
 int contracts_preflight(const struct config *cfg, struct contracts *cs, char *err,
                         size_t errlen) MUST_CHECK;
 
-const struct contract_stats *contracts_stats(const struct contracts *cs);
-
 #endif

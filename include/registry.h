@@ -57,9 +57,6 @@ void registry_free(struct registry *r);
 void registry_fetch(struct registry *r, const char *subject, int32_t version, registry_fn fn,
                     void *arg);
 
-/* "http://host:port/base", for messages. */
-const char *registry_name(const struct registry *r);
-
 /* Parse a registry's answer to GET /subjects/S/versions/V (exposed for
  * the unit tests and the fuzzer). Returns true and fills *s (s->text
  * points into *root, which the caller frees with json_decref) or false

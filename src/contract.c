@@ -99,11 +99,6 @@ void contracts_free(struct contracts *cs)
     free(cs);
 }
 
-const struct contract_stats *contracts_stats(const struct contracts *cs)
-{
-    return &cs->stats;
-}
-
 void contract_subject(const struct contract_cfg *k, const char *topic, char *out, size_t outlen)
 {
     if (k->subject)

@@ -108,11 +108,6 @@ void registry_free(struct registry *r)
     free(r);
 }
 
-const char *registry_name(const struct registry *r)
-{
-    return r->name;
-}
-
 static void forget(struct question *q)
 {
     if (q->prev)
