@@ -25,7 +25,7 @@ PKG_CONFIG_PATH := $(RDKAFKA_PREFIX)/lib/pkgconfig$(if $(PKG_CONFIG_PATH),:$(PKG
 export PKG_CONFIG_PATH
 # make 4.3 does not export variables to $(shell): say it there.
 PKG_CONFIG := PKG_CONFIG_PATH=$(PKG_CONFIG_PATH) pkg-config
-PKGS := librabbitmq libevent rdkafka-static yaml-0.1 avro-c jansson
+PKGS := librabbitmq libevent libevent_openssl openssl rdkafka-static yaml-0.1 avro-c jansson
 # Empty while a package is missing: the pkg-check rules below stop the build
 # then, before the first compile. The libraries' headers are system headers
 # (-isystem): their warnings are not ours.

@@ -66,6 +66,32 @@ struct queue_cfg {
     int line;               /* line in the file, for messages */
 };
 
+/* rabbit.upstream: a RabbitMQ broker whose messages the bridge (bridge.h)
+ * moves into Kafka. Exactly one of queue (drain) and taps (tap). */
+struct upstream_tap {
+    char *exchange;    /* upstream exchange to bind hopper.tap.<name> to */
+    char *routing_key; /* binding key, default "#" */
+};
+
+struct upstream_cfg {
+    char *name;   /* [A-Za-z0-9._-]+, distinct; the tap queue is hopper.tap.<name> */
+    char **nodes; /* amqp:// or amqps:// URIs, tried in order */
+    size_t n_nodes;
+    char *queue; /* drain this existing queue; NULL in tap mode */
+    struct upstream_tap *taps;
+    size_t n_taps;
+    uint16_t prefetch;          /* basic.qos prefetch_count, default 1000 */
+    uint16_t heartbeat;         /* seconds, default 60; 0 disables */
+    uint32_t reconnect_min_ms;  /* default 500 */
+    uint32_t reconnect_max_ms;  /* default 30000 */
+    char *vhost_route;          /* hopper vhost whose routes route the deliveries, default "/" */
+    char *tls_ca_file;          /* NULL: the system's CAs */
+    char *tls_cert_file;        /* client certificate, NULL: none */
+    char *tls_key_file;         /* with tls_cert_file */
+    bool tls_verify;            /* default true: check the broker's certificate and name */
+    int line;                   /* in the file, for messages */
+};
+
 struct user_cfg {
     char *name;
     char *password;
@@ -143,6 +169,8 @@ struct config {
     char *instance_id;      /* default "": static group membership when set */
     char *topology_topic;   /* default "_hopper_topology": the durable topology (topostore.h) */
     uint32_t topology_load_timeout_ms; /* default 30000: connections wait this long for it */
+    struct upstream_cfg *upstreams;    /* rabbit.upstream: the bridge, default none */
+    size_t n_upstreams;
 
     /* routing */
     bool default_route; /* default true */
@@ -172,5 +200,8 @@ void config_free(struct config *cfg);
 
 const struct user_cfg *config_find_user(const struct config *cfg, const char *name);
 bool config_has_vhost(const struct config *cfg, const char *vhost);
+
+/* The tap queue of an upstream: "hopper.tap.<name>" into out. */
+void config_tap_queue(const struct upstream_cfg *u, char *out, size_t size);
 
 #endif

@@ -45,6 +45,7 @@ struct server {
     struct topostore *store;         /* the durable topology in Kafka; with feeds */
     struct evconnlistener *listener;
     struct contracts *contracts; /* with registry.url */
+    struct bridges *bridges;     /* rabbit.upstream, with the RabbitMQ side on; else NULL */
 
     /* Channels holding publishes for their schema or their topic's answer
      * (intake.h), the timer that enforces their deadlines, and the bodies

@@ -26,6 +26,8 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include <amqp.h>
+
 #include "partition.h"
 
 #define MAX_FILE_SIZE (16u << 20) /* a config is a few KiB; refuse to slurp a disk image */
@@ -141,6 +143,7 @@ struct loader {
     yaml_node_t *set_by[N_SETTINGS]; /* value node of each setting the file set */
     yaml_node_t **exchange_vhost;    /* per exchange: vhost node, or the item if absent */
     yaml_node_t **queue_vhost;       /* per queue: the same */
+    yaml_node_t **upstream_vhost;    /* per rabbit.upstream: its vhost_route node, or the item */
 };
 
 static int fail_at(struct loader *ld, yaml_mark_t mark, const char *key, const char *fmt, ...)
@@ -1276,6 +1279,260 @@ static int parse_create_topics(struct loader *ld, yaml_node_t *v, const char *ke
     return parse_name_list(ld, v, key, &patterns, &cfg->create_patterns, &cfg->n_create_patterns);
 }
 
+/* ---- rabbit.upstream: the bridge's brokers ---- */
+
+#define MAX_UPSTREAM_NODES 16
+#define MAX_UPSTREAM_TAPS 64
+#define MAX_UPSTREAM_NAME 200 /* hopper.tap.<name> must stay a short string */
+
+static const char *check_upstream_name(const char *s)
+{
+    if (!*s)
+        return "must not be empty";
+    if (strlen(s) > MAX_UPSTREAM_NAME)
+        return "must be at most 200 characters";
+    if (!topic_chars(s))
+        return "may only contain a-z, A-Z, 0-9, '.', '_' and '-'";
+    return NULL;
+}
+
+/* amqp[s]://[user[:pass]@]host[:port][/vhost], as rabbitmq-c reads it. */
+static const char *check_upstream_node(const char *s)
+{
+    if (strncmp(s, "amqp://", 7) && strncmp(s, "amqps://", 8))
+        return "must be an amqp:// or amqps:// URI";
+    if (strlen(s) > 1024)
+        return "must be at most 1024 characters";
+    char *copy = xstrdup(s);
+    struct amqp_connection_info info;
+    int rc = amqp_parse_url(copy, &info);
+    bool empty_host = rc == AMQP_STATUS_OK && !*info.host;
+    free(copy);
+    if (rc != AMQP_STATUS_OK)
+        return "is not a valid URI: amqp[s]://[user[:password]@]host[:port][/vhost]";
+    if (empty_host)
+        return "needs a host";
+    return NULL;
+}
+
+static int parse_upstream_tls(struct loader *ld, yaml_node_t *map, const char *key,
+                              struct upstream_cfg *u)
+{
+    static const char *const names[] = {"ca_file", "cert_file", "key_file", "verify"};
+    struct field_node f[ARRAY_LEN(names)];
+    char fkey[PATH_LEN];
+    if (map_fields(ld, map, key, names, ARRAY_LEN(names), f))
+        return -1;
+    char **files[] = {&u->tls_ca_file, &u->tls_cert_file, &u->tls_key_file};
+    for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+        path_field(fkey, key, names[i]);
+        if (!f[i].val)
+            continue;
+        if (get_string(ld, f[i].val, fkey, files[i]))
+            return -1;
+        if (!**files[i])
+            return fail(ld, f[i].val, fkey, "must not be empty");
+    }
+    if (!u->tls_cert_file != !u->tls_key_file) {
+        path_field(fkey, key, u->tls_cert_file ? "key_file" : "cert_file");
+        return fail(ld, map, fkey, "is required with %s",
+                    u->tls_cert_file ? "cert_file" : "key_file");
+    }
+    path_field(fkey, key, "verify");
+    return f[3].val ? get_bool(ld, f[3].val, fkey, &u->tls_verify) : 0;
+}
+
+static int parse_upstream_taps(struct loader *ld, yaml_node_t *seq, const char *key,
+                               struct upstream_cfg *u)
+{
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(ld, seq, key, "must be a list of {exchange, routing_key}");
+    size_t n = seq_len(seq);
+    if (n == 0)
+        return fail(ld, seq, key, "must list at least one binding");
+    if (n > MAX_UPSTREAM_TAPS)
+        return fail(ld, seq, key, "must list at most %d bindings", MAX_UPSTREAM_TAPS);
+    u->taps = xcalloc(n, sizeof *u->taps);
+    u->n_taps = n;
+    static const char *const names[] = {"exchange", "routing_key"};
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = seq_item(ld, seq, i);
+        struct field_node f[ARRAY_LEN(names)];
+        char ikey[PATH_LEN], fkey[PATH_LEN];
+        path_index(ikey, key, i);
+        if (map_fields(ld, item, ikey, names, ARRAY_LEN(names), f))
+            return -1;
+        path_field(fkey, ikey, "exchange");
+        if (!f[0].val)
+            return fail_required(ld, item, &f[0], fkey);
+        if (get_shortstr(ld, f[0].val, fkey, &u->taps[i].exchange))
+            return -1;
+        if (!*u->taps[i].exchange)
+            return fail(ld, f[0].val, fkey,
+                        "must not be empty (the default exchange cannot be bound)");
+        path_field(fkey, ikey, "routing_key");
+        if (f[1].val) {
+            if (get_shortstr(ld, f[1].val, fkey, &u->taps[i].routing_key))
+                return -1;
+        } else {
+            u->taps[i].routing_key = xstrdup("#");
+        }
+    }
+    return 0;
+}
+
+static int parse_upstream(struct loader *ld, yaml_node_t *item, const char *ikey,
+                          struct upstream_cfg *u, yaml_node_t **vhost_node)
+{
+    static const char *const names[] = {"name",          "nodes",         "queue",
+                                        "tap",           "prefetch",      "heartbeat",
+                                        "reconnect_min", "reconnect_max", "vhost_route",
+                                        "tls"};
+    struct field_node f[ARRAY_LEN(names)];
+    char fkey[PATH_LEN];
+    u->prefetch = 1000;
+    u->heartbeat = 60;
+    u->reconnect_min_ms = 500;
+    u->reconnect_max_ms = 30000;
+    u->tls_verify = true;
+    if (map_fields(ld, item, ikey, names, ARRAY_LEN(names), f))
+        return -1;
+    u->line = (int)item->start_mark.line + 1;
+
+    path_field(fkey, ikey, "name");
+    if (!f[0].val)
+        return fail_required(ld, item, &f[0], fkey);
+    if (get_string(ld, f[0].val, fkey, &u->name))
+        return -1;
+    const char *problem = check_upstream_name(u->name);
+    if (problem)
+        return fail(ld, f[0].val, fkey, "%s", problem);
+
+    path_field(fkey, ikey, "nodes");
+    if (!f[1].val)
+        return fail_required(ld, item, &f[1], fkey);
+    if (f[1].val->type == YAML_SCALAR_NODE)
+        return fail(ld, f[1].val, fkey, "must be a list of amqp:// or amqps:// URIs");
+    static const struct name_list nodes = {MAX_UPSTREAM_NODES, check_upstream_node, "node",
+                                           "must list at least one node"};
+    if (f[1].val->type != YAML_SEQUENCE_NODE)
+        return fail(ld, f[1].val, fkey, "must be a list of amqp:// or amqps:// URIs");
+    if (parse_name_list(ld, f[1].val, fkey, &nodes, &u->nodes, &u->n_nodes))
+        return -1;
+
+    if (!f[2].val == !f[3].val) {
+        path_field(fkey, ikey, f[2].val ? "tap" : "queue");
+        if (f[2].val)
+            return fail(ld, f[3].key, fkey, "cannot go with queue: drain a queue or tap exchanges");
+        return fail(ld, item, ikey, "needs queue (drain an existing queue) or tap (bindings)");
+    }
+    path_field(fkey, ikey, "queue");
+    if (f[2].val) {
+        if (get_shortstr(ld, f[2].val, fkey, &u->queue))
+            return -1;
+        if (!*u->queue)
+            return fail(ld, f[2].val, fkey, "must not be empty");
+    }
+    path_field(fkey, ikey, "tap");
+    if (f[3].val && parse_upstream_taps(ld, f[3].val, fkey, u))
+        return -1;
+
+    struct {
+        size_t i;
+        int64_t min, max;
+        void *out;
+        int bits;
+    } ints[] = {
+        {4, 1, 65535, &u->prefetch, 16},
+        {5, 0, 3600, &u->heartbeat, 16},
+        {6, 10, 600000, &u->reconnect_min_ms, 32},
+        {7, 10, 3600000, &u->reconnect_max_ms, 32},
+    };
+    for (size_t k = 0; k < ARRAY_LEN(ints); k++) {
+        if (!f[ints[k].i].val)
+            continue;
+        int64_t v;
+        path_field(fkey, ikey, names[ints[k].i]);
+        if (get_int(ld, f[ints[k].i].val, fkey, ints[k].min, ints[k].max, &v))
+            return -1;
+        if (ints[k].bits == 16)
+            *(uint16_t *)ints[k].out = (uint16_t)v;
+        else
+            *(uint32_t *)ints[k].out = (uint32_t)v;
+    }
+    if (u->reconnect_min_ms > u->reconnect_max_ms) {
+        path_field(fkey, ikey, "reconnect_max");
+        return fail(ld, f[7].val ? f[7].val : item, fkey, "must be at least reconnect_min (%u)",
+                    u->reconnect_min_ms);
+    }
+
+    path_field(fkey, ikey, "vhost_route");
+    *vhost_node = f[8].val ? f[8].val : item;
+    if (f[8].val) {
+        if (get_shortstr(ld, f[8].val, fkey, &u->vhost_route))
+            return -1;
+    } else {
+        u->vhost_route = xstrdup("/");
+    }
+
+    path_field(fkey, ikey, "tls");
+    return f[9].val ? parse_upstream_tls(ld, f[9].val, fkey, u) : 0;
+}
+
+static int parse_upstreams(struct loader *ld, yaml_node_t *seq, const char *key)
+{
+    struct config *cfg = ld->cfg;
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(ld, seq, key, "must be a list");
+    size_t n = seq_len(seq);
+    cfg->upstreams = xcalloc(n, sizeof *cfg->upstreams);
+    cfg->n_upstreams = n;
+    ld->upstream_vhost = xcalloc(n, sizeof *ld->upstream_vhost);
+    for (size_t i = 0; i < n; i++) {
+        char ikey[PATH_LEN];
+        path_index(ikey, key, i);
+        yaml_node_t *item = seq_item(ld, seq, i);
+        if (parse_upstream(ld, item, ikey, &cfg->upstreams[i], &ld->upstream_vhost[i]))
+            return -1;
+        for (size_t j = 0; j < i; j++) {
+            if (!strcmp(cfg->upstreams[j].name, cfg->upstreams[i].name)) {
+                char fkey[PATH_LEN];
+                path_field(fkey, ikey, "name");
+                return fail(ld, item, fkey, "duplicate upstream name (first at line %d)",
+                            cfg->upstreams[j].line);
+            }
+        }
+    }
+    return 0;
+}
+
+void config_tap_queue(const struct upstream_cfg *u, char *out, size_t size)
+{
+    snprintf(out, size, "hopper.tap.%s", u->name);
+}
+
+static void free_upstreams(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        struct upstream_cfg *u = &cfg->upstreams[i];
+        free(u->name);
+        for (size_t j = 0; j < u->n_nodes; j++)
+            free(u->nodes[j]);
+        free(u->nodes);
+        free(u->queue);
+        for (size_t j = 0; j < u->n_taps; j++) {
+            free(u->taps[j].exchange);
+            free(u->taps[j].routing_key);
+        }
+        free(u->taps);
+        free(u->vhost_route);
+        free(u->tls_ca_file);
+        free(u->tls_cert_file);
+        free(u->tls_key_file);
+    }
+    free(cfg->upstreams);
+}
+
 /* ---- the document ---- */
 
 typedef int (*list_fn)(struct loader *ld, yaml_node_t *val, const char *key);
@@ -1291,6 +1548,7 @@ static const struct {
     {"exchanges", parse_exchanges},
     {"routes", parse_routes},
     {"queues", parse_queues},
+    {"rabbit.upstream", parse_upstreams},
 };
 
 static list_fn find_list(const char *name)
@@ -1393,6 +1651,19 @@ static int cross_check(struct loader *ld)
     for (size_t i = 0; i < cfg->n_queues; i++)
         if (check_listed_vhost(ld, "queues", i, cfg->queues[i].vhost, ld->queue_vhost[i]))
             return -1;
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        const char *v = cfg->upstreams[i].vhost_route;
+        yaml_node_t *node = ld->upstream_vhost[i];
+        if (config_has_vhost(cfg, v))
+            continue;
+        char ikey[PATH_LEN], fkey[PATH_LEN];
+        path_index(ikey, "rabbit.upstream", i);
+        path_field(fkey, ikey, "vhost_route");
+        return fail(ld, node, fkey,
+                    node->type == YAML_MAPPING_NODE
+                        ? "the default vhost \"/\" is not listed in vhosts"
+                        : "is not listed in vhosts");
+    }
     /* A contract names a schema in the registry: there must be one. */
     const struct contract_cfg *k = NULL;
     const char *where = NULL;
@@ -1531,6 +1802,7 @@ void config_free(struct config *cfg)
         free(cfg->queues[i].topics);
     }
     free(cfg->queues);
+    free_upstreams(cfg);
     free(cfg->path);
     free(cfg);
 }
@@ -1557,6 +1829,7 @@ int config_load_string(const char *name, const char *text, size_t len, struct co
     yaml_document_delete(&doc);
     free(ld.exchange_vhost);
     free(ld.queue_vhost);
+    free(ld.upstream_vhost);
     if (rc) {
         config_free(ld.cfg);
         return -1;

@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <librdkafka/rdkafka.h>
 
+#include "bridge.h"
 #include "config.h"
 #include "contract.h"
 #include "log.h"
@@ -77,7 +78,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
         app->closing = true;
         app->close_deadline_ms = monotonic_ms() + CLOSE_GRACE_MS;
     }
-    if (srv->n_conns == 0 || monotonic_ms() >= app->close_deadline_ms) {
+    if ((srv->n_conns == 0 && !bridges_closing(srv->bridges)) ||
+        monotonic_ms() >= app->close_deadline_ms) {
         log_info("shutdown complete: %llu published, %llu acks, %llu nacks sent",
                  (unsigned long long)srv->stats.published, (unsigned long long)srv->stats.acks_sent,
                  (unsigned long long)srv->stats.nacks_sent);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bridge.h"
 #include "chan.h"
 #include "conn.h"
 #include "deadletter.h"
@@ -38,6 +39,7 @@ static void on_drained(void *arg)
     struct server *srv = arg;
     server_flush_confirms(srv);
     retry_parked(srv);
+    bridges_kick(srv->bridges);
     server_update_blocked(srv);
 }
 
@@ -152,6 +154,7 @@ struct server *server_new(struct event_base *base, struct config *cfg, char *err
         server_free(srv);
         return NULL;
     }
+    srv->bridges = bridges_new(srv);
     return srv;
 }
 
@@ -163,6 +166,7 @@ void server_free(struct server *srv)
         evconnlistener_free(srv->listener);
     while (srv->conns)
         conn_destroy(srv->conns);
+    bridges_free(srv->bridges);
     /* After the connections: their channels gave back what they held; the
      * dead letters not persisted go back before their feeds go. */
     deadletters_free(srv->deadletters);
@@ -252,6 +256,7 @@ static void set_blocked(struct server *srv, bool blocked)
         conn_update_reading(c);
         c->busy--;
     }
+    bridges_kick(srv->bridges);
 }
 
 void server_update_blocked(struct server *srv)
@@ -271,6 +276,7 @@ void server_begin_drain(struct server *srv)
              sink_in_flight(srv->sink));
     for (struct conn *c = srv->conns; c; c = c->next)
         conn_update_reading(c);
+    bridges_begin_drain(srv->bridges);
 }
 
 void server_finish_drain(struct server *srv)
@@ -279,6 +285,7 @@ void server_finish_drain(struct server *srv)
         intake_drop(srv->holding);
     sink_abandon(srv->sink);
     server_flush_confirms(srv);
+    bridges_finish_drain(srv->bridges);
     struct conn *next;
     for (struct conn *c = srv->conns; c; c = next) {
         next = c->next;

@@ -18,6 +18,7 @@
 #   BENCH_RABBIT_EPMD   epmd port [4469]
 #   BENCH_RABBIT_DIST_PORT  Erlang distribution port [AMQP port + 20000]
 #   BENCH_RABBIT_TIMEOUT seconds to wait for start or stop [90]
+#   BENCH_RABBIT_CONF_EXTRA lines appended to rabbitmq.conf (a TLS listener) [none]
 
 set -euo pipefail
 
@@ -97,6 +98,7 @@ disk_free_limit.absolute = 100MB
 vm_memory_high_watermark.relative = 0.25
 log.console = false
 log.file.level = warning
+${BENCH_RABBIT_CONF_EXTRA:-}
 EOF
   echo '[].' >"$DIR/enabled_plugins"
   : >"$DIR/rabbitmq-env.conf"
