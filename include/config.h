@@ -80,16 +80,16 @@ struct upstream_cfg {
     char *queue; /* drain this existing queue; NULL in tap mode */
     struct upstream_tap *taps;
     size_t n_taps;
-    uint16_t prefetch;          /* basic.qos prefetch_count, default 1000 */
-    uint16_t heartbeat;         /* seconds, default 60; 0 disables */
-    uint32_t reconnect_min_ms;  /* default 500 */
-    uint32_t reconnect_max_ms;  /* default 30000 */
-    char *vhost_route;          /* hopper vhost whose routes route the deliveries, default "/" */
-    char *tls_ca_file;          /* NULL: the system's CAs */
-    char *tls_cert_file;        /* client certificate, NULL: none */
-    char *tls_key_file;         /* with tls_cert_file */
-    bool tls_verify;            /* default true: check the broker's certificate and name */
-    int line;                   /* in the file, for messages */
+    uint16_t prefetch;         /* basic.qos prefetch_count, default 1000 */
+    uint16_t heartbeat;        /* seconds, default 60; 0 disables */
+    uint32_t reconnect_min_ms; /* default 500 */
+    uint32_t reconnect_max_ms; /* default 30000 */
+    char *vhost_route;         /* hopper vhost whose routes route the deliveries, default "/" */
+    char *tls_ca_file;         /* NULL: the system's CAs */
+    char *tls_cert_file;       /* client certificate, NULL: none */
+    char *tls_key_file;        /* with tls_cert_file */
+    bool tls_verify;           /* default true: check the broker's certificate and name */
+    int line;                  /* in the file, for messages */
 };
 
 struct user_cfg {

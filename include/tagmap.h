@@ -21,7 +21,7 @@ struct tagmap {
     struct tagmap_slot {
         uint64_t key; /* confirm tag; 0: empty */
         uint64_t value;
-    } *slots;
+    } * slots;
     size_t mask; /* slots - 1, a power of two */
     size_t n, max;
     uint64_t floor; /* every key below it was taken out (tagmap_take_upto) */

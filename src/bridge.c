@@ -47,10 +47,10 @@
 #include "version.h"
 #include "wire.h"
 
-#define TICK_MS 100          /* reconnects, deadlines and heartbeats are checked this often */
+#define TICK_MS 100           /* reconnects, deadlines and heartbeats are checked this often */
 #define CLOSE_TIMEOUT_MS 3000 /* our connection.close waits this long for close-ok */
-#define STABLE_MS 10000      /* consuming this long resets the backoff */
-#define CHANNEL 1            /* the one channel we open */
+#define STABLE_MS 10000       /* consuming this long resets the backoff */
+#define CHANNEL 1             /* the one channel we open */
 
 enum up_state {
     UP_WAIT,          /* not connected; the timer makes the next attempt */
@@ -70,9 +70,9 @@ enum up_state {
 };
 
 static const char *const state_names[] = {
-    "WAIT",  "CONNECTING", "AWAIT_START",   "AWAIT_TUNE",   "AWAIT_OPEN_OK",
-    "AWAIT_CHANNEL", "AWAIT_DECLARE", "AWAIT_BIND", "AWAIT_QOS", "AWAIT_CONSUME",
-    "CONSUMING", "CANCELLING", "CLOSING", "STOPPED",
+    "WAIT",          "CONNECTING",    "AWAIT_START", "AWAIT_TUNE", "AWAIT_OPEN_OK",
+    "AWAIT_CHANNEL", "AWAIT_DECLARE", "AWAIT_BIND",  "AWAIT_QOS",  "AWAIT_CONSUME",
+    "CONSUMING",     "CANCELLING",    "CLOSING",     "STOPPED",
 };
 _Static_assert(ARRAY_LEN(state_names) == UP_STOPPED + 1, "a name per state");
 
@@ -86,11 +86,11 @@ struct upstream {
     struct chan *ch;  /* channel 1 while consuming, else NULL */
     struct bufferevent *bev;
     struct event *timer;
-    size_t node;          /* the node of the current or next attempt */
-    unsigned attempt;     /* failed attempts in a row */
-    uint64_t next_ms;     /* WAIT: when to try; handshakes and CLOSING: deadline */
+    size_t node;      /* the node of the current or next attempt */
+    unsigned attempt; /* failed attempts in a row */
+    uint64_t next_ms; /* WAIT: when to try; handshakes and CLOSING: deadline */
     uint64_t consuming_since_ms;
-    char *url;            /* amqp_parse_url's copy: info points into it */
+    char *url; /* amqp_parse_url's copy: info points into it */
     struct amqp_connection_info info;
     uint16_t heartbeat;
     uint32_t frame_max;
@@ -398,7 +398,9 @@ static void on_tune(struct upstream *u, amqp_connection_tune_t *m)
         u->frame_max = FRAME_MIN_MAX;
     /* As RabbitMQ's clients: the lower of the two, 0 meaning "no opinion". */
     uint16_t hb = u->cfg->heartbeat;
-    u->heartbeat = !m->heartbeat ? hb : !hb ? m->heartbeat : (m->heartbeat < hb ? m->heartbeat : hb);
+    u->heartbeat = !m->heartbeat ? hb
+                   : !hb         ? m->heartbeat
+                                 : (m->heartbeat < hb ? m->heartbeat : hb);
     amqp_connection_tune_ok_t ok = {
         .channel_max = m->channel_max ? m->channel_max : 2047,
         .frame_max = u->frame_max,
@@ -545,14 +547,13 @@ static void deliver(struct upstream *u)
         return;
     }
     struct route_target target;
-    if (router_route(srv->router, u->cfg->vhost_route, u->exchange, u->exchange_len,
-                     u->routing_key, u->routing_key_len, &srv->scratch,
-                     &target) == ROUTE_UNROUTABLE) {
+    if (router_route(srv->router, u->cfg->vhost_route, u->exchange, u->exchange_len, u->routing_key,
+                     u->routing_key_len, &srv->scratch, &target) == ROUTE_UNROUTABLE) {
         if (u->rejected < 10 || u->rejected % 1000 == 0)
             log_warn("%s: no route for exchange '%.*s' routing key '%.*s' in vhost '%s': rejected "
                      "(requeue=false; dead-lettered if the queue has a dead-letter exchange)",
-                     u->conn.name, u->exchange_len, u->exchange, u->routing_key_len,
-                     u->routing_key, u->cfg->vhost_route);
+                     u->conn.name, u->exchange_len, u->exchange, u->routing_key_len, u->routing_key,
+                     u->cfg->vhost_route);
         srv->stats.unroutable_dropped++;
         reject(u, dtag, false);
         reset_delivery(u);
@@ -839,8 +840,7 @@ static void on_method(struct upstream *u, const struct frame *f)
     else if (f->channel == CHANNEL)
         on_channel_method(u, id, m);
     else
-        close_conn(u, AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - frame on a channel we did not open",
-                   id);
+        close_conn(u, AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - frame on a channel we did not open", id);
 }
 
 static void handle_frame(struct upstream *u, const struct frame *f)

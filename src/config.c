@@ -1384,10 +1384,9 @@ static int parse_upstream_taps(struct loader *ld, yaml_node_t *seq, const char *
 static int parse_upstream(struct loader *ld, yaml_node_t *item, const char *ikey,
                           struct upstream_cfg *u, yaml_node_t **vhost_node)
 {
-    static const char *const names[] = {"name",          "nodes",         "queue",
-                                        "tap",           "prefetch",      "heartbeat",
-                                        "reconnect_min", "reconnect_max", "vhost_route",
-                                        "tls"};
+    static const char *const names[] = {
+        "name",      "nodes",         "queue",         "tap",         "prefetch",
+        "heartbeat", "reconnect_min", "reconnect_max", "vhost_route", "tls"};
     struct field_node f[ARRAY_LEN(names)];
     char fkey[PATH_LEN];
     u->prefetch = 1000;
