@@ -51,6 +51,11 @@ readonly PACKAGES=(
   clang libclang-rt-14-dev
   # memcheck runs of the integration suite (docs/limits.md)
   valgrind
+  # the bridge (src/bridge.c): amqps:// through libevent_openssl (in
+  # libevent-dev) and OpenSSL (libssl-dev, above); test_bridge.py runs a
+  # private RabbitMQ node with a TLS listener whose certificates the
+  # openssl command makes
+  rabbitmq-server openssl
   # local Kafka cluster (contrib/kafka) and schema registry
   # (contrib/registry; curl asks it whether it answers)
   maven openjdk-17-jdk-headless curl
