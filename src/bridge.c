@@ -782,8 +782,9 @@ static void on_conn_method(struct upstream *u, amqp_method_number_t id, void *m)
         snprintf(why, sizeof why, "the broker closed the connection: %u %.*s", c->reply_code,
                  (int)c->reply_text.len, (const char *)c->reply_text.bytes);
         send_method(u, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, NULL);
-        /* Let close-ok go out before the socket closes. */
-        if (u->bev)
+        /* Let close-ok go out before the socket closes (one non-blocking
+         * write; under TLS the buffer is plaintext, so it is left). */
+        if (u->bev && !u->info.ssl)
             (void)evbuffer_write(bufferevent_get_output(u->bev), bufferevent_getfd(u->bev));
         drop(u, why);
         return;

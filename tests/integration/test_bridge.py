@@ -318,3 +318,18 @@ def test_bridge_is_off_without_the_rabbit_side(hopper_factory, uid):
     h = hopper_factory({"rabbit": {"enabled": False, "upstream": [
         upstream("o" + uid, "amqp://guest:guest@127.0.0.1:1/", queue="q")]}})
     wait_log(h, "the bridge is off")
+
+
+def test_config_check_positions_upstream_errors(tmp_path):
+    from hopperproc import hopper_bin
+    good = tmp_path / "good.yaml"
+    good.write_text("rabbit:\n  enabled: true\n  upstream:\n    - name: a\n"
+                    "      nodes: [amqp://guest:guest@127.0.0.1:5672/%2F]\n      queue: q\n")
+    r = subprocess.run([hopper_bin(), "-t", "-c", str(good)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rabbit:\n  upstream:\n    - name: a\n      nodes: [amqp://h/]\n      queue: q\n"
+                   "      tap: [{exchange: x}]\n")
+    r = subprocess.run([hopper_bin(), "-t", "-c", str(bad)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "bad.yaml:6:7: rabbit.upstream[0].tap: cannot go with queue" in r.stderr
