@@ -98,6 +98,13 @@ class RabbitNode:
                 return tuple(int(x) for x in parts[1:4])
         return None
 
+    def ctl(self, *args):
+        env = dict(self.env, HOME=str(self.base / "node"), ERL_EPMD_PORT=str(EPMD_PORT))
+        r = subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", NODE, "-q", *args], env=env,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
     def wait_queue(self, name, want, timeout=30.0):
         deadline = time.monotonic() + timeout
         got = None
@@ -246,6 +253,20 @@ def test_channel_closed_upstream_is_retried_with_backoff_then_recovers(rabbit, h
     assert rec.value == b"late"
     rabbit.wait_queue(q, (0, 0, 1))
     assert h.alive()
+
+
+def test_connection_closed_by_the_broker_reconnects(rabbit, hopper_factory, kafka, uid):
+    q = "reconn-" + uid
+    declare_queue(rabbit, q)
+    h = start_bridge(hopper_factory, upstream("r" + uid, rabbit.url(), queue=q))
+    wait_log(h, r"consuming queue '%s'" % q)
+    rabbit.ctl("close_all_connections", "bridge test")
+    wait_log(h, r"the broker closed the connection: 320")
+    publish(rabbit.url(), "", q, [b"after"])
+    [rec] = kafka.read_exactly(q, 1, timeout=30)
+    assert rec.value == b"after"
+    assert len(re.findall(r"consuming queue '%s'" % q, h.log_text())) == 2
+    rabbit.wait_queue(q, (0, 0, 1))
 
 
 def test_kafka_failure_nacks_and_requeues_nothing_lost(rabbit, hopper_factory, kafka, uid):
