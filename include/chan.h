@@ -66,6 +66,12 @@ struct chan {
     size_t n_held;
     struct chan *hold_prev, *hold_next; /* the server's channels that hold some */
 
+    /* A channel whose publishes are deliveries hopper consumed from an
+     * upstream broker (bridge.h): told which tags may not go to Kafka at
+     * all (their contract refused them, their topic may not exist), just
+     * before their outcome, a nack. NULL on a client's channel. */
+    void (*refused)(struct chan *ch, uint64_t tag);
+
     /* a complete publish the sink could not take yet (SINK_FULL) */
     bool has_parked;
     struct sink_msg parked;

@@ -37,7 +37,9 @@ int tagmap_put(struct tagmap *m, uint64_t key, uint64_t value) MUST_CHECK;
 /* Take key out; its value in *value. false when absent. */
 bool tagmap_take(struct tagmap *m, uint64_t key, uint64_t *value);
 
-/* Take out every key <= upto (a cumulative confirm). */
-void tagmap_take_upto(struct tagmap *m, uint64_t upto);
+/* Take out every key <= upto (a cumulative confirm), calling fn (when
+ * not NULL) with each pair taken, in key order. */
+void tagmap_take_upto(struct tagmap *m, uint64_t upto,
+                      void (*fn)(void *arg, uint64_t key, uint64_t value), void *arg);
 
 #endif

@@ -460,12 +460,14 @@ static void after_channel_open(struct upstream *u)
 }
 
 static void flush_owned(struct confirm_owner *o);
+static void on_refused(struct chan *ch, uint64_t tag);
 
 static void start_consuming(struct upstream *u)
 {
     struct chan *ch = chan_new(&u->conn, CHANNEL);
     ch->confirm = confirm_new();
     ch->owner.flush = flush_owned;
+    ch->refused = on_refused;
     confirm_set_owner(ch->confirm, &ch->owner);
     u->ch = ch;
     tagmap_init(&u->tags, u->cfg->prefetch);
@@ -489,24 +491,49 @@ static void reject(struct upstream *u, uint64_t dtag, bool requeue)
     u->rejected++;
 }
 
+/* In a tagmap value, beside the delivery tag: intake refused the record
+ * (chan.h's refused), so its nack does not requeue. RabbitMQ's delivery
+ * tags count deliveries on one channel: they never reach this bit. */
+#define REFUSED_BIT (UINT64_C(1) << 63)
+
+static void on_refused(struct chan *ch, uint64_t tag)
+{
+    struct upstream *u = CONTAINER_OF(ch->conn, struct upstream, conn);
+    uint64_t dtag;
+    if (tagmap_take(&u->tags, tag, &dtag) && tagmap_put(&u->tags, tag, dtag | REFUSED_BIT))
+        log_error("%s: cannot mark delivery %llu refused", u->conn.name, (unsigned long long)tag);
+}
+
+/* A nack of one delivery: Kafka did not persist it, so RabbitMQ delivers
+ * it again; or intake refused it, so RabbitMQ dead-letters (or drops) it. */
+static void nack_one(void *arg, uint64_t tag, uint64_t value)
+{
+    struct upstream *u = arg;
+    reject(u, value & ~REFUSED_BIT, !(value & REFUSED_BIT));
+}
+
 static void emit(void *arg, uint64_t tag, bool multiple, bool ack)
 {
     struct upstream *u = arg;
+    if (!ack) {
+        /* Nacks are rare and a run of them may mix requeue and refusal:
+         * one frame each. */
+        uint64_t v;
+        if (!multiple && tagmap_take(&u->tags, tag, &v))
+            nack_one(u, tag, v);
+        else if (multiple)
+            tagmap_take_upto(&u->tags, tag, nack_one, u);
+        return;
+    }
     uint64_t dtag;
     if (!tagmap_take(&u->tags, tag, &dtag)) {
         log_error("%s: no delivery for outcome %llu", u->conn.name, (unsigned long long)tag);
         return;
     }
     if (multiple)
-        tagmap_take_upto(&u->tags, tag);
-    if (ack) {
-        amqp_basic_ack_t m = {dtag, multiple};
-        send_method(u, CHANNEL, AMQP_BASIC_ACK_METHOD, &m);
-    } else {
-        /* Kafka did not persist it: RabbitMQ delivers it again. */
-        amqp_basic_nack_t m = {dtag, multiple, 1};
-        send_method(u, CHANNEL, AMQP_BASIC_NACK_METHOD, &m);
-    }
+        tagmap_take_upto(&u->tags, tag, NULL, NULL);
+    amqp_basic_ack_t m = {dtag & ~REFUSED_BIT, multiple};
+    send_method(u, CHANNEL, AMQP_BASIC_ACK_METHOD, &m);
 }
 
 static void flush_owned(struct confirm_owner *o)
@@ -1087,7 +1114,7 @@ void bridges_finish_drain(struct bridges *b)
     for (size_t i = 0; i < b->n; i++) {
         struct upstream *u = &b->ups[i];
         if (u->state == UP_CONSUMING || u->state == UP_CANCELLING) {
-            log_info("%s: closing: %llu deliveries, %llu rejected", u->conn.name,
+            log_info("%s: closing: %llu deliveries, %llu of them nacked or rejected", u->conn.name,
                      (unsigned long long)u->delivered, (unsigned long long)u->rejected);
             close_conn(u, AMQP_REPLY_SUCCESS, "hopper shutting down", 0);
         }

@@ -78,10 +78,13 @@ static void refuse(struct chan *ch, struct intake_pub *p, const char *why)
         publish_send_return(ch, AMQP_PRECONDITION_FAILED, text, p);
     }
     srv->stats.contract_refused++;
-    if (p->contract->dead_letter)
+    if (p->contract->dead_letter) {
         dead_letter(ch, p, subject, why);
-    else
-        settle(ch, &p->m, false);
+        return;
+    }
+    if (ch->refused && p->m.tracker)
+        ch->refused(ch, p->m.tag);
+    settle(ch, &p->m, false);
 }
 
 /* The topic may not be created and does not exist (topicrule.h): the
@@ -99,6 +102,12 @@ static void unroutable(struct chan *ch, struct intake_pub *p, const struct topic
     else if (!p->in_memory)
         srv->stats.unroutable_dropped++;
     srv->stats.topic_refused++;
+    /* A bridged delivery is refused upstream rather than acked (dropped). */
+    if (ch->refused && p->m.tracker) {
+        ch->refused(ch, p->m.tag);
+        settle(ch, &p->m, false);
+        return;
+    }
     settle(ch, &p->m, !p->memory_refused);
 }
 

@@ -70,11 +70,15 @@ bool tagmap_take(struct tagmap *m, uint64_t key, uint64_t *value)
     return true;
 }
 
-void tagmap_take_upto(struct tagmap *m, uint64_t upto)
+void tagmap_take_upto(struct tagmap *m, uint64_t upto,
+                      void (*fn)(void *arg, uint64_t key, uint64_t value), void *arg)
 {
     /* Each tag value is passed once over the map's life. */
-    for (; m->floor <= upto && m->n; m->floor++)
-        (void)tagmap_take(m, m->floor, NULL);
+    for (; m->floor <= upto && m->n; m->floor++) {
+        uint64_t v;
+        if (tagmap_take(m, m->floor, &v) && fn)
+            fn(arg, m->floor, v);
+    }
     if (m->floor <= upto)
         m->floor = upto + 1;
 }

@@ -240,6 +240,43 @@ def test_properties_and_headers_as_a_direct_publish_and_redelivered_flag(rabbit,
     rabbit.wait_queue(q, (0, 0, 1))
 
 
+def test_unroutable_and_refused_deliveries_are_dead_lettered_upstream(rabbit, hopper_factory, kafka, uid):
+    """No route matches, or the route's topic may not be created: nack
+    requeue=false, so RabbitMQ dead-letters them (never acked and dropped,
+    never requeued for ever)."""
+    q, dlq, routed = "dl-" + uid, "dlq-" + uid, "ok-" + uid
+    with connect(rabbit.url()) as conn:
+        ch = conn.channel()
+        ch.queue_declare(dlq, durable=True)
+        ch.queue_declare(q, durable=True, arguments={"x-dead-letter-exchange": "",
+                                                      "x-dead-letter-routing-key": dlq})
+    kafka.create_topic(routed)
+    x, y = "x-" + uid, "y-" + uid
+    # x: only its route (default route off); y: the default route, to a
+    # topic that does not exist and may not be created.
+    h = hopper_factory({"exchanges": [{"name": x, "type": "direct", "vhost": "/", "default_route": False}],
+                        "routes": [{"exchange": x, "routing_key": "good", "topic": routed}],
+                        "kafka": {"auto_create_topics": False},
+                        "rabbit": {"enabled": True, "upstream": [upstream("dl" + uid, rabbit.url(), queue=q)]}})
+    with connect(rabbit.url()) as conn:
+        ch = conn.channel()
+        for name in (x, y):
+            ch.exchange_declare(name, "direct")
+        for key in ("good", "nowhere"):
+            ch.queue_bind(q, x, key)
+        ch.queue_bind(q, y, "any")
+    publish(rabbit.url(), x, "good", [b"g1", b"g2"])
+    publish(rabbit.url(), y, "any", [b"m1"])
+    publish(rabbit.url(), x, "nowhere", [b"n1"])
+    recs = kafka.read_exactly(routed, 2, timeout=30)
+    assert sorted(r.value for r in recs) == [b"g1", b"g2"]
+    rabbit.wait_queue(dlq, (2, 0, 0))
+    rabbit.wait_queue(q, (0, 0, 1))
+    wait_log(h, r"no route for exchange 'x-%s' routing key 'nowhere'" % uid)
+    wait_log(h, r"unroutable: topic y-%s does not exist" % uid)
+    assert not kafka.topic_exists(y)
+
+
 def test_channel_closed_upstream_is_retried_with_backoff_then_recovers(rabbit, hopper_factory, kafka, uid):
     q = "late-" + uid
     h = start_bridge(hopper_factory, upstream("l" + uid, rabbit.url(), queue=q))

@@ -186,6 +186,23 @@ static void test_backoff(void **state)
         }
 }
 
+/* What a cumulative take handed back: each pair the model holds, in key
+ * order. */
+struct taken {
+    const uint64_t *model;
+    uint64_t last;
+    long count;
+};
+
+static void check_taken(void *arg, uint64_t key, uint64_t value)
+{
+    struct taken *tk = arg;
+    assert_true(key >= tk->last);
+    assert_true(tk->model[key] != 0 && tk->model[key] == value);
+    tk->last = key + 1;
+    tk->count++;
+}
+
 /* The map against an array model: puts, single takes and cumulative takes
  * in random order, the bound never exceeded. */
 static void test_tagmap_model(void **state)
@@ -216,12 +233,15 @@ static void test_tagmap_model(void **state)
             }
         } else if (live) {
             uint64_t upto = floor + rnd_below(next - floor);
-            tagmap_take_upto(&m, upto);
+            struct taken tk = {model, floor, 0};
+            tagmap_take_upto(&m, upto, check_taken, &tk);
             for (uint64_t t = floor; t <= upto; t++)
                 if (model[t]) {
                     model[t] = 0;
                     live--;
+                    tk.count--;
                 }
+            assert_int_equal(tk.count, 0);
             floor = upto + 1;
         }
         assert_int_equal(m.n, live);
