@@ -218,6 +218,7 @@ static void close_conn(struct upstream *u, uint16_t code, const char *text,
         tagmap_free(&u->tags);
         u->conn.bev = NULL;
     }
+    reset_delivery(u); /* a delivery cut short: the broker requeues it */
     amqp_connection_close_t m = {
         .reply_code = code,
         .reply_text = frame_reply_text(text),
