@@ -306,6 +306,22 @@ def test_connection_closed_by_the_broker_reconnects(rabbit, hopper_factory, kafk
     rabbit.wait_queue(q, (0, 0, 1))
 
 
+def test_heartbeats_keep_an_idle_connection(rabbit, hopper_factory, kafka, uid):
+    """heartbeat 1 s: both sides would close after two silent intervals;
+    idle for 4 s, the connection stays and still moves messages."""
+    q = "hb-" + uid
+    declare_queue(rabbit, q)
+    h = start_bridge(hopper_factory, upstream("h" + uid, rabbit.url(), queue=q, heartbeat=1))
+    wait_log(h, r"consuming queue '%s' \(prefetch 1000, heartbeat 1 s\)" % q)
+    time.sleep(4)
+    publish(rabbit.url(), "", q, [b"still-here"])
+    [rec] = kafka.read_exactly(q, 1, timeout=30)
+    assert rec.value == b"still-here"
+    log = h.log_text()
+    assert len(re.findall(r"consuming queue '%s'" % q, log)) == 1, h.log_tail()
+    assert "next attempt" not in log
+
+
 def test_kafka_failure_nacks_and_requeues_nothing_lost(rabbit, hopper_factory, kafka, uid):
     q = "fatal-" + uid
     n = 2000
