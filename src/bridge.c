@@ -626,7 +626,8 @@ static void deliver(struct upstream *u)
 
 static void on_deliver(struct upstream *u, amqp_basic_deliver_t *m)
 {
-    if (u->step != DELIVERY_NONE || m->exchange.len > 255 || m->routing_key.len > 255) {
+    if (u->step != DELIVERY_NONE || m->exchange.len > 255 || m->routing_key.len > 255 ||
+        m->delivery_tag == 0 || (m->delivery_tag & REFUSED_BIT)) {
         close_conn(u, AMQP_UNEXPECTED_FRAME, "UNEXPECTED_FRAME - basic.deliver out of place",
                    AMQP_BASIC_DELIVER_METHOD);
         return;
