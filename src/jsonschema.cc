@@ -283,9 +283,43 @@ struct schema_walk {
             error = (path.empty() ? "(root)" : path) + ": " + what;
     }
 
+    /* libstdc++ 12 reads a backreference's or a brace quantifier's
+     * number into a long without an overflow check (undefined behaviour
+     * past 19 digits) and silently truncates it to int: a number of more
+     * than six digits is refused before std::regex sees it. Beyond the
+     * bound std::regex would refuse it anyway (its 100,000 NFA states). */
+    static bool regex_numbers_bounded(const std::string &re)
+    {
+        bool in_braces = false, backref = false;
+        size_t run = 0; /* digits in a row that std::regex reads as one number */
+        for (size_t i = 0; i < re.size(); i++) {
+            char c = re[i];
+            bool digit = c >= '0' && c <= '9';
+            if (!digit)
+                backref = false, run = 0;
+            if (c == '\\' && i + 1 < re.size()) {
+                if (re[i + 1] >= '0' && re[i + 1] <= '9')
+                    backref = true;
+                else
+                    i++; /* an escaped '{' or '}' is no brace */
+                continue;
+            }
+            if (c == '{' || c == '}')
+                in_braces = c == '{';
+            if (digit && (backref || in_braces) && ++run > 6)
+                return false;
+        }
+        return true;
+    }
+
     void check_regex(const std::string &path, const std::string &re)
     {
         uses_regex = true;
+        if (!regex_numbers_bounded(re)) {
+            fail(path,
+                 "\"" + re + "\" has a backreference or repeat count of more than six digits");
+            return;
+        }
         try {
             std::regex r(re);
         } catch (const std::regex_error &e) {
