@@ -192,7 +192,7 @@ JSONSCHEMA_SUITE_DIR ?= /usr/share/json-schema-test-suite/tests
 JSONSCHEMA_SUITE := $(BUILD)/tests/jsonschema_suite
 $(JSONSCHEMA_SUITE): tests/unit/jsonschema_suite.cc $(BUILD)/libhopper.a | valijson-check
 	@mkdir -p $(dir $@)
-	$(CXX) $(ALL_CXXFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libhopper.a
+	$(CXX) $(ALL_CXXFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libhopper.a $(PKG_LIBS)
 .PHONY: jsonschema-suite
 jsonschema-suite: $(JSONSCHEMA_SUITE)
 	$(JSONSCHEMA_SUITE) $(JSONSCHEMA_SUITE_DIR)

@@ -21,8 +21,10 @@
  * the record is the Confluent frame (byte 0, the 4-byte schema id) and the
  * text. Avro: the JSON body is validated and encoded to Avro binary, framed.
  * A body that carries the frame already (first byte 0) keeps it when its id
- * is one of the subject's versions this hopper knows, and its payload is
- * checked against that version. */
+ * is one of the subject's versions, and its payload is checked against that
+ * version. An id not loaded yet is looked up in the registry (the check
+ * answers CONTRACT_WAIT meanwhile); a pinned contract takes its own
+ * version's id only. */
 #ifndef HOPPER_CONTRACT_H
 #define HOPPER_CONTRACT_H
 

@@ -88,6 +88,17 @@ bool jsonschema_validate(const struct jsonschema *s, const void *body, size_t le
 bool jsonschema_validate_reference(const struct jsonschema *s, const void *body, size_t len,
                                    char *why, size_t whylen) MUST_CHECK;
 
+/* The fast path's JSON reading lent to other readers of JSON bodies
+ * (avrojson.c): a jansson tree of text (a leading BOM skipped), exactly what
+ * json_loadb(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL)
+ * would give, or NULL where the fast path declines (not JSON, nesting
+ * past max_depth, numbers other than integers of at most 18 digits,
+ * NUL in a string, repeated member names, invalid UTF-8): the caller then
+ * asks jansson, which decides and says why. RapidJSON in place is several
+ * times faster than jansson's own parser on long strings. */
+struct json_t;
+struct json_t *jsonschema_fast_tree(const void *text, size_t len, int max_depth);
+
 /* Free a compiled schema; NULL is fine. */
 void jsonschema_free(struct jsonschema *s);
 

@@ -1,7 +1,8 @@
 /* registry.h - the client side of a schema registry's REST API (Confluent
  * Schema Registry's, which Apicurio serves under /apis/ccompat/v7): one
- * question, "what is version V of subject S", asked over libevent's evhttp
- * from the event loop, never blocking it.
+ * question, "what is version V of subject S" (or "which version of S has
+ * schema id N"), asked over libevent's evhttp from the event loop, never
+ * blocking it.
  *
  * One keep-alive HTTP connection per registry, requests queued on it in
  * order (evhttp's); each request has registry.timeout to finish, connect
@@ -56,6 +57,19 @@ void registry_free(struct registry *r);
  * loop, exactly once (unless registry_free comes first). */
 void registry_fetch(struct registry *r, const char *subject, int32_t version, registry_fn fn,
                     void *arg);
+
+/* The version of `subject` whose schema id is `id`, for a framed body whose
+ * id this hopper has not loaded: GET /schemas/ids/ID/versions, then that
+ * version as registry_fetch gives it. REGISTRY_NOT_FOUND when the registry
+ * knows no such id or the id is no version of the subject. */
+void registry_fetch_id(struct registry *r, const char *subject, int32_t id, registry_fn fn,
+                       void *arg);
+
+/* Parse a registry's answer to GET /schemas/ids/ID/versions, a list of
+ * {"subject", "version"}: true with *version the subject's version
+ * holding the id (0: none), false with why when the answer is malformed. */
+bool registry_parse_versions(const char *body, size_t len, const char *subject, int32_t *version,
+                             char *why, size_t whylen);
 
 /* Parse a registry's answer to GET /subjects/S/versions/V (exposed for
  * the unit tests and the fuzzer). Returns true and fills *s (s->text

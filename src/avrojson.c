@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "jsonschema.h"
+
 enum kind {
     K_NULL,
     K_BOOLEAN,
@@ -183,9 +185,11 @@ static json_t *load_json(const char *text, size_t len, int max_depth, const char
         buf_printf(msg, "%s is refused: arrays and objects nested deeper than %d", what, max_depth);
         return NULL;
     }
+    json_t *j = jsonschema_fast_tree(text, len, max_depth);
+    if (j)
+        return j;
     json_error_t e;
-    json_t *j =
-        json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    j = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
     if (!j)
         buf_printf(msg, "%s is not JSON: %s at line %d, column %d", what, e.text, e.line, e.column);
     return j;

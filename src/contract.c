@@ -16,6 +16,10 @@
 #define RETRY_MS 1000
 /* At most one violation logged per second; the others are counted. */
 #define LOG_EVERY_MS 1000
+/* Schema ids framed bodies named that are no version of the subject,
+ * remembered per subject so that a publisher repeating one is refused
+ * without asking the registry each time (the oldest is forgotten). */
+#define REFUSED_IDS 16
 
 /* One version of a subject, compiled. */
 struct schema {
@@ -36,6 +40,15 @@ struct entry {
     struct schema **known; /* every version loaded this run, the current one last */
     size_t n_known;
     bool fetching;
+    /* A framed body's id not loaded yet is looked up (registry_fetch_id),
+     * one at a time; a lookup that found no answer is not repeated for
+     * RETRY_MS. */
+    bool looking_up;
+    int32_t lookup_id; /* of the last lookup */
+    int64_t lookup_failed_ms;
+    char lookup_why[512];
+    int32_t refused[REFUSED_IDS];
+    size_t n_refused;
     int64_t fetched_ms; /* when the current one was confirmed by the registry */
     int64_t failed_ms;  /* last failed fetch, 0: none since the last success */
     enum problem problem;
@@ -196,6 +209,62 @@ static void adopt(struct entry *e, const struct registry_schema *rs)
              e->subject, rs->version, rs->id, type_name(rs->type));
 }
 
+static bool refused_id(const struct entry *e, int32_t id)
+{
+    for (size_t i = 0; i < e->n_refused && i < REFUSED_IDS; i++)
+        if (e->refused[i] == id)
+            return true;
+    return false;
+}
+
+static void refuse_id(struct entry *e, int32_t id)
+{
+    e->refused[e->n_refused++ % REFUSED_IDS] = id;
+}
+
+/* The answer to a framed body's id: an older (or newer) version of the
+ * subject joins the known ones behind the current one. */
+static void on_looked_up(void *arg, enum registry_status status, const struct registry_schema *rs,
+                         const char *why)
+{
+    struct entry *e = arg;
+    struct contracts *cs = e->cs;
+    e->looking_up = false;
+    cs->fetching--;
+    char text[384];
+    if (status == REGISTRY_OK && !known_id(e, rs->id)) {
+        struct schema *s = compile(rs, text, sizeof text);
+        if (s) {
+            e->known = xrealloc(e->known, (e->n_known + 1) * sizeof *e->known);
+            e->known[e->n_known++] = s;
+            /* The current one stays last. */
+            if (e->n_known > 1) {
+                e->known[e->n_known - 1] = e->known[e->n_known - 2];
+                e->known[e->n_known - 2] = s;
+            }
+            cs->stats.versions_loaded++;
+            log_info("contract: subject %s: framed bodies may name version %" PRId32
+                     " (schema id %" PRId32 ", %s)",
+                     e->subject, rs->version, rs->id, type_name(rs->type));
+        } else {
+            log_warn("contract: subject %s: version %" PRId32 ": %s", e->subject, rs->version,
+                     text);
+            refuse_id(e, rs->id);
+        }
+    } else if (status == REGISTRY_NOT_FOUND) {
+        log_info("contract: subject %s: %s; framed bodies naming it are refused", e->subject, why);
+        refuse_id(e, e->lookup_id);
+    } else if (status != REGISTRY_OK) {
+        cs->stats.fetch_failures++;
+        e->lookup_failed_ms = (int64_t)monotonic_ms();
+        snprintf(e->lookup_why, sizeof e->lookup_why, "%s", why);
+        log_warn("contract: subject %s: cannot look up schema id %" PRId32 ": %s", e->subject,
+                 e->lookup_id, why);
+    }
+    if (cs->ready)
+        cs->ready(cs->arg);
+}
+
 static void on_fetched(void *arg, enum registry_status status, const struct registry_schema *rs,
                        const char *why)
 {
@@ -271,30 +340,56 @@ static void frame(struct buf *out, int32_t id)
     buf_append(out, f, sizeof f);
 }
 
+/* The schema a framed body names: one loaded already, or, for a `latest`
+ * contract, any version of the subject, looked up in the registry (a
+ * pinned contract takes its version only). CONTRACT_PASS with *s set, or
+ * another verdict with why. */
+static enum contract_verdict framed_schema(const struct contract_cfg *k, struct entry *e,
+                                           const uint8_t *body, size_t len, const struct schema **s,
+                                           char *why, size_t whylen)
+{
+    if (len < CONTRACT_FRAME_LEN) {
+        snprintf(why, whylen,
+                 "a body starting with byte 0 must be a Confluent frame "
+                 "(5 bytes or more)");
+        return CONTRACT_VIOLATION;
+    }
+    int32_t id = (int32_t)((uint32_t)body[1] << 24 | (uint32_t)body[2] << 16 |
+                           (uint32_t)body[3] << 8 | body[4]);
+    if ((*s = known_id(e, id)))
+        return CONTRACT_PASS;
+    if (k->version || id < 0 || refused_id(e, id)) {
+        snprintf(why, whylen,
+                 "its frame names schema id %" PRId32 ", not %s of subject %s (current: id "
+                 "%" PRId32 ")",
+                 id, k->version ? "the pinned version" : "a version", e->subject, current(e)->id);
+        return CONTRACT_VIOLATION;
+    }
+    if (e->looking_up)
+        return CONTRACT_WAIT;
+    if (e->lookup_id == id && (int64_t)monotonic_ms() - e->lookup_failed_ms < RETRY_MS) {
+        snprintf(why, whylen, "cannot look up schema id %" PRId32 ": %s", id, e->lookup_why);
+        return CONTRACT_UNAVAILABLE;
+    }
+    e->looking_up = true;
+    e->lookup_id = id;
+    e->cs->fetching++;
+    e->cs->stats.fetches++;
+    registry_fetch_id(e->cs->registry, e->subject, id, on_looked_up, e);
+    return CONTRACT_WAIT;
+}
+
 /* The body against schema s (the current one, or the one its frame names). */
 static enum contract_verdict apply(const struct contract_cfg *k, const struct schema *cur,
-                                   const struct entry *e, const uint8_t *body, size_t len,
+                                   struct entry *e, const uint8_t *body, size_t len,
                                    struct buf *out, char *why, size_t whylen)
 {
     const struct schema *s = cur;
     bool framed = len > 0 && body[0] == 0;
     if (framed) {
-        if (len < CONTRACT_FRAME_LEN) {
-            snprintf(why, whylen,
-                     "a body starting with byte 0 must be a Confluent frame "
-                     "(5 bytes or more)");
-            return CONTRACT_VIOLATION;
-        }
-        int32_t id = (int32_t)((uint32_t)body[1] << 24 | (uint32_t)body[2] << 16 |
-                               (uint32_t)body[3] << 8 | body[4]);
-        s = known_id(e, id);
-        if (!s) {
-            snprintf(why, whylen,
-                     "its frame names schema id %" PRId32 ", not a version of the subject "
-                     "(current: id %" PRId32 ")",
-                     id, cur->id);
-            return CONTRACT_VIOLATION;
-        }
+        enum contract_verdict v = framed_schema(k, e, body, len, &s, why, whylen);
+        if (v != CONTRACT_PASS)
+            return v;
         body += CONTRACT_FRAME_LEN;
         len -= CONTRACT_FRAME_LEN;
     }
@@ -357,7 +452,7 @@ enum contract_verdict contracts_check(struct contracts *cs, const struct contrac
     } else if (v == CONTRACT_VIOLATION) {
         cs->stats.violations++;
         log_violation(cs, subject, topic, why);
-    } else {
+    } else if (v == CONTRACT_UNAVAILABLE) {
         cs->stats.unavailable++;
     }
     return v;

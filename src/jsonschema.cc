@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include <jansson.h>
 #include <nlohmann/json.hpp>
 /* RapidJSON checks its invariants with RAPIDJSON_ASSERT all through its
  * parser. valijson's adapter would define it, under
@@ -283,9 +284,43 @@ struct schema_walk {
             error = (path.empty() ? "(root)" : path) + ": " + what;
     }
 
+    /* libstdc++ 12 reads a backreference's or a brace quantifier's
+     * number into a long without an overflow check (undefined behaviour
+     * past 19 digits) and silently truncates it to int: a number of more
+     * than six digits is refused before std::regex sees it. Beyond the
+     * bound std::regex would refuse it anyway (its 100,000 NFA states). */
+    static bool regex_numbers_bounded(const std::string &re)
+    {
+        bool in_braces = false, backref = false;
+        size_t run = 0; /* digits in a row that std::regex reads as one number */
+        for (size_t i = 0; i < re.size(); i++) {
+            char c = re[i];
+            bool digit = c >= '0' && c <= '9';
+            if (!digit)
+                backref = false, run = 0;
+            if (c == '\\' && i + 1 < re.size()) {
+                if (re[i + 1] >= '0' && re[i + 1] <= '9')
+                    backref = true;
+                else
+                    i++; /* an escaped '{' or '}' is no brace */
+                continue;
+            }
+            if (c == '{' || c == '}')
+                in_braces = c == '{';
+            if (digit && (backref || in_braces) && ++run > 6)
+                return false;
+        }
+        return true;
+    }
+
     void check_regex(const std::string &path, const std::string &re)
     {
         uses_regex = true;
+        if (!regex_numbers_bounded(re)) {
+            fail(path,
+                 "\"" + re + "\" has a backreference or repeat count of more than six digits");
+            return;
+        }
         try {
             std::regex r(re);
         } catch (const std::regex_error &e) {
@@ -654,11 +689,14 @@ bool fast_dom_ok(const rval &v, size_t max_string)
     return true;
 }
 
-bool fast_valid(const jsonschema &s, const char *text, size_t len)
+/* Parse text with RapidJSON when the fast path may take it (above) and
+ * hand the document to use; false when it declines or use says false. */
+template <typename Use>
+bool fast_parse(const char *text, size_t len, int max_depth, size_t max_string, Use &&use)
 {
     if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
         text += 3, len -= 3;
-    if (memchr(text, '\0', len) || !fast_scan(text, len, JSONSCHEMA_MAX_DEPTH))
+    if (memchr(text, '\0', len) || !fast_scan(text, len, max_depth))
         return false;
     /* In place: a NUL-terminated copy the parser may write into. */
     thread_local std::vector<char> copy;
@@ -671,10 +709,55 @@ bool fast_valid(const jsonschema &s, const char *text, size_t len)
     rapidjson::MemoryPoolAllocator<> pool(pool_buf, sizeof pool_buf);
     rdoc doc(&pool);
     doc.ParseInsitu<rapidjson::kParseFullPrecisionFlag>(copy.data());
-    if (doc.HasParseError() || !fast_dom_ok(doc, s.uses_regex ? JSONSCHEMA_MAX_REGEX_INPUT : 0))
+    if (doc.HasParseError() || !fast_dom_ok(doc, max_string))
         return false;
-    valijson::adapters::RapidJsonAdapter adapter(doc);
-    return s.validator.validate(s.schema, adapter, nullptr);
+    return use(doc);
+}
+
+bool fast_valid(const jsonschema &s, const char *text, size_t len)
+{
+    return fast_parse(text, len, JSONSCHEMA_MAX_DEPTH,
+                      s.uses_regex ? JSONSCHEMA_MAX_REGEX_INPUT : 0, [&s](const rdoc &doc) {
+                          valijson::adapters::RapidJsonAdapter adapter(doc);
+                          return s.validator.validate(s.schema, adapter, nullptr);
+                      });
+}
+
+/* A jansson copy of a document fast_parse took: its numbers are integers
+ * that fit int64 (fast_scan), but RapidJSON reads "-0" as a double, which
+ * jansson reads as the integer 0: declined (NULL) like anything else the
+ * two could read apart. */
+json_t *to_jansson(const rval &v)
+{
+    json_t *j = nullptr;
+    switch (v.GetType()) {
+    case rapidjson::kNullType:
+        return json_null();
+    case rapidjson::kFalseType:
+        return json_false();
+    case rapidjson::kTrueType:
+        return json_true();
+    case rapidjson::kStringType:
+        return json_stringn_nocheck(v.GetString(), v.GetStringLength());
+    case rapidjson::kNumberType:
+        return v.IsInt64() && !v.IsDouble() ? json_integer(v.GetInt64()) : nullptr;
+    case rapidjson::kArrayType:
+        j = json_array();
+        for (const rval &e : v.GetArray())
+            if (!j || json_array_append_new(j, to_jansson(e)))
+                goto failed;
+        return j;
+    case rapidjson::kObjectType:
+        j = json_object();
+        for (const auto &m : v.GetObject())
+            if (!j || json_object_setn_new_nocheck(j, m.name.GetString(), m.name.GetStringLength(),
+                                                   to_jansson(m.value)))
+                goto failed;
+        return j;
+    }
+failed:
+    json_decref(j);
+    return nullptr;
 }
 
 bool validate_slow(const jsonschema &s, const char *text, size_t len, std::string &why)
@@ -772,6 +855,21 @@ extern "C" bool jsonschema_validate_reference(const struct jsonschema *s, const 
                                               size_t len, char *why, size_t whylen)
 {
     return validate_c(s, body, len, why, whylen, false);
+}
+
+extern "C" struct json_t *jsonschema_fast_tree(const void *text, size_t len, int max_depth)
+{
+    json_t *tree = nullptr;
+    try {
+        fast_parse((const char *)text, len, max_depth, 0, [&tree](const rdoc &doc) {
+            tree = to_jansson(doc);
+            return tree != nullptr;
+        });
+    } catch (...) {
+        json_decref(tree); /* a RapidJSON assertion: the caller parses */
+        tree = nullptr;
+    }
+    return tree;
 }
 
 extern "C" void jsonschema_free(struct jsonschema *s)

@@ -22,6 +22,8 @@ struct question {
     struct question *prev, *next;
     registry_fn fn;
     void *arg;
+    char *subject; /* registry_fetch_id's: the list of versions comes first */
+    int32_t id;
     enum evhttp_request_error error;
     bool failed;
 };
@@ -87,6 +89,12 @@ struct registry *registry_new(struct event_base *base, const struct config *cfg,
     return r;
 }
 
+static void question_free(struct question *q)
+{
+    free(q->subject);
+    free(q);
+}
+
 void registry_free(struct registry *r)
 {
     if (!r)
@@ -97,7 +105,7 @@ void registry_free(struct registry *r)
     while (r->open) {
         struct question *q = r->open;
         r->open = q->next;
-        free(q);
+        question_free(q);
     }
     free(r->host);
     free(r->base_path);
@@ -194,6 +202,39 @@ bool registry_parse_answer(const char *body, size_t len, struct registry_schema 
     return true;
 }
 
+bool registry_parse_versions(const char *body, size_t len, const char *subject, int32_t *version,
+                             char *why, size_t whylen)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    *version = 0;
+    if (!j) {
+        snprintf(why, whylen, "the registry's answer is not JSON: %s", jerr.text);
+        one_line(why);
+        return false;
+    }
+    bool ok = json_is_array(j);
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v)
+    {
+        json_t *s = json_object_get(v, "subject"), *n = json_object_get(v, "version");
+        if (!json_is_string(s) || !json_is_integer(n) || json_integer_value(n) < 1 ||
+            json_integer_value(n) > INT32_MAX) {
+            ok = false;
+            break;
+        }
+        if (!strcmp(json_string_value(s), subject) && json_string_length(s) == strlen(subject))
+            *version = (int32_t)json_integer_value(n);
+    }
+    if (!ok) {
+        *version = 0;
+        snprintf(why, whylen, "the registry's answer is not a list of subjects and versions");
+    }
+    json_decref(j);
+    return ok;
+}
+
 /* The message of a registry's error answer ({"error_code":..,"message":..}),
  * or "". */
 static void error_message(const char *body, size_t len, char *out, size_t outlen)
@@ -216,7 +257,7 @@ static void on_answer(struct evhttp_request *req, void *arg)
         snprintf(why, sizeof why, "registry %s: %s", r->name,
                  q->failed ? request_error(q->error) : "no answer");
         q->fn(q->arg, REGISTRY_UNAVAILABLE, NULL, why);
-        free(q);
+        question_free(q);
         return;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -230,12 +271,27 @@ static void on_answer(struct evhttp_request *req, void *arg)
         snprintf(why, sizeof why, "registry %s answered %d%s%s", r->name, code, *msg ? ": " : "",
                  msg);
         q->fn(q->arg, code == 404 ? REGISTRY_NOT_FOUND : REGISTRY_UNAVAILABLE, NULL, why);
-        free(q);
+        question_free(q);
+        return;
+    }
+    char problem[256];
+    if (q->subject) {
+        int32_t version;
+        if (!registry_parse_versions(body, len, q->subject, &version, problem, sizeof problem)) {
+            snprintf(why, sizeof why, "registry %s: %s", r->name, problem);
+            q->fn(q->arg, REGISTRY_UNAVAILABLE, NULL, why);
+        } else if (!version) {
+            snprintf(why, sizeof why, "schema id %" PRId32 " is no version of subject %s", q->id,
+                     q->subject);
+            q->fn(q->arg, REGISTRY_NOT_FOUND, NULL, why);
+        } else {
+            registry_fetch(r, q->subject, version, q->fn, q->arg);
+        }
+        question_free(q);
         return;
     }
     struct registry_schema s;
     json_t *root = NULL;
-    char problem[256];
     if (!registry_parse_answer(body, len, &s, &root, problem, sizeof problem)) {
         snprintf(why, sizeof why, "registry %s: %s", r->name, problem);
         q->fn(q->arg, REGISTRY_UNAVAILABLE, NULL, why);
@@ -243,21 +299,21 @@ static void on_answer(struct evhttp_request *req, void *arg)
         q->fn(q->arg, REGISTRY_OK, &s, NULL);
     }
     json_decref(root);
-    free(q);
+    question_free(q);
 }
 
 static void fail_later(evutil_socket_t fd, short what, void *arg)
 {
     struct question *q = arg;
     q->fn(q->arg, REGISTRY_UNAVAILABLE, NULL, "registry: cannot connect");
-    free(q);
+    question_free(q);
 }
 
-void registry_fetch(struct registry *r, const char *subject, int32_t version, registry_fn fn,
-                    void *arg)
+/* GET path (below the base path) for q. */
+static void ask(struct registry *r, struct question *q, const char *path)
 {
-    struct question *q = xcalloc(1, sizeof *q);
-    *q = (struct question){.r = r, .fn = fn, .arg = arg, .next = r->open};
+    q->r = r;
+    q->next = r->open;
     if (r->open)
         r->open->prev = q;
     r->open = q;
@@ -268,16 +324,11 @@ void registry_fetch(struct registry *r, const char *subject, int32_t version, re
     evhttp_add_header(h, "Accept", "application/vnd.schemaregistry.v1+json, application/json");
     if (r->auth)
         evhttp_add_header(h, "Authorization", r->auth);
-    char *enc = evhttp_uriencode(subject, -1, 0);
-    struct buf path = {0};
-    if (version > 0)
-        buf_printf(&path, "%s/subjects/%s/versions/%" PRId32, r->base_path, enc, version);
-    else
-        buf_printf(&path, "%s/subjects/%s/versions/latest", r->base_path, enc);
-    buf_putc(&path, '\0');
-    free(enc);
-    int rc = evhttp_make_request(r->conn, req, EVHTTP_REQ_GET, (const char *)path.data);
-    buf_free(&path);
+    struct buf full = {0};
+    buf_printf(&full, "%s%s", r->base_path, path);
+    buf_putc(&full, '\0');
+    int rc = evhttp_make_request(r->conn, req, EVHTTP_REQ_GET, (const char *)full.data);
+    buf_free(&full);
     if (rc == 0)
         return;
     /* A connect that fails at once (no socket, no route): unless evhttp
@@ -291,4 +342,31 @@ void registry_fetch(struct registry *r, const char *subject, int32_t version, re
             fail_later(-1, 0, q);
         return;
     }
+}
+
+void registry_fetch(struct registry *r, const char *subject, int32_t version, registry_fn fn,
+                    void *arg)
+{
+    struct question *q = xcalloc(1, sizeof *q);
+    *q = (struct question){.fn = fn, .arg = arg};
+    char *enc = evhttp_uriencode(subject, -1, 0);
+    struct buf path = {0};
+    if (version > 0)
+        buf_printf(&path, "/subjects/%s/versions/%" PRId32, enc, version);
+    else
+        buf_printf(&path, "/subjects/%s/versions/latest", enc);
+    buf_putc(&path, '\0');
+    free(enc);
+    ask(r, q, (const char *)path.data);
+    buf_free(&path);
+}
+
+void registry_fetch_id(struct registry *r, const char *subject, int32_t id, registry_fn fn,
+                       void *arg)
+{
+    struct question *q = xcalloc(1, sizeof *q);
+    *q = (struct question){.fn = fn, .arg = arg, .subject = xstrdup(subject), .id = id};
+    char path[64];
+    snprintf(path, sizeof path, "/schemas/ids/%" PRId32 "/versions", id);
+    ask(r, q, path);
 }

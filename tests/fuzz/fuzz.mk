@@ -95,12 +95,8 @@ FUZZ_RUNS := $(addprefix fuzz-run-,$(FUZZ_HARNESSES))
 
 fuzz: FUZZ_TIME = $(FUZZ_SECONDS)
 fuzz: $(FUZZ_RUNS)
-# fuzz_registry compiles arbitrary schemas (valijson, std::regex) and still
-# finds new failures within seconds (tests/fuzz/README.md): until those
-# are fixed it runs in `make fuzz` and its regressions in fuzz-regress, not
-# in the smoke, where a random find would fail an unrelated change's CI.
 fuzz-smoke: FUZZ_TIME = $(FUZZ_SMOKE_SECONDS)
-fuzz-smoke: $(addprefix fuzz-run-,$(filter-out registry,$(FUZZ_HARNESSES)))
+fuzz-smoke: $(addprefix fuzz-run-,$(FUZZ_HARNESSES))
 
 $(FUZZ_RUNS): fuzz-run-%: fuzz-build
 	@mkdir -p $(FUZZ_BUILD)/corpus/$* $(FUZZ_BUILD)/artifacts/$*

@@ -8,7 +8,9 @@
  * The rest is a JSON body for avrojson_encode. Whatever it encodes must
  * pass avrojson_check_binary (a round trip), and encoding the same body
  * again must give the same bytes. The rest is also fed to
- * avrojson_check_binary as raw Avro binary (hostile lengths and counts).
+ * avrojson_check_binary as raw Avro binary (hostile lengths and counts),
+ * and to both JSON readings (jsonschema_fast_tree must give jansson's tree
+ * or decline).
  * Every reason must be one printable line that starts as avrojson.h
  * says. Anything else is reported with abort(); a crash, a sanitizer
  * report or a leak stops the run by itself. */
@@ -18,7 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "avrojson.h"
+#include "jsonschema.h"
 
 static const char *const schema_texts[] = {
     "{\"type\": \"record\", \"name\": \"All\", \"namespace\": \"com.acme\", \"fields\": ["
@@ -136,6 +141,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     buf_free(&out);
     buf_free(&again);
+
+    /* The fast JSON reading avrojson_encode takes first must give what
+     * jansson's parser gives, or decline. */
+    json_t *fast = jsonschema_fast_tree(body, len, AVROJSON_MAX_DEPTH);
+    if (fast) {
+        size_t bom = len >= 3 && !memcmp(body, "\xef\xbb\xbf", 3) ? 3 : 0; /* skipped by both */
+        json_t *ref = json_loadb((const char *)body + bom, len - bom,
+                                 JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (!ref || !json_equal(fast, ref))
+            bad_reason("the fast JSON reading and jansson's differ", ref ? "unequal" : "refused");
+        json_decref(ref);
+        json_decref(fast);
+    }
 
     memset(why, 0x55, sizeof why);
     ok = avrojson_check_binary(s, body, len, why, sizeof why);

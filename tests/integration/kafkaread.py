@@ -8,7 +8,7 @@ publishing and pass it as `start` so only new records are read.
 import time
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -61,12 +61,17 @@ class KafkaReader:
             }
         )
 
-    def create_topic(self, topic, partitions=3, replication_factor=3, min_insync_replicas=2, timeout=30.0):
+    def create_topic(self, topic, partitions=3, replication_factor=3, min_insync_replicas=2, timeout=30.0,
+                     exist_ok=False):
         """Create topic as hopper would (for tests that run hopper with
         auto_create_topics off); returns once Kafka has created it."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         new = NewTopic(topic, partitions, replication_factor, config={"min.insync.replicas": str(min_insync_replicas)})
-        admin.create_topics([new], operation_timeout=timeout)[topic].result(timeout)
+        try:
+            admin.create_topics([new], operation_timeout=timeout)[topic].result(timeout)
+        except KafkaException as e:
+            if not (exist_ok and e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                raise
 
     def topic_exists(self, topic, timeout=10.0):
         c = self._consumer()

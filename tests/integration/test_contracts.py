@@ -193,6 +193,40 @@ def test_a_framed_body_must_name_the_subjects_schema(hopper_factory, registry, k
     assert rec.value == b"\x00" + sid.to_bytes(4, "big") + good
 
 
+def test_a_framed_body_may_name_any_version_of_the_subject(hopper_factory, registry, kafka, uid):
+    # hopper loads the latest version only; a producer still framing with
+    # the older one's id is looked up in the registry and checked against
+    # that version. A pinned contract takes its own version's id only.
+    topic = "older-" + uid
+    subject = topic + "-value"
+    v1 = register_json(registry, subject, ORDER_SCHEMA)
+    v2 = register_json(registry, subject, dict(ORDER_SCHEMA, title="v2"))
+    assert v1 != v2
+    other = register_json(registry, "elsewhere-" + uid + "-value", dict(ORDER_SCHEMA, title="x"))
+    h = hopper_factory(contract_config(registry, "orders", topic, {"encode": "confluent"}))
+    good = json.dumps(GOOD).encode()
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        assert publish(ch, "orders", b"\x00" + v2.to_bytes(4, "big") + good) == "ack"
+        assert publish(ch, "orders", b"\x00" + v1.to_bytes(4, "big") + good) == "ack"
+        # Checked against the version it names, not only found.
+        assert publish(ch, "orders", b"\x00" + v1.to_bytes(4, "big") + b'{"id": 0}') == "nack"
+        for _ in range(2):  # the second refusal is remembered, not asked again
+            assert publish(ch, "orders", b"\x00" + other.to_bytes(4, "big") + good) == "nack"
+        assert publish(ch, "orders", b"\x00" + (10 ** 9).to_bytes(4, "big") + good) == "nack"
+    h.wait_for_log("framed bodies may name version 1 (schema id %d" % v1)
+    assert h.log_text().count("schema id %d is no version of subject %s" % (other, subject)) == 1
+    assert [r.value[1:5] for r in kafka.read_exactly(topic, 2)] == [
+        v2.to_bytes(4, "big"), v1.to_bytes(4, "big")]
+    pinned = hopper_factory(contract_config(registry, "orders", topic, {"version": 2, "encode": "confluent"}))
+    with connect(pinned.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        assert publish(ch, "orders", b"\x00" + v1.to_bytes(4, "big") + good) == "nack"
+    pinned.wait_for_log("not the pinned version of subject %s" % subject)
+
+
 def test_a_new_version_is_picked_up_without_a_restart(hopper_factory, registry, kafka, uid):
     topic = "evolving-" + uid
     subject = topic + "-value"

@@ -190,6 +190,15 @@ static void test_schemas_that_do_not_compile(void **state)
                   "std::regex accepts (");
     assert_prefix(compile_err("{\"patternProperties\": {\"(\": {}}}"),
                   "schema: /patternProperties: \"(\" is not a regular expression");
+    /* libstdc++ would overflow a long on these (undefined behaviour). */
+    assert_string_equal(compile_err("{\"pattern\": \"(a)\\\\9223372036854775808\"}"),
+                        "schema: /pattern: \"(a)\\9223372036854775808\" has a backreference or "
+                        "repeat count of more than six digits");
+    assert_prefix(compile_err("{\"patternProperties\": {\"a{1,99999999999999999999}\": {}}}"),
+                  "schema: /patternProperties: \"a{1,99999999999999999999}\" has a backreference");
+    /* Long digit runs elsewhere are literal text. */
+    jsonschema_free(
+        compile_ok("{\"pattern\": \"^12345678901234567890[0-9]{2,16}\\\\{123456789}$\"}"));
     /* Remote references are not fetched. */
     assert_string_equal(compile_err("{\"properties\": {\"a\": "
                                     "{\"$ref\": \"http://example.com/a.json#/x\"}}}"),

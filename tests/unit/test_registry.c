@@ -76,11 +76,57 @@ static void test_bad_answers(void **state)
     }
 }
 
+static int32_t version_of(const char *body, const char *subject, bool *ok, char *why)
+{
+    int32_t v = -1;
+    *ok = registry_parse_versions(body, strlen(body), subject, &v, why, 256);
+    return v;
+}
+
+/* GET /schemas/ids/N/versions, as Apicurio 2.4's ccompat API answers it. */
+static void test_versions_of_an_id(void **state)
+{
+    (void)state;
+    const char *two = "[{\"subject\":\"probe-value\",\"version\":1},"
+                      "{\"subject\":\"probe2-value\",\"version\":3}]";
+    bool ok;
+    char why[256] = "";
+    assert_int_equal(version_of(two, "probe2-value", &ok, why), 3);
+    assert_true(ok);
+    assert_int_equal(version_of(two, "probe-value", &ok, why), 1);
+    /* Not a prefix match, and an empty list is an answer too. */
+    assert_int_equal(version_of(two, "probe", &ok, why), 0);
+    assert_true(ok);
+    assert_int_equal(version_of("[]", "probe-value", &ok, why), 0);
+    assert_true(ok);
+    const char *bad[] = {
+        "{}",
+        "[1]",
+        "[{\"subject\":\"s\"}]",
+        "[{\"subject\":\"s\",\"version\":0}]",
+        "[{\"subject\":\"s\",\"version\":2147483648}]",
+        "[{\"subject\":7,\"version\":1}]",
+        /* one good entry does not excuse a bad one */
+        "[{\"subject\":\"s\",\"version\":2},{\"version\":1}]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = 0;
+        assert_int_equal(version_of(bad[i], "s", &ok, why), 0);
+        if (ok)
+            fail_msg("accepted: %s", bad[i]);
+        assert_string_equal(why, "the registry's answer is not a list of subjects and versions");
+    }
+    assert_int_equal(version_of("[", "s", &ok, why), 0);
+    assert_false(ok);
+    assert_non_null(strstr(why, "not JSON"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_answers),
         cmocka_unit_test(test_bad_answers),
+        cmocka_unit_test(test_versions_of_an_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
