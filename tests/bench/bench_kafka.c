@@ -19,7 +19,8 @@
  *       without a record (at most 10 s more; duplicates still count), or
  *       after --stall seconds without a record once one came, and says when
  *       the last one came in, in CLOCK_MONOTONIC nanoseconds; --progress S prints
- *       "progress DISTINCT" every S seconds (a drain, the loss scenario)
+ *       "progress DISTINCT MEASURED" every S seconds (distinct messages
+ *       with --count, else 0; messages timed so far)
  *   bench_kafka coordinator --topic T   waits (up to --hold seconds) until a
  *       consumer group's coordinator answers an offset fetch for T: on a
  *       cluster just made, __consumer_offsets is created on the first
@@ -424,7 +425,7 @@ static int run_consume(void)
         if (stop_flag && !stop_at)
             stop_at = now;
         if (O.progress > 0 && now >= next_progress) {
-            printf("progress %" PRIu64 "\n", seen.distinct);
+            printf("progress %" PRIu64 " %" PRIu64 "\n", seen.distinct, measured);
             fflush(stdout);
             next_progress = now + (uint64_t)(O.progress * 1e9);
         }

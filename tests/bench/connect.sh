@@ -210,20 +210,25 @@ cmd_start() {
   setsid nohup java $HEAP "${JVM[@]}" -Dlog4j.configuration="file:$RUN/log4j.properties" \
     -cp "$LIB_DIR/*" org.apache.kafka.connect.cli.ConnectStandalone \
     "$RUN/worker.properties" "$RUN/source.properties" >>"$RUN/console.log" 2>&1 </dev/null &
-  echo $! >"$PID_FILE"
+  local pid=$!
+  echo "$pid" >"$PID_FILE"
   local deadline=$((SECONDS + START_TIMEOUT))
   until grep -q "WorkerSourceTask{id=$NAME-0} Source task finished initialization and start" \
     "$RUN/connect.log" 2>/dev/null; do
-    if ! worker_pid >/dev/null; then
+    # kill -0, not worker_pid: until the fork has exec'd java its command
+    # line is this script's.
+    if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 30 "$RUN/connect.log" "$RUN/console.log" >&2 || true
       die "the worker exited during startup"
     fi
     if grep -q "WorkerSourceTask{id=$NAME-0} Task threw an uncaught" "$RUN/connect.log"; then
       tail -n 30 "$RUN/connect.log" >&2
+      kill -KILL "$pid" 2>/dev/null || true
       die "the connector's task failed"
     fi
     if ((SECONDS >= deadline)); then
       tail -n 30 "$RUN/connect.log" >&2 || true
+      kill -KILL "$pid" 2>/dev/null || true
       die "the task did not run within ${START_TIMEOUT}s"
     fi
     sleep 0.2
