@@ -546,12 +546,13 @@ int main(int argc, char **argv)
         return 0;
     }
     static const struct option lo[] = {
-        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},   {"partitions", 1, 0, 'n'},
-        {"rf", 1, 0, 'f'},      {"min-isr", 1, 0, 'i'}, {"linger", 1, 0, 'l'},
-        {"keyed", 0, 0, 'k'},   {"from-start", 0, 0, 'F'}, {"count", 1, 0, 'c'},
-        {"stall", 1, 0, 'S'},   {"progress", 1, 0, 'P'}, {"senders", 1, 0, 'K'},
-        BENCH_LOAD_OPTIONS,
-        {0, 0, 0, 0},
+        {"brokers", 1, 0, 'b'},    {"topic", 1, 0, 't'},
+        {"partitions", 1, 0, 'n'}, {"rf", 1, 0, 'f'},
+        {"min-isr", 1, 0, 'i'},    {"linger", 1, 0, 'l'},
+        {"keyed", 0, 0, 'k'},      {"from-start", 0, 0, 'F'},
+        {"count", 1, 0, 'c'},      {"stall", 1, 0, 'S'},
+        {"progress", 1, 0, 'P'},   {"senders", 1, 0, 'K'},
+        BENCH_LOAD_OPTIONS,        {0, 0, 0, 0},
     };
     int opt;
     optind = 2;
