@@ -6,6 +6,7 @@ job, Kafka Connect with jcustenborder's RabbitMQ source connector
 
     bridge.py full  [--systems hopper,connect] [--out tests/bench/BRIDGE.md]
     bridge.py short [--systems hopper]         [--out build/bench/BRIDGE-SHORT.md]
+    bridge.py render [--out tests/bench/BRIDGE.md]   the report again from its JSON
 
 For each system, one after the other:
   drain    a durable queue holding a backlog of persistent 1 KiB messages
@@ -697,7 +698,12 @@ def targets(res):
         name = "hopper e2e p95 < %d ms at %s msg/s" % (TARGET_P95_MS, report.num(rate))
         if r:
             p95 = r["e2e"]["e2e"]["p95"]
-            rows.append([name, "%s ms" % report.ms(p95),
+            pub = r["pub"]
+            short = pub["msgs_per_s"] < 0.95 * rate
+            rows.append([name, "%s ms%s" % (report.ms(p95), (
+                " (the publisher reached %s msg/s; RabbitMQ's confirm p95 alone: %s ms)"
+                % (report.num(pub["msgs_per_s"]), report.ms(pub["confirm"]["p95"])))
+                if short else ""),
                          report.verdict(0 <= p95 < TARGET_P95_MS, p95, TARGET_P95_MS, "ms")])
         else:
             rows.append([name, "-", "not measured"])
@@ -802,12 +808,16 @@ def render(res, rawpath, command):
     for r in res.get("latency", []):
         x = r["e2e"]["e2e"]
         rows.append([NAMES[r["system"]], report.num(r["rate"]), report.num(r["pub"]["msgs_per_s"]),
+                     report.ms(r["pub"]["confirm"]["p95"]),
                      report.ms(x["p50"]), report.ms(x["p95"]), report.ms(x["p99"]),
                      report.ms(x["max"]), "%s / %s" % (report.num(r["e2e"]["measured"]),
                                                        report.num(r["pub"]["measured_sent"])),
                      mib(r["rss_peak_kib"])])
-    w(report.table(["system", "rate", "published msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                    "measured in Kafka / sent", "RSS peak"], rows))
+    w(report.table(["system", "rate", "published msg/s", "RabbitMQ confirm p95 ms", "p50 ms",
+                    "p95 ms", "p99 ms", "max ms", "measured in Kafka / sent", "RSS peak"], rows))
+    w("*RabbitMQ confirm p95* is the publisher's own confirm latency (scheduled send time -> "
+      "RabbitMQ's basic.ack): when it is large, RabbitMQ did not take the rate in, and that "
+      "delay is part of every e2e number in the row.\n")
     w("## Memory\n")
     w(report.table(["system", "peak VmRSS over all runs"],
                    [[NAMES[s], mib(peak_rss(res, s))] for s in res["systems"]]))
@@ -832,19 +842,32 @@ def render(res, rawpath, command):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=("full", "short"))
+    ap.add_argument("mode", choices=("full", "short", "render"),
+                    help="render: rewrite the report from its raw JSON (after bridge.py or "
+                    "BRIDGE-NOTES.md changed)")
     ap.add_argument("--systems", help="comma-separated, of %s [full: both; short: hopper]"
                     % ",".join(SYSTEMS))
     ap.add_argument("--out", help="report path [full: tests/bench/BRIDGE.md; short: "
                     "build/bench/BRIDGE-SHORT.md]")
     ap.add_argument("--command", default=None, help="the command named in the report")
     args = ap.parse_args()
+    if args.mode == "render":
+        out = args.out or os.path.join(HERE, "BRIDGE.md")
+        raw = os.path.splitext(out)[0] + ".json"
+        with open(raw) as f:
+            res = json.load(f)
+        command = args.command or res.get("command") or "make bench-bridge"
+        with open(out, "w") as f:
+            f.write(render(res, os.path.relpath(raw, ROOT), command))
+        log("wrote %s" % os.path.relpath(out, ROOT))
+        return 0
     if args.systems is None:
         args.systems = "hopper" if args.mode == "short" else "hopper,connect"
     b = Bridge(args)
     out = args.out or (os.path.join(b.bin, "BRIDGE-SHORT.md") if b.short
                        else os.path.join(HERE, "BRIDGE.md"))
     command = args.command or ("make bench-bridge-short" if b.short else "make bench-bridge")
+    b.results["command"] = command
     rc = 0
     try:
         b.run()
