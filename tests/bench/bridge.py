@@ -877,8 +877,8 @@ def main():
                 log("PROBLEM: " + p)
             rc = 1 if problems else 0
     except (BenchError, KeyboardInterrupt) as e:
-        log("FAILED: %s" % e)
-        b.results["failure"] = str(e)
+        log("FAILED: %s" % (e or "interrupted"))
+        b.results["failure"] = str(e) or "interrupted"
         rc = 1
     except Exception as e:  # a bug here: still tear everything down
         import traceback
