@@ -60,7 +60,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench import (CLUSTER, RABBIT, ROOT, BenchError, Runner, free_port,  # noqa: E402
+from bench import (CLUSTER, RABBIT, ROOT, Bench, BenchError, Runner, free_port,  # noqa: E402
                    last_json, loadavg, log, proc_cpu, proc_mem, raise_nofile, stop,
                    wait_port, wait_ready)
 import report  # noqa: E402
@@ -530,6 +530,11 @@ rabbit:
     # ---- setup and teardown ----
 
     def cluster_up(self):
+        """True if three brokers serve at the bootstrap addresses (kcat), as
+        bench.py asks, so a cluster another checkout started is used, not
+        started again on busy ports; else cluster.sh status."""
+        if Bench.cluster_serving(self):
+            return True
         return self.r.run([CLUSTER, "status"], 60, check=False, quiet=True,
                           env_keys=("KAFKA_BROKER_PORTS", "KAFKA_CONTROLLER_PORTS",
                                     "KAFKA_DATA")).returncode == 0
