@@ -18,6 +18,10 @@
  *                               of silence (or --hold seconds, or --stall
  *                               seconds without a delivery once one came);
  *                               --delete deletes the queue afterwards
+ *   bench_amqp depth --queue Q  passive queue.declare: one JSON line with
+ *                               the queue's ready messages and consumers
+ *                               (the bridge benchmark checks a drained
+ *                               queue is empty); --delete deletes it then
  *   bench_amqp idle [opts]      open N connections with one channel each
  *                               (with --queue, each channel also consumes,
  *                               prefetch --prefetch, from the queue or from
@@ -700,6 +704,35 @@ static int run_consume(void)
     return error ? 1 : 0;
 }
 
+/* ---- depth ---- */
+
+static int run_depth(void)
+{
+    char err[256];
+    amqp_connection_state_t c = open_conn(O.frame_max, err, sizeof err);
+    if (!c)
+        die("%s", err);
+    if (!open_channel(c, 1, false, err, sizeof err))
+        die("%s", err);
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(c, 1, amqp_cstring_bytes(O.queue), 1, 0, 0, 0, amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL || !ok) {
+        printf("{\"mode\":\"depth\",\"queue\":\"%s\",\"error\":\"%s\"}\n", O.queue, reply_text(r));
+        amqp_destroy_connection(c);
+        return 1;
+    }
+    printf("{\"mode\":\"depth\",\"queue\":\"%s\",\"messages\":%" PRIu32 ",\"consumers\":%" PRIu32
+           ",\"error\":null}\n",
+           O.queue, ok->message_count, ok->consumer_count);
+    fflush(stdout);
+    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c);
+    if (O.delete_queue && !queue_admin(true, err, sizeof err))
+        die("%s", err);
+    return 0;
+}
+
 /* ---- idle connections ---- */
 
 struct idler {
@@ -787,7 +820,7 @@ static int run_idle(void)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_amqp publish|consume|idle [options]\n"
+            "usage: bench_amqp publish|consume|idle|depth [options]\n"
             "  --host H --port P --user U --pass P --vhost V\n"
             "  --conns N --chans M --window W --rate R (total msg/s, 0 = max) --size BYTES\n"
             "  --duration S --warmup S --drain S --hold S --settle S --run ID --frame-max N\n"
@@ -796,7 +829,7 @@ static void usage(void)
             "    consume; transient: not durable, published with delivery mode 1)\n"
             "  --count N (publish: in all; consume: of the run, then stop)\n"
             "  --prefetch N (consume, idle: basic.qos N and an ack per delivery; 0 = no-ack)\n"
-            "  --queues K (idle: consume from Q-0 .. Q-(K-1)) --delete (consume: delete Q)\n"
+            "  --queues K (idle: consume from Q-0 .. Q-(K-1)) --delete (consume, depth: delete Q)\n"
             "  --stall S (consume: give up after S s without a delivery once one came)\n"
             "  --json (publish: JSON bodies {\"stamp\":\"<hex>\",\"seq\":N,\"pad\":\"..\"})\n");
     exit(2);
@@ -918,6 +951,11 @@ int main(int argc, char **argv)
         if (!O.queue)
             usage();
         return run_consume();
+    }
+    if (!strcmp(O.mode, "depth")) {
+        if (!O.queue)
+            usage();
+        return run_depth();
     }
     if (!strcmp(O.mode, "idle")) {
         if (O.queues && !O.queue)

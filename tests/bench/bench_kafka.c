@@ -11,6 +11,16 @@
  *       every partition at its end, prints "ready", then times each
  *       message of the run (receive time - send time) until SIGTERM/SIGINT
  *       (then --settle seconds of silence, at most 10 s) or --hold seconds; one JSON line
+ *       With --from-start it reads the topic from its beginning; with
+ *       --count N it also counts the run's distinct messages and
+ *       duplicates (by sequence number: N messages sent by --senders
+ *       bench_amqp connections, as bench_amqp publish --count N --conns K
+ *       numbers them), stops once all N are in and --settle seconds passed
+ *       without a record (at most 10 s more; duplicates still count), or
+ *       after --stall seconds without a record once one came, and says when
+ *       the last one came in, in CLOCK_MONOTONIC nanoseconds; --progress S prints
+ *       "progress DISTINCT MEASURED" every S seconds (distinct messages
+ *       with --count, else 0; messages timed so far)
  *   bench_kafka coordinator --topic T   waits (up to --hold seconds) until a
  *       consumer group's coordinator answers an offset fetch for T: on a
  *       cluster just made, __consumer_offsets is created on the first
@@ -37,6 +47,11 @@ struct opts {
     struct bench_load load;
     const char *linger;
     int with_key;
+    bool from_start;
+    uint64_t count;  /* consume: distinct messages of the run to wait for */
+    int senders;     /* consume with --count: bench_amqp connections that sent them */
+    double stall;    /* consume with --count: give up after this long without a record */
+    double progress; /* consume: seconds between "progress" lines (0: none) */
 };
 
 static struct opts O = {
@@ -46,6 +61,7 @@ static struct opts O = {
     .min_isr = 2,
     .load = {.window = 4096, BENCH_LOAD_DEFAULTS},
     .linger = "1",
+    .senders = 1,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -334,7 +350,36 @@ static int run_produce(void)
     return error ? 1 : 0;
 }
 
-/* ---- consume (end-to-end timer) ---- */
+/* ---- consume (end-to-end timer, drain counter) ---- */
+
+/* Distinct messages of a run seen so far (--count): one bit each. Sender i
+ * of K numbers its share of N as i << 40 | 0.., with shares of N / K
+ * messages, the first N % K senders one more (bench_amqp publish). */
+struct seen {
+    uint8_t *bits;
+    uint64_t n, per, distinct, dups, out_of_range;
+};
+
+static void seen_add(struct seen *s, uint64_t seq)
+{
+    uint64_t sender = seq >> 40, i = seq & ((1ull << 40) - 1);
+    if (i >= s->per) {
+        s->out_of_range++;
+        return;
+    }
+    seq = sender * s->per + i;
+    if (seq >= s->n) {
+        s->out_of_range++;
+        return;
+    }
+    uint8_t m = (uint8_t)(1u << (seq & 7));
+    if (s->bits[seq >> 3] & m) {
+        s->dups++;
+        return;
+    }
+    s->bits[seq >> 3] |= m;
+    s->distinct++;
+}
 
 static int run_consume(void)
 {
@@ -356,23 +401,40 @@ static int run_consume(void)
         rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, O.topic, i, &lo, &hi, 10000);
         if (e)
             die("query_watermark_offsets", rd_kafka_err2str(e));
-        rd_kafka_topic_partition_list_add(parts, O.topic, i)->offset = hi;
+        rd_kafka_topic_partition_list_add(parts, O.topic, i)->offset = O.from_start ? lo : hi;
     }
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
     if (e)
         die("assign", rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_destroy(parts);
+    uint64_t per = (O.count + (uint64_t)O.senders - 1) / (uint64_t)O.senders;
+    struct seen seen = {.n = per * (uint64_t)O.senders, .per = per};
+    if (O.count && !(seen.bits = calloc((size_t)(seen.n + 7) / 8, 1)))
+        die("--count", "out of memory");
     printf("ready\n");
     fflush(stdout);
 
     struct samples e2e = {0};
     uint64_t received = 0, measured = 0, foreign = 0, errors = 0;
     uint64_t start = bench_now_ns(), hard_end = start + (uint64_t)(O.load.hold * 1e9);
-    uint64_t last_msg = start, stop_at = 0;
+    uint64_t last_msg = start, stop_at = 0, first_ns = 0, last_ns = 0, all_ns = 0;
+    uint64_t next_progress = start;
+    bool stalled = false;
     for (;;) {
         uint64_t now = bench_now_ns();
         if (stop_flag && !stop_at)
             stop_at = now;
+        if (O.progress > 0 && now >= next_progress) {
+            printf("progress %" PRIu64 " %" PRIu64 "\n", seen.distinct, measured);
+            fflush(stdout);
+            next_progress = now + (uint64_t)(O.progress * 1e9);
+        }
+        if (O.count && seen.distinct >= O.count && !stop_at)
+            stop_at = now;
+        if (O.count && O.stall > 0 && first_ns && now - last_msg > (uint64_t)(O.stall * 1e9)) {
+            stalled = true;
+            break;
+        }
         if (now >= hard_end || (stop_at && (now - last_msg > (uint64_t)(O.load.settle * 1e9) ||
                                             now - stop_at > 10000000000ull)))
             break;
@@ -390,6 +452,14 @@ static int run_consume(void)
         last_msg = t;
         struct bench_stamp st;
         if (bench_stamp_get(m->payload, m->len, O.load.run, &st)) {
+            if (!first_ns)
+                first_ns = t;
+            last_ns = t;
+            if (O.count) {
+                seen_add(&seen, st.seq);
+                if (seen.distinct == O.count && !all_ns)
+                    all_ns = t;
+            }
             if (st.flags & BENCH_F_MEASURED) {
                 measured++;
                 samples_add(&e2e, t > st.send_ns ? t - st.send_ns : 0);
@@ -402,9 +472,17 @@ static int run_consume(void)
     printf("{\"mode\":\"consume\",\"topic\":\"%s\",\"received\":%" PRIu64 ",\"measured\":%" PRIu64
            ",\"foreign\":%" PRIu64 ",\"errors\":%" PRIu64 ",",
            O.topic, received, measured, foreign, errors);
+    if (O.count)
+        printf("\"count\":%" PRIu64 ",\"distinct\":%" PRIu64 ",\"duplicates\":%" PRIu64
+               ",\"out_of_range\":%" PRIu64 ",\"stalled\":%s,\"start_ns\":%" PRIu64
+               ",\"first_ns\":%" PRIu64 ",\"last_ns\":%" PRIu64 ",\"all_ns\":%" PRIu64 ",",
+               O.count, seen.distinct, seen.dups, seen.out_of_range, stalled ? "true" : "false",
+               start, first_ns, last_ns, all_ns);
     samples_json(stdout, "e2e", &e2e);
     printf(",\"error\":null}\n");
     fflush(stdout);
+    free(seen.bits);
+    free(e2e.v);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return 0;
@@ -453,7 +531,8 @@ static void usage(void)
             "       bench_kafka version\n"
             "  --brokers LIST --partitions N --rf N --min-isr N\n"
             "  --window N --rate R (msg/s, 0 = max) --size BYTES --duration S --warmup S\n"
-            "  --drain S --hold S --settle S --run ID --linger MS --keyed\n");
+            "  --drain S --hold S --settle S --run ID --linger MS --keyed\n"
+            "  consume: --from-start --count N --senders K --stall S --progress S\n");
     exit(2);
 }
 
@@ -467,9 +546,13 @@ int main(int argc, char **argv)
         return 0;
     }
     static const struct option lo[] = {
-        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},   {"partitions", 1, 0, 'n'},
-        {"rf", 1, 0, 'f'},      {"min-isr", 1, 0, 'i'}, {"linger", 1, 0, 'l'},
-        {"keyed", 0, 0, 'k'},   BENCH_LOAD_OPTIONS,     {0, 0, 0, 0},
+        {"brokers", 1, 0, 'b'},    {"topic", 1, 0, 't'},
+        {"partitions", 1, 0, 'n'}, {"rf", 1, 0, 'f'},
+        {"min-isr", 1, 0, 'i'},    {"linger", 1, 0, 'l'},
+        {"keyed", 0, 0, 'k'},      {"from-start", 0, 0, 'F'},
+        {"count", 1, 0, 'c'},      {"stall", 1, 0, 'S'},
+        {"progress", 1, 0, 'P'},   {"senders", 1, 0, 'K'},
+        BENCH_LOAD_OPTIONS,        {0, 0, 0, 0},
     };
     int opt;
     optind = 2;
@@ -495,6 +578,21 @@ int main(int argc, char **argv)
             break;
         case 'k':
             O.with_key = 1;
+            break;
+        case 'F':
+            O.from_start = true;
+            break;
+        case 'c':
+            O.count = (uint64_t)bench_num("--count", optarg, 1, 1e10);
+            break;
+        case 'S':
+            O.stall = bench_num("--stall", optarg, 0, 3600);
+            break;
+        case 'K':
+            O.senders = (int)bench_num("--senders", optarg, 1, 100000);
+            break;
+        case 'P':
+            O.progress = bench_num("--progress", optarg, 0.05, 60);
             break;
         default:
             if (!bench_load_option(&O.load, opt, optarg))

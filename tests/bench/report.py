@@ -86,6 +86,19 @@ def table(head, rows):
     return "\n".join(out) + "\n"
 
 
+def machine_rows(f, la):
+    """The first rows of every report's machine table: facts f as bench.py
+    and bridge.py record them, la the runs' 1-min load averages."""
+    return [
+        ["cores", f.get("cores")],
+        ["memory", "%.1f GiB" % (f.get("mem_total_kib", 0) / 1048576)],
+        ["CPU", f.get("cpu_model")],
+        ["kernel", f.get("kernel")],
+        ["load average at start (1/5/15 min)", " / ".join(f.get("load_avg_start", []))],
+        ["1-min load average before the runs", "%.1f .. %.1f" % (min(la), max(la)) if la else "-"],
+    ]
+
+
 def render(res, rawpath):
     f = res.get("facts", {})
     runs = res.get("runs", [])
@@ -100,13 +113,7 @@ def render(res, rawpath):
 
     w("## Machine and versions\n")
     la = [r["load_avg"] for r in runs]
-    w(table(["what", "value"], [
-        ["cores", f.get("cores")],
-        ["memory", "%.1f GiB" % (f.get("mem_total_kib", 0) / 1048576)],
-        ["CPU", f.get("cpu_model")],
-        ["kernel", f.get("kernel")],
-        ["load average at start (1/5/15 min)", " / ".join(f.get("load_avg_start", []))],
-        ["1-min load average before the runs", "%.1f .. %.1f" % (min(la), max(la)) if la else "-"],
+    w(table(["what", "value"], machine_rows(f, la) + [
         ["hopper", f.get("hopper")],
         ["hopper source (git)", f.get("git", "-")],
         ["Kafka (3 KRaft nodes, one JVM each, 512 MiB heap)", f.get("kafka")],
@@ -1050,13 +1057,7 @@ def render_contracts(res, rawpath):
       "Regenerate with `make bench-contracts`; do not edit by hand.\n" % (res.get("started"),
                                                                       rawpath))
     w("## Machine and versions\n")
-    w(table(["what", "value"], [
-        ["cores", f.get("cores")],
-        ["memory", "%.1f GiB" % (f.get("mem_total_kib", 0) / 1048576)],
-        ["CPU", f.get("cpu_model")],
-        ["kernel", f.get("kernel")],
-        ["load average at start (1/5/15 min)", " / ".join(f.get("load_avg_start", []))],
-        ["1-min load average before the runs", "%.1f .. %.1f" % (min(la), max(la)) if la else "-"],
+    w(table(["what", "value"], machine_rows(f, la) + [
         ["hopper", f.get("hopper")],
         ["hopper source (git)", f.get("git", "-")],
         ["Kafka (3 KRaft nodes)", "%s at %s" % (f.get("kafka"), f.get("kafka_brokers", "?"))],
