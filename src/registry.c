@@ -160,17 +160,25 @@ static void one_line(char *s)
             *s = '?';
 }
 
-bool registry_parse_answer(const char *body, size_t len, struct registry_schema *s,
-                           struct json_t **root, char *why, size_t whylen)
+/* An answer's JSON, or NULL with why. */
+static json_t *load_answer(const char *body, size_t len, char *why, size_t whylen)
 {
     json_error_t jerr;
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    *root = NULL;
     if (!j) {
         snprintf(why, whylen, "the registry's answer is not JSON: %s", jerr.text);
         one_line(why);
-        return false;
     }
+    return j;
+}
+
+bool registry_parse_answer(const char *body, size_t len, struct registry_schema *s,
+                           struct json_t **root, char *why, size_t whylen)
+{
+    json_t *j = load_answer(body, len, why, whylen);
+    *root = NULL;
+    if (!j)
+        return false;
     json_t *id = json_object_get(j, "id"), *version = json_object_get(j, "version");
     json_t *schema = json_object_get(j, "schema"), *type = json_object_get(j, "schemaType");
     if (!json_is_integer(id) || !json_is_integer(version) || !json_is_string(schema) ||
@@ -205,14 +213,10 @@ bool registry_parse_answer(const char *body, size_t len, struct registry_schema 
 bool registry_parse_versions(const char *body, size_t len, const char *subject, int32_t *version,
                              char *why, size_t whylen)
 {
-    json_error_t jerr;
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *j = load_answer(body, len, why, whylen);
     *version = 0;
-    if (!j) {
-        snprintf(why, whylen, "the registry's answer is not JSON: %s", jerr.text);
-        one_line(why);
+    if (!j)
         return false;
-    }
     bool ok = json_is_array(j);
     size_t i;
     json_t *v;
