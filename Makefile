@@ -81,7 +81,7 @@ ALL_LDFLAGS += -fsanitize=$(SANITIZE)
 SAN_ENV := HOPPER_SANITIZE=$(SANITIZE) ASAN_OPTIONS=quarantine_size_mb=16
 # The Celery workers (test_celery.py, minutes, their RabbitMQ reference runs
 # testing no hopper code at all), the stack's own parts (the schema
-# registry) and the tests marked slow (they stop the Kafka cluster and wait
+# registry, the RabbitMQ profile) and the tests marked slow (they stop the Kafka cluster and wait
 # out its recovery: minutes of waiting for a few ms of hopper code, which
 # the plain pass and the fault suite run) run once, in the plain
 # `make check`.

@@ -132,13 +132,21 @@ TAIL
 cmd_up() {
   local rabbit="$1"
   mkdir -p "$STACK_DIR"
+  local node_job topic_job
   external kafka || "$KAFKA_SH" start
-  external registry || "$REGISTRY_SH" start
+  # The RabbitMQ node and the tap's topic come up while the registry does.
   if $rabbit; then
     : >"$RABBIT_MARK"
-    "$RABBIT_SH" start
+    "$RABBIT_SH" start &
+    node_job=$!
     log "creating Kafka topic $TAP_TOPIC for the tap (nothing if it exists)"
-    "$KAFKA_SH" topics-create "$TAP_TOPIC" >/dev/null
+    "$KAFKA_SH" topics-create "$TAP_TOPIC" >/dev/null &
+    topic_job=$!
+  fi
+  external registry || "$REGISTRY_SH" start
+  if $rabbit; then
+    wait "$node_job" || die "the RabbitMQ node did not start (messages above)"
+    wait "$topic_job" || die "creating Kafka topic $TAP_TOPIC failed"
     write_config
   fi
 }
@@ -165,12 +173,20 @@ cmd_run() {
   exec "$HOPPER_BIN" -c "$config"
 }
 
+# Whether process $1 runs: a zombie (exited, not yet reaped by the parent
+# that ran `make run`) does not.
+alive() {
+  local _pid _comm state
+  read -r _pid _comm state _ 2>/dev/null <"/proc/$1/stat" || return 1
+  [[ "$state" != Z && "$state" != X ]]
+}
+
 # pid of the hopper `run` started, if it still runs.
 hopper_pid() {
   local pid
   [[ -s "$HOPPER_PID" ]] || return 1
   pid="$(<"$HOPPER_PID")"
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
   [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == hopper ]] || return 1
   echo "$pid"
 }
@@ -221,10 +237,10 @@ cmd_stop() {
     log "stopping hopper (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 300; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       log "hopper (pid $pid) did not exit within 30 s; SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
     fi

@@ -10,7 +10,8 @@
 # Usage: rabbitmq.sh start|stop|status|url
 #   start    start the node and wait until it serves (nothing if it runs)
 #   stop     stop it (nothing if it does not run)
-#   status   one line: state, AMQP address, node, data; exit 0 only if up
+#   status   one line: state, AMQP address, node, data; exit 0 only if the
+#            node's process runs and its AMQP port listens
 #   url      the AMQP URI of the node's "/" vhost (user guest, loopback only)
 #
 # Environment (defaults in brackets):
@@ -40,13 +41,21 @@ export BENCH_RABBIT_PORT="$PORT" BENCH_RABBIT_DIR="$DIR" BENCH_RABBIT_NODE="$NOD
 
 url() { printf 'amqp://guest:guest@127.0.0.1:%s/%%2F' "$PORT"; }
 
+listening() {
+  if command -v ss >/dev/null; then
+    [[ -n "$(ss -Hltn "sport = :$PORT" 2>/dev/null)" ]]
+  else
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null
+  fi
+}
+
+# Up: the node's process runs and its AMQP port listens (rabbitmqctl status
+# would boot an Erlang VM for seconds).
 cmd_status() {
   local state pid=
   [[ -s "$DIR/rabbit.pid" ]] && pid="$(<"$DIR/rabbit.pid")"
-  if "$NODE_SH" status 2>/dev/null; then
-    state="running (pid $pid)"
-  elif [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
-    state="not answering (pid $pid)"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+    if listening; then state="running (pid $pid)"; else state="not listening (pid $pid)"; fi
   else
     state="stopped"
   fi
