@@ -27,8 +27,9 @@
 #   STACK_DIR       hopper's pid file, the generated config, the RabbitMQ
 #                   node's data; relative paths are taken from the
 #                   repository root [.cache/stack]
-#   HOPPER_PORT     hopper's AMQP port in the generated config [5672]; the
-#                   root stack uses config/hopper.yaml as it is
+#   HOPPER_PORT     hopper's AMQP port in the generated config
+#                   [config/hopper.yaml's, 5672]; the root stack uses
+#                   config/hopper.yaml as it is
 #   STACK_EXTERNAL  parts someone else runs, among "kafka registry": neither
 #                   started nor stopped here, still shown by status []
 #   KAFKA_*, REGISTRY_*, RABBIT_*   passed to the parts' scripts (ports,
@@ -83,7 +84,7 @@ base_port() {
 # cluster's and the registry's, which follow their scripts' environment)
 # and the bridge's section appended.
 write_config() {
-  local port="${HOPPER_PORT:-5672}" bootstrap registry rabbit tmp
+  local port="${HOPPER_PORT:-$(base_port)}" bootstrap registry rabbit tmp
   bootstrap="$("$KAFKA_SH" bootstrap)"
   registry="$("$REGISTRY_SH" url)"
   rabbit="$("$RABBIT_SH" url)"
@@ -157,7 +158,7 @@ cmd_run() {
   cmd_up "$rabbit"
   if $rabbit; then
     config="$RABBIT_CONFIG"
-    port="${HOPPER_PORT:-5672}"
+    port="${HOPPER_PORT:-$(base_port)}"
   else
     config="$BASE_CONFIG"
     port="$(base_port)"
