@@ -3,9 +3,13 @@
 #   make            build build/hopper
 #   make run        set up what is missing, start the 3-node Kafka cluster, the schema
 #                   registry and hopper
+#   make run ARGS=--enable-rabbit   the same plus a local RabbitMQ node, hopper with
+#                   task queues on and tapping the node's amq.topic into Kafka
 #   make check      set up what is missing, run unit and integration tests
-#   make stop       stop the local Kafka cluster and the schema registry
-#   make status     each part of the local stack: address, up or down (exit 0 if all up)
+#   make stop       stop hopper, the RabbitMQ node (if it runs), the schema registry
+#                   and the Kafka cluster
+#   make status     each part of the local stack: address, up or down (exit 0 if all
+#                   started parts are up)
 #   make install    bin/hopper and etc/hopper/hopper.yaml under $(DESTDIR)$(PREFIX)
 #                   (an existing hopper.yaml is kept)
 #   make SANITIZE=address,undefined check   the same under ASan/UBSan
@@ -77,7 +81,7 @@ ALL_LDFLAGS += -fsanitize=$(SANITIZE)
 SAN_ENV := HOPPER_SANITIZE=$(SANITIZE) ASAN_OPTIONS=quarantine_size_mb=16
 # The Celery workers (test_celery.py, minutes, their RabbitMQ reference runs
 # testing no hopper code at all), the stack's own parts (the schema
-# registry) and the tests marked slow (they stop the Kafka cluster and wait
+# registry, the RabbitMQ profile) and the tests marked slow (they stop the Kafka cluster and wait
 # out its recovery: minutes of waiting for a few ms of hopper code, which
 # the plain pass and the fault suite run) run once, in the plain
 # `make check`.
@@ -167,23 +171,22 @@ setup:
 	@scripts/setup.sh
 
 # The build runs in a new make, which reads the pkg-config flags setup may
-# just have made available.
+# just have made available. contrib/stack.sh starts the parts and execs
+# hopper; ARGS=--enable-rabbit is its RabbitMQ profile (README, "The local
+# stack").
+ARGS ?=
+STACK_ENV = HOPPER_BIN=$(abspath $(HOPPER))
 run: setup
 	@$(MAKE) --no-print-directory all
-	@contrib/kafka/cluster.sh start
-	@contrib/registry/registry.sh start
-	@echo "hopper: schema registry (Confluent API) at $$(contrib/registry/registry.sh url)"
-	@echo "hopper: AMQP on 127.0.0.1:5672 (config/hopper.yaml); Ctrl-C stops it, 'make stop' stops Kafka and the registry"
-	exec $(HOPPER) -c config/hopper.yaml
+	@$(STACK_ENV) exec contrib/stack.sh run $(ARGS)
 
 stop:
-	@contrib/registry/registry.sh stop
-	@contrib/kafka/cluster.sh stop
+	@$(STACK_ENV) contrib/stack.sh stop
 
 # Every part is shown even when one is down; the exit status says whether
-# all are up.
+# all started parts are up.
 status:
-	@rc=0; contrib/kafka/cluster.sh status || rc=1; contrib/registry/registry.sh status || rc=1; exit $$rc
+	@$(STACK_ENV) contrib/stack.sh status
 
 # The official JSON-Schema-Test-Suite (Debian's json-schema-test-suite)
 # through hopper's validator: counts per draft, and a failure of any case

@@ -37,7 +37,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "contracts: message contracts against a schema registry of its own (test_contracts.py); -m 'not contracts' leaves them out")
     config.addinivalue_line("markers", "topicrule: which topics a publish may create (test_topic_rule.py)")
     config.addinivalue_line("markers", "bridge: the RabbitMQ-to-Kafka bridge against a private RabbitMQ node (test_bridge.py); -m 'not bridge' leaves them out")
-    config.addinivalue_line("markers", "stack: tests a part of the local stack, not hopper (test_registry_stack.py); -m 'not stack' leaves them out")
+    config.addinivalue_line("markers", "stack: tests the local stack or a part of it (test_registry_stack.py, test_stack.py); -m 'not stack' leaves them out")
     # kombu 5.2 on Python 3.11; not ours to fix.
     config.addinivalue_line("filterwarnings", "ignore:SelectableGroups dict interface is deprecated:DeprecationWarning")
 
