@@ -1318,6 +1318,10 @@ def run_scenario(env, name, short, results, kafka_props=None):
     if ctx.backpressure:
         backpressure_checks(ctx, msgs, pub.events(), hopper)
     if bridge:
+        # hopper's own count at each clean close (a SIGKILLed hopper logs none).
+        closes = re.findall(r"closing: (\d+) deliveries, (\d+) of them nacked or rejected", hopper.log_text())
+        ctx.info["upstream_deliveries_logged"] = sum(int(d) for d, _ in closes)
+        ctx.info["upstream_nacked_logged"] = sum(int(n) for _, n in closes)
         after = env.rabbit.queue(upstream_q)
         result["upstream_after_stop"] = after
         before = result["upstream_before_stop"]
@@ -1686,7 +1690,7 @@ def report(results, out, notes=()):
     for r in rows:
         failed = [k + ": " + v["detail"] for k, v in r["checks"].items() if not v["ok"]]
         extra = []
-        for k in ("victim", "victim_was_controller", "partition", "unread_bytes_per_client_socket", "exit_code", "exit_after_s", "rebuilds", "rss_before_kb", "rss_peak_during_outage_kb", "rss_growth_kb", "sent_in_last_third_of_outage_per_conn", "scheduled_in_last_third_per_conn", "write_stall_seconds_per_conn"):
+        for k in ("victim", "victim_was_controller", "partition", "upstream_deliveries_logged", "upstream_nacked_logged", "unread_bytes_per_client_socket", "exit_code", "exit_after_s", "rebuilds", "rss_before_kb", "rss_peak_during_outage_kb", "rss_growth_kb", "sent_in_last_third_of_outage_per_conn", "scheduled_in_last_third_per_conn", "write_stall_seconds_per_conn"):
             if k in r["info"]:
                 extra.append("%s=%s" % (k, r["info"][k]))
         lines.append(
