@@ -5,11 +5,15 @@
 #
 #   make faults           every scenario, Kafka-side ones under both KRaft
 #                         timeout profiles; writes tests/faults/RESULTS.md
-#                         (about 40 minutes)
+#                         (about 45 minutes)
 #   make faults-short     every scenario in a short form, shipped profile
 #                         only (CI; about 10 minutes on a busy 2-core
 #                         machine, mostly JVM start-ups; hard limit 20);
 #                         report in $(FAULTS_SHORT_RESULTS)/RESULTS.md
+#   make faults-bridge-short  only the bridge scenarios (RabbitMQ upstream
+#                         of hopper) in their short form (2.5-3 minutes plus
+#                         the cluster's start); report in
+#                         $(FAULTS_BRIDGE_SHORT_RESULTS)/RESULTS.md
 #   make faults-SCENARIO  one scenario, full form (faults.py list names them)
 #   make faults-unit      the verifier's own tests (no Kafka, no root)
 #   make faults-down      remove leftovers of an interrupted run
@@ -24,14 +28,19 @@ FAULTS_HOPPER := $(or $(HOPPER),build/hopper)
 FAULTS_PY := HOPPER_BIN=$(abspath $(FAULTS_HOPPER)) PYTHON=$(FAULTS_PYTHON) $(FAULTS_PYTHON) tests/faults/faults.py
 FAULTS_RESULTS ?= tests/faults/results
 FAULTS_SHORT_RESULTS ?= build/faults-short
+FAULTS_BRIDGE_SHORT_RESULTS ?= build/faults-bridge-short
+# The bridge (rabbit.upstream): a RabbitMQ node in hf-rmq upstream of
+# hopper. `make faults` and `make faults-short` run them (once, under the
+# shipped timeouts); their short forms add 2.5-3 minutes to faults-short.
+FAULTS_BRIDGE_SCENARIOS := bridge-rabbit-kill bridge-leader-kill bridge-hopper-kill bridge-rabbit-cut
 FAULTS_SCENARIOS := steady broker-kill-leader controller-kill rolling-restart broker-isolate \
                     leader-isolate all-down hopper-kill hopper-term hopper-term-stalled \
                     fatal-error backpressure consumer-kill hopper-kill-consuming \
-                    leader-kill-consuming hopper-pair-kill
+                    leader-kill-consuming hopper-pair-kill $(FAULTS_BRIDGE_SCENARIOS)
 # The profile the local cluster ships (contrib/kafka/cluster.sh KAFKA_TIMEOUTS).
 FAULTS_PROFILE ?= fast
 
-.PHONY: faults faults-short faults-unit faults-down $(addprefix faults-,$(FAULTS_SCENARIOS))
+.PHONY: faults faults-short faults-bridge-short faults-unit faults-down $(addprefix faults-,$(FAULTS_SCENARIOS))
 
 faults-unit:
 	$(FAULTS_PYTHON) -m pytest -q tests/faults/test_verify.py
@@ -47,7 +56,15 @@ faults-short: $(FAULTS_HOPPER) faults-unit
 	@rc=0; $(FAULTS_PY) run --short --profile $(FAULTS_PROFILE) --deadline 1200 \
 	    --results $(FAULTS_SHORT_RESULTS) all || rc=$$?; \
 	  $(FAULTS_PY) report --results $(FAULTS_SHORT_RESULTS) --out $(FAULTS_SHORT_RESULTS)/RESULTS.md || rc=1; \
-	  cat $(FAULTS_SHORT_RESULTS)/RESULTS.md 2>/dev/null | sed -n '/^| scenario/,/^$$/p'; \
+	  cat $(FAULTS_SHORT_RESULTS)/RESULTS.md 2>/dev/null | sed -n '/^| scenario | timeouts/,/^$$/p;/^## Bridge/,/^## Scenario/p'; \
+	  exit $$rc
+
+faults-bridge-short: $(FAULTS_HOPPER) faults-unit
+	@rm -rf $(FAULTS_BRIDGE_SHORT_RESULTS)
+	@rc=0; $(FAULTS_PY) run --short --profile $(FAULTS_PROFILE) --deadline 900 \
+	    --results $(FAULTS_BRIDGE_SHORT_RESULTS) $(FAULTS_BRIDGE_SCENARIOS) || rc=$$?; \
+	  $(FAULTS_PY) report --results $(FAULTS_BRIDGE_SHORT_RESULTS) --out $(FAULTS_BRIDGE_SHORT_RESULTS)/RESULTS.md || rc=1; \
+	  cat $(FAULTS_BRIDGE_SHORT_RESULTS)/RESULTS.md 2>/dev/null | sed -n '/^| scenario | timeouts/,/^$$/p;/^## Bridge/,/^## Scenario/p'; \
 	  exit $$rc
 
 $(addprefix faults-,$(FAULTS_SCENARIOS)): faults-%: $(FAULTS_HOPPER)
