@@ -37,6 +37,10 @@ FAULTS_SCENARIOS := steady broker-kill-leader controller-kill rolling-restart br
                     leader-isolate all-down hopper-kill hopper-term hopper-term-stalled \
                     fatal-error backpressure consumer-kill hopper-kill-consuming \
                     leader-kill-consuming hopper-pair-kill $(FAULTS_BRIDGE_SCENARIOS)
+# CI's short set leaves out bridge-leader-kill (its short form is the
+# slowest, 57-74 s, for a killed JVM's restart): its Kafka side is
+# broker-kill-leader's, which the set has; `make faults` runs it.
+FAULTS_SHORT_SCENARIOS ?= $(filter-out bridge-leader-kill,$(FAULTS_SCENARIOS))
 # The profile the local cluster ships (contrib/kafka/cluster.sh KAFKA_TIMEOUTS).
 FAULTS_PROFILE ?= fast
 
@@ -54,7 +58,7 @@ faults: $(FAULTS_HOPPER) faults-unit
 faults-short: $(FAULTS_HOPPER) faults-unit
 	@rm -rf $(FAULTS_SHORT_RESULTS)
 	@rc=0; $(FAULTS_PY) run --short --profile $(FAULTS_PROFILE) --deadline 1200 \
-	    --results $(FAULTS_SHORT_RESULTS) all || rc=$$?; \
+	    --results $(FAULTS_SHORT_RESULTS) $(FAULTS_SHORT_SCENARIOS) || rc=$$?; \
 	  $(FAULTS_PY) report --results $(FAULTS_SHORT_RESULTS) --out $(FAULTS_SHORT_RESULTS)/RESULTS.md || rc=1; \
 	  cat $(FAULTS_SHORT_RESULTS)/RESULTS.md 2>/dev/null | sed -n '/^| scenario | timeouts/,/^$$/p;/^## Bridge/,/^## Scenario/p'; \
 	  exit $$rc
