@@ -25,8 +25,11 @@
  * The consumer handle is driven from the libevent loop like the sink's
  * producers (a pipe signals its queue). Two calls block: the committed
  * offsets read when partitions are assigned, and the commit when they are
- * revoked or the feed stops; both wait for one round trip to the group
- * coordinator, bounded by FEED_SYNC_TIMEOUT_MS.
+ * revoked; both wait for one round trip to the group coordinator (the read
+ * bounded by FEED_SYNC_TIMEOUT_MS). A feed that stops (idle, its queue
+ * deleted, shutdown) does not block: its last commit and its close run in
+ * the background (feed.c, "leaving the group"), and shutdown waits for them
+ * FEED_LEAVE_MS at most.
  *
  * Transient queues (exclusive, auto-delete, non-durable or server-named:
  * topology_queue_in_kafka says no) are feeds without Kafka: a publish that

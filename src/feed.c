@@ -24,6 +24,10 @@
 #define POLL_BATCH 1000
 /* The blocking calls (feed.h): one coordinator round trip. */
 #define FEED_SYNC_TIMEOUT_MS 5000
+/* Leaving a group takes a commit's and a LeaveGroup's round trips to the
+ * coordinator; at shutdown, or before the same group is joined again,
+ * hopper waits this long for them. */
+#define FEED_LEAVE_MS 3000
 /* Placing a queue (feeds_place) tries again this often, for this long: its
  * new topic appears within a few tens of milliseconds, a cluster just
  * started loads its coordinators within seconds. */
@@ -127,6 +131,7 @@ struct feeds {
     struct event *admin_ev;
     struct feed_place *places;
     struct group_delete *deletes;
+    struct leaver *leavers;
 
     /* Transient queues. */
     size_t n_memory;
@@ -142,6 +147,8 @@ struct feeds {
 };
 
 struct group_delete;
+struct leaver;
+static void leavers_wait(struct feeds *fs, const char *group, uint32_t ms, bool at_exit);
 static struct feed *feed_find(struct feeds *fs, const char *vhost, const char *queue);
 static void feed_free(struct feed *f);
 static void expire(struct feed *f);
@@ -876,6 +883,9 @@ static bool start(struct feed *f)
 {
     if (f->rk || f->memory)
         return true;
+    /* Its last member here must be gone first: with group.instance.id the
+     * new one would fence it out of its last commit. */
+    leavers_wait(f->fs, (const char *)f->group.data, FEED_LEAVE_MS, false);
     const struct config *cfg = f->fs->cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char session[16], heartbeat[16];
@@ -952,6 +962,192 @@ fail:
     return false;
 }
 
+/* ---- leaving the group ---- */
+
+/* A consumer on its way out of its group. Its close (the last commit's
+ * answer, the last revocation, LeaveGroup) runs in librdkafka's threads and
+ * posts to the leaver's queue, which the loop serves through a pipe until
+ * the consumer is closed: leaving never holds up the loop, however long
+ * the coordinator takes. A feed that starts again meanwhile waits for its
+ * leaver first (start), and shutdown gives the leavers FEED_LEAVE_MS
+ * between them (feeds_free). */
+struct leaver {
+    struct leaver *next;
+    struct feeds *fs;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    int pipefd[2];
+    struct event *ev;
+    char *queue, *group;
+};
+
+static void leaver_unlink(struct leaver *lv)
+{
+    for (struct leaver **pp = &lv->fs->leavers; *pp; pp = &(*pp)->next) {
+        if (*pp == lv) {
+            *pp = lv->next;
+            break;
+        }
+    }
+    if (lv->ev)
+        event_free(lv->ev);
+    lv->ev = NULL;
+    rd_kafka_queue_io_event_enable(lv->q, -1, NULL, 0);
+}
+
+static void leaver_free(struct leaver *lv, bool closed)
+{
+    leaver_unlink(lv);
+    rd_kafka_queue_destroy(lv->q);
+    if (closed)
+        rd_kafka_destroy(lv->rk);
+    else
+        rd_kafka_destroy_flags(lv->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    if (lv->pipefd[0] >= 0) {
+        close(lv->pipefd[0]);
+        close(lv->pipefd[1]);
+    }
+    free(lv->queue);
+    free(lv->group);
+    free(lv);
+}
+
+static void last_commit_answered(const struct leaver *lv, rd_kafka_event_t *ev)
+{
+    rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+    const rd_kafka_topic_partition_list_t *parts = rd_kafka_event_topic_partition_list(ev);
+    for (int i = 0; !err && parts && i < parts->cnt; i++)
+        err = parts->elems[i].err;
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        log_warn("queue '%s': last offset commit: %s (records acked since the one before come "
+                 "again)",
+                 lv->queue, rd_kafka_err2str(err));
+}
+
+/* Serve what the close posted, waiting up to timeout_ms for the first of
+ * it: revocations, and the assignment a join in progress may still bring,
+ * are applied as they come, without a commit (the last one went out before
+ * the close, which waits for its answer); records fetched meanwhile are
+ * dropped, for the next owner to read. Returns whether the consumer is
+ * closed. */
+static bool leaver_serve(struct leaver *lv, int timeout_ms)
+{
+    rd_kafka_event_t *ev;
+    while ((ev = rd_kafka_queue_poll(lv->q, timeout_ms))) {
+        timeout_ms = 0;
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+            rd_kafka_topic_partition_list_t *parts = rd_kafka_event_topic_partition_list(ev);
+            rd_kafka_error_t *e = rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                                      ? rd_kafka_incremental_assign(lv->rk, parts)
+                                      : rd_kafka_incremental_unassign(lv->rk, parts);
+            if (e) {
+                log_warn("queue '%s': leaving group %s: %s", lv->queue, lv->group,
+                         rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+        } else if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+            last_commit_answered(lv, ev);
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    return rd_kafka_consumer_closed(lv->rk);
+}
+
+static void on_leaver_pipe(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char drain[64];
+    while (read(fd, drain, sizeof drain) > 0)
+        ;
+    struct leaver *lv = arg;
+    if (leaver_serve(lv, 0))
+        leaver_free(lv, true);
+}
+
+/* Consumers abandoned at exit (leavers_wait): librdkafka's destroy would
+ * wait for their requests to time out. Kept here, reachable, until the
+ * process ends. */
+static struct leaver *abandoned;
+
+/* Wait up to ms for the leavers of `group` (all of them: NULL) to close.
+ * At exit, those still open then are abandoned; before a group is joined
+ * again they go on leaving in the background. */
+static void leavers_wait(struct feeds *fs, const char *group, uint32_t ms, bool at_exit)
+{
+    uint64_t deadline = monotonic_ms() + ms;
+    for (;;) {
+        bool left = false, late = monotonic_ms() >= deadline;
+        int wait_ms = 10; /* on the first one served: the others' closes go on meanwhile */
+        for (struct leaver *lv = fs->leavers, *next; lv; lv = next) {
+            next = lv->next;
+            if (group && strcmp(lv->group, group))
+                continue;
+            if (leaver_serve(lv, wait_ms)) {
+                leaver_free(lv, true);
+            } else if (late && at_exit) {
+                log_warn("queue '%s': still leaving group %s after %u ms: abandoned (the group "
+                         "takes this member for gone after session.timeout.ms)",
+                         lv->queue, lv->group, ms);
+                leaver_unlink(lv);
+                lv->next = abandoned;
+                abandoned = lv;
+            } else if (late) {
+                log_warn("queue '%s': its last member here still leaving group %s after %u ms: "
+                         "joining again meanwhile",
+                         lv->queue, lv->group, ms);
+            } else {
+                left = true;
+            }
+            wait_ms = 0;
+        }
+        if (!left)
+            return;
+    }
+}
+
+/* Hand f's consumer to a leaver: the last commit of every partition, acked
+ * or not, with the metadata that tells the next owner how far deliveries
+ * went (commit), then the close. */
+static void leave(struct feed *f)
+{
+    struct leaver *lv = xcalloc(1, sizeof *lv);
+    lv->fs = f->fs;
+    lv->rk = f->rk;
+    lv->q = rd_kafka_queue_new(lv->rk);
+    lv->pipefd[0] = lv->pipefd[1] = -1;
+    lv->queue = xstrdup(f->queue);
+    lv->group = xstrdup((const char *)f->group.data);
+    lv->next = f->fs->leavers;
+    f->fs->leavers = lv;
+    rd_kafka_topic_partition_list_t *l = commit_list(f, true);
+    if (l->cnt) {
+        rd_kafka_resp_err_t err = rd_kafka_commit_queue(lv->rk, l, lv->q, NULL, NULL);
+        if (err)
+            log_warn("queue '%s': last offset commit: %s", f->queue, rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(lv->rk, lv->q);
+    if (e) {
+        log_warn("queue '%s': leaving group %s: %s", f->queue, lv->group, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        leaver_free(lv, false);
+        return;
+    }
+    if (pipe2(lv->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
+        lv->pipefd[0] = lv->pipefd[1] = -1;
+    } else {
+        rd_kafka_queue_io_event_enable(lv->q, lv->pipefd[1], "1", 1);
+        lv->ev = event_new(f->fs->base, lv->pipefd[0], EV_READ | EV_PERSIST, on_leaver_pipe, lv);
+    }
+    if (!lv->ev || event_add(lv->ev, NULL)) {
+        log_error("queue '%s': cannot watch its consumer leave: waiting for it", f->queue);
+        leavers_wait(f->fs, lv->group, FEED_LEAVE_MS, false);
+        return;
+    }
+    if (leaver_serve(lv, 0)) /* what came before the pipe was watched */
+        leaver_free(lv, true);
+}
+
 /* Commit, leave the group, and forget every record. */
 static void stop(struct feed *f)
 {
@@ -959,24 +1155,21 @@ static void stop(struct feed *f)
         evtimer_del(f->idle_ev);
     if (!f->rk)
         return;
-    commit(f, true);
     event_free(f->pipe_ev);
     event_free(f->commit_ev);
     f->pipe_ev = f->commit_ev = NULL;
     rd_kafka_queue_io_event_enable(f->q, -1, NULL, 0);
     rd_kafka_queue_destroy(f->q);
-    /* close runs the last revocation through on_rebalance. */
-    rd_kafka_consumer_close(f->rk);
-    rd_kafka_destroy(f->rk);
-    f->rk = NULL;
-    f->q = NULL;
     close(f->pipefd[0]);
     close(f->pipefd[1]);
+    leave(f);
+    f->rk = NULL;
+    f->q = NULL;
     topics_free(f->topics);
     f->topics = NULL;
     f->n_topics = 0;
-    /* What close left (partitions lost, kept for the next assignment) is
-     * not this hopper's any more either. */
+    /* What the close will find (partitions lost, kept for the next
+     * assignment) is not this hopper's any more either. */
     while (f->parts)
         part_drop(f, f->parts);
     f->paused = false;
@@ -2075,6 +2268,7 @@ void feeds_free(struct feeds *fs)
         fs->list = f->next;
         feed_free(f);
     }
+    leavers_wait(fs, NULL, FEED_LEAVE_MS, true);
     event_free(fs->later_ev);
     if (fs->admin) {
         event_free(fs->admin_ev);

@@ -712,3 +712,51 @@ def test_a_queue_holds_at_most_max_unacked_then_pauses(hopper_factory, uid):
                 ch.basic_ack(acked, multiple=True)
             conn.process_data_events(0.05)
         assert len(held) == n and acked == n, (len(held), acked)
+
+
+def broker_pids():
+    """The local cluster's broker processes (cluster.sh status)."""
+    import re
+
+    from hopperproc import cluster
+
+    pids = [int(p) for p in re.findall(r"running \(pid (\d+)\)", cluster("status").stdout)]
+    assert len(pids) == 3, "cluster.sh status shows %d running nodes" % len(pids)
+    return pids
+
+
+def test_shutdown_leaves_a_group_in_bounded_time_when_kafka_does_not_answer(hopper_factory, uid):
+    """A queue's consumer leaves its group as hopper stops: a last commit and
+    the close, round trips to a coordinator. With every broker stopped
+    (SIGSTOP: connections open, no answers) hopper waits FEED_LEAVE_MS (3 s)
+    for them, says so, and exits 0, instead of waiting as long as the
+    requests could (socket.timeout.ms, 60 s)."""
+    import os
+    import signal
+
+    h = hopper_factory(RABBIT)
+    q = "leave-" + uid
+    with connect(h.url) as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=True)
+        publish(ch, q, [b"one", b"two"])
+        got = consume(ch, q, 2)
+        assert [b for _, _, b in got] == [b"one", b"two"]
+        ch.basic_ack(got[0][0].delivery_tag)
+    pids = broker_pids()
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        h.signal(signal.SIGTERM)
+        code = h.wait(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        for p in pids:
+            os.kill(p, signal.SIGCONT)
+    assert code == 0
+    log = h.log_text()
+    assert "queue '%s': still leaving group" % q in log, log[-3000:]
+    # Nothing in flight to drain: the leave's 3 s and the teardown's own.
+    assert took < 8, "hopper took %.1f s to stop\n%s" % (took, h.log_tail())
