@@ -49,6 +49,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+# The tests' free_port: below the ephemeral range, so that no outgoing
+# connection takes the port before the server meant for it listens.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
+from hopperproc import free_port  # noqa: E402,F401 (bridge.py imports it from here)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -140,12 +146,6 @@ def loadavg():
         return float(f.read().split()[0])
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_port(port, timeout, proc=None):

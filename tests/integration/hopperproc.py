@@ -14,6 +14,7 @@ by HOPPER_TIMEOUT_SCALE (default 1, or 5 when a wrapper is set).
 import copy
 import json
 import os
+import random
 import re
 import shlex
 import signal
@@ -86,10 +87,30 @@ def hopper_bin():
     return os.environ.get("HOPPER_BIN") or str(REPO / "build" / "hopper")
 
 
+def _ephemeral_low():
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now that no outgoing connection can take before the
+    server meant for it listens: below the kernel's ephemeral range. A port
+    from bind(0) lies inside it, and on a busy machine (Kafka clients
+    connecting all the time) one was taken as a connection's local port
+    before RabbitMQ could listen on it (eaddrinuse, CI)."""
+    low = min(_ephemeral_low(), 32768)
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(10000, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 10000-%d" % low)
 
 
 # ---- config -----------------------------------------------------------------------
