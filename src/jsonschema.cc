@@ -342,7 +342,13 @@ struct schema_walk {
         walked.push_back(&node);
         auto ref = node.find("$ref");
         if (ref != node.end() && ref->is_string()) {
-            const std::string &r = ref->get_ref<const std::string &>();
+            /* As valijson 1.0 reads it: trailing slashes trimmed
+             * (sanitiseJsonPointer), so "#/" is the root, not its member
+             * "" (fuzz_registry: "#/" at the root recursed until the stack
+             * overflowed). */
+            std::string r = ref->get_ref<const std::string &>();
+            if (r.size() > 1 && r[0] == '#')
+                r.erase(std::max<size_t>(r.find_last_not_of('/') + 1, 1));
             if (const json *target = resolve_local_ref(root, r))
                 edge(node, *target);
             else if (!r.empty() && r[0] != '#' && remote_ref.empty())
