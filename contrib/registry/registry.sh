@@ -218,7 +218,10 @@ registry_properties() {
     "quarkus.http.host=$REGISTRY_HOST"
     "quarkus.http.port=$REGISTRY_PORT"
     # Apicurio's default is an in-memory H2 database.
-    "quarkus.datasource.jdbc.url=jdbc:h2:file:$DB_DIR/registry"
+    # WRITE_DELAY=0: a commit is on disk before its answer. H2 flushes
+    # up to 500 ms later by default, and a registry killed then lost the
+    # schema it had just registered (test_contracts, CI).
+    "quarkus.datasource.jdbc.url=jdbc:h2:file:$DB_DIR/registry;WRITE_DELAY=0"
     # Apicurio keeps 20 connections open to a database that serves one
     # local user; 2 start faster and smaller.
     "quarkus.datasource.jdbc.initial-size=2"
