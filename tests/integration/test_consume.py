@@ -3,6 +3,9 @@ read durable queues from Kafka through consumer groups, and an ack becomes a
 committed offset. pika against the real cluster; confluent-kafka reads what
 the group committed."""
 
+import os
+import re
+import signal
 import time
 import urllib.parse
 
@@ -10,6 +13,7 @@ import pika
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from hopperproc import cluster
 from pikautil import connect, deliveries
 
 RABBIT = {"rabbit": {"enabled": True, "commit_interval": 50}}
@@ -433,8 +437,6 @@ def test_kombu_simple_queue_round_trip(hopper_factory, uid):
 
 def kill_hard(h):
     """SIGKILL hopper: no drain, no last commit."""
-    import signal
-
     h.signal(signal.SIGKILL)
     h.proc.wait(10)
     h.proc = None  # the fixture's SIGTERM check is for hoppers that should exit cleanly
@@ -716,10 +718,6 @@ def test_a_queue_holds_at_most_max_unacked_then_pauses(hopper_factory, uid):
 
 def broker_pids():
     """The local cluster's broker processes (cluster.sh status)."""
-    import re
-
-    from hopperproc import cluster
-
     pids = [int(p) for p in re.findall(r"running \(pid (\d+)\)", cluster("status").stdout)]
     assert len(pids) == 3, "cluster.sh status shows %d running nodes" % len(pids)
     return pids
@@ -731,9 +729,6 @@ def test_shutdown_leaves_a_group_in_bounded_time_when_kafka_does_not_answer(hopp
     (SIGSTOP: connections open, no answers) hopper waits FEED_LEAVE_MS (3 s)
     for them, says so, and exits 0, instead of waiting as long as the
     requests could (socket.timeout.ms, 60 s)."""
-    import os
-    import signal
-
     h = hopper_factory(RABBIT)
     q = "leave-" + uid
     with connect(h.url) as conn:
