@@ -45,6 +45,43 @@
  * share of rabbit.max_transient_bytes. */
 #define RESUME_TRANSIENT 75
 
+/* A librdkafka queue the loop serves: librdkafka writes a byte to the pipe
+ * when an event arrives, and the callback (which drains the pipe) runs on
+ * the loop. Closed: both fds -1. */
+struct qwatch {
+    int pipefd[2];
+    struct event *ev;
+};
+
+static void qwatch_stop(struct qwatch *w, rd_kafka_queue_t *q)
+{
+    if (w->pipefd[0] < 0)
+        return;
+    rd_kafka_queue_io_event_enable(q, -1, NULL, 0);
+    if (w->ev)
+        event_free(w->ev);
+    close(w->pipefd[0]);
+    close(w->pipefd[1]);
+    *w = (struct qwatch){.pipefd = {-1, -1}};
+}
+
+static bool qwatch_start(struct qwatch *w, struct event_base *base, rd_kafka_queue_t *q,
+                         event_callback_fn cb, void *arg)
+{
+    *w = (struct qwatch){.pipefd = {-1, -1}};
+    if (pipe2(w->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
+        w->pipefd[0] = w->pipefd[1] = -1;
+        return false;
+    }
+    rd_kafka_queue_io_event_enable(q, w->pipefd[1], "1", 1);
+    w->ev = event_new(base, w->pipefd[0], EV_READ | EV_PERSIST, cb, arg);
+    if (!w->ev || event_add(w->ev, NULL)) {
+        qwatch_stop(w, q);
+        return false;
+    }
+    return true;
+}
+
 struct fpart {
     struct fpart *next;
     char *topic;
@@ -75,8 +112,8 @@ struct feed {
 
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
-    int pipefd[2];
-    struct event *pipe_ev, *commit_ev;
+    struct qwatch watch; /* the consumer queue (on_pipe) */
+    struct event *commit_ev;
     struct event *idle_ev; /* rabbit.idle_leave: no consumer here, nothing unsettled */
     bool consumed;         /* had a consumer since it joined (only then does it leave) */
     bool paused;
@@ -127,8 +164,7 @@ struct feeds {
     struct feed *list;
     rd_kafka_t *admin; /* for placements; made on first need */
     rd_kafka_queue_t *admin_q;
-    int admin_pipe[2];
-    struct event *admin_ev;
+    struct qwatch admin_watch;
     struct feed_place *places;
     struct group_delete *deletes;
     struct leaver *leavers;
@@ -836,8 +872,8 @@ static void poll_feed(struct feed *f)
     check_flow(f);
     feed_dispatch(f);
     /* The queue signals only when it turns non-empty: poll on next turn. */
-    if (i == POLL_BATCH && f->pipe_ev)
-        event_active(f->pipe_ev, EV_READ, 0);
+    if (i == POLL_BATCH && f->watch.ev)
+        event_active(f->watch.ev, EV_READ, 0);
 }
 
 static void on_pipe(evutil_socket_t fd, short what, void *arg)
@@ -932,17 +968,11 @@ static bool start(struct feed *f)
     rd_kafka_poll_set_consumer(f->rk);
     f->rejoining = false;
     f->q = rd_kafka_queue_get_consumer(f->rk);
-    if (pipe2(f->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
-        log_error("queue '%s': pipe: %s", f->queue, strerror(errno));
-        goto fail;
-    }
-    rd_kafka_queue_io_event_enable(f->q, f->pipefd[1], "1", 1);
-    f->pipe_ev = event_new(f->fs->base, f->pipefd[0], EV_READ | EV_PERSIST, on_pipe, f);
     f->commit_ev = event_new(f->fs->base, -1, EV_PERSIST, on_commit_timer, f);
     struct timeval tv = {cfg->commit_interval_ms / 1000, (cfg->commit_interval_ms % 1000) * 1000};
-    if (!f->pipe_ev || !f->commit_ev || event_add(f->pipe_ev, NULL) ||
+    if (!qwatch_start(&f->watch, f->fs->base, f->q, on_pipe, f) || !f->commit_ev ||
         event_add(f->commit_ev, &tv)) {
-        log_error("queue '%s': cannot watch the consumer", f->queue);
+        log_error("queue '%s': cannot watch the consumer: %s", f->queue, strerror(errno));
         goto fail;
     }
     subscribe(f);
@@ -950,11 +980,10 @@ static bool start(struct feed *f)
              (const char *)f->group.data);
     return true;
 fail:
-    if (f->pipe_ev)
-        event_free(f->pipe_ev);
+    qwatch_stop(&f->watch, f->q);
     if (f->commit_ev)
         event_free(f->commit_ev);
-    f->pipe_ev = f->commit_ev = NULL;
+    f->commit_ev = NULL;
     rd_kafka_queue_destroy(f->q);
     rd_kafka_destroy(f->rk);
     f->rk = NULL;
@@ -976,8 +1005,7 @@ struct leaver {
     struct feeds *fs;
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
-    int pipefd[2];
-    struct event *ev;
+    struct qwatch watch;
     char *queue, *group;
 };
 
@@ -989,10 +1017,7 @@ static void leaver_unlink(struct leaver *lv)
             break;
         }
     }
-    if (lv->ev)
-        event_free(lv->ev);
-    lv->ev = NULL;
-    rd_kafka_queue_io_event_enable(lv->q, -1, NULL, 0);
+    qwatch_stop(&lv->watch, lv->q);
 }
 
 static void leaver_free(struct leaver *lv, bool closed)
@@ -1003,10 +1028,6 @@ static void leaver_free(struct leaver *lv, bool closed)
         rd_kafka_destroy(lv->rk);
     else
         rd_kafka_destroy_flags(lv->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    if (lv->pipefd[0] >= 0) {
-        close(lv->pipefd[0]);
-        close(lv->pipefd[1]);
-    }
     free(lv->queue);
     free(lv->group);
     free(lv);
@@ -1055,10 +1076,7 @@ static bool leaver_serve(struct leaver *lv, int timeout_ms)
 
 static void on_leaver_pipe(evutil_socket_t fd, short what, void *arg)
 {
-    (void)what;
-    char drain[64];
-    while (read(fd, drain, sizeof drain) > 0)
-        ;
+    drain_pipe(fd);
     struct leaver *lv = arg;
     if (leaver_serve(lv, 0))
         leaver_free(lv, true);
@@ -1114,7 +1132,7 @@ static void leave(struct feed *f)
     lv->fs = f->fs;
     lv->rk = f->rk;
     lv->q = rd_kafka_queue_new(lv->rk);
-    lv->pipefd[0] = lv->pipefd[1] = -1;
+    lv->watch = (struct qwatch){.pipefd = {-1, -1}};
     lv->queue = xstrdup(f->queue);
     lv->group = xstrdup((const char *)f->group.data);
     lv->next = f->fs->leavers;
@@ -1133,13 +1151,7 @@ static void leave(struct feed *f)
         leaver_free(lv, false);
         return;
     }
-    if (pipe2(lv->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
-        lv->pipefd[0] = lv->pipefd[1] = -1;
-    } else {
-        rd_kafka_queue_io_event_enable(lv->q, lv->pipefd[1], "1", 1);
-        lv->ev = event_new(f->fs->base, lv->pipefd[0], EV_READ | EV_PERSIST, on_leaver_pipe, lv);
-    }
-    if (!lv->ev || event_add(lv->ev, NULL)) {
+    if (!qwatch_start(&lv->watch, f->fs->base, lv->q, on_leaver_pipe, lv)) {
         log_error("queue '%s': cannot watch its consumer leave: waiting for it", f->queue);
         leavers_wait(f->fs, lv->group, FEED_LEAVE_MS, false);
         return;
@@ -1155,13 +1167,10 @@ static void stop(struct feed *f)
         evtimer_del(f->idle_ev);
     if (!f->rk)
         return;
-    event_free(f->pipe_ev);
+    qwatch_stop(&f->watch, f->q);
     event_free(f->commit_ev);
-    f->pipe_ev = f->commit_ev = NULL;
-    rd_kafka_queue_io_event_enable(f->q, -1, NULL, 0);
+    f->commit_ev = NULL;
     rd_kafka_queue_destroy(f->q);
-    close(f->pipefd[0]);
-    close(f->pipefd[1]);
     leave(f);
     f->rk = NULL;
     f->q = NULL;
@@ -1564,7 +1573,7 @@ struct feeds *feeds_new(struct event_base *base, const struct config *cfg, struc
     fs->cfg = cfg;
     fs->topo = topo;
     fs->router = router;
-    fs->admin_pipe[0] = fs->admin_pipe[1] = -1;
+    fs->admin_watch = (struct qwatch){.pipefd = {-1, -1}};
     fs->later_ev = event_new(base, -1, 0, on_later, fs);
     if (!fs->later_ev)
         abort(); /* as xmalloc does when memory runs out */
@@ -1650,7 +1659,7 @@ struct feed *feeds_get(struct feeds *fs, const char *vhost, const char *queue)
         fs->n_memory++;
         arm_unused(f);
     }
-    f->pipefd[0] = f->pipefd[1] = -1;
+    f->watch = (struct qwatch){.pipefd = {-1, -1}};
     feed_group_name(fs->cfg->group_prefix, vhost, queue, &f->group);
     for (size_t i = 0; i < fs->cfg->n_queues; i++)
         if (!strcmp(fs->cfg->queues[i].name, queue) && !strcmp(fs->cfg->queues[i].vhost, vhost))
@@ -2044,26 +2053,15 @@ static bool admin_start(struct feeds *fs)
         return false;
     }
     fs->admin_q = rd_kafka_queue_new(fs->admin);
-    if (pipe2(fs->admin_pipe, O_NONBLOCK | O_CLOEXEC) == -1) {
-        log_error("queue admin client: pipe: %s", strerror(errno));
-        goto fail;
-    }
-    rd_kafka_queue_io_event_enable(fs->admin_q, fs->admin_pipe[1], "1", 1);
-    fs->admin_ev = event_new(fs->base, fs->admin_pipe[0], EV_READ | EV_PERSIST, on_admin, fs);
-    if (!fs->admin_ev || event_add(fs->admin_ev, NULL)) {
-        log_error("queue admin client: cannot watch its queue");
-        goto fail;
+    if (!qwatch_start(&fs->admin_watch, fs->base, fs->admin_q, on_admin, fs)) {
+        log_error("queue admin client: cannot watch its queue: %s", strerror(errno));
+        rd_kafka_queue_destroy(fs->admin_q);
+        rd_kafka_destroy(fs->admin);
+        fs->admin = NULL;
+        fs->admin_q = NULL;
+        return false;
     }
     return true;
-fail:
-    if (fs->admin_ev)
-        event_free(fs->admin_ev);
-    fs->admin_ev = NULL;
-    rd_kafka_queue_destroy(fs->admin_q);
-    rd_kafka_destroy(fs->admin);
-    fs->admin = NULL;
-    fs->admin_q = NULL;
-    return false;
 }
 
 static void on_place_later(evutil_socket_t fd, short what, void *arg)
@@ -2271,12 +2269,9 @@ void feeds_free(struct feeds *fs)
     leavers_wait(fs, NULL, FEED_LEAVE_MS, true);
     event_free(fs->later_ev);
     if (fs->admin) {
-        event_free(fs->admin_ev);
-        rd_kafka_queue_io_event_enable(fs->admin_q, -1, NULL, 0);
+        qwatch_stop(&fs->admin_watch, fs->admin_q);
         rd_kafka_queue_destroy(fs->admin_q);
         rd_kafka_destroy(fs->admin);
-        close(fs->admin_pipe[0]);
-        close(fs->admin_pipe[1]);
     }
     free(fs);
 }
