@@ -1,6 +1,8 @@
 /* bench_kafka.c - the Kafka side of the benchmark, on librdkafka.
  *
  *   bench_kafka create  --topic T [--partitions 3 --rf 3 --min-isr 2]
+ *       (every benchmark topic keeps at most BENCH_RETENTION_BYTES per
+ *       partition, see there)
  *   bench_kafka delete  --topic T
  *   bench_kafka produce --topic T [opts]   the direct-producer baseline:
  *       idempotent, acks=all, the same stamped bodies as bench_amqp, a
@@ -128,6 +130,18 @@ static int topic_partitions(rd_kafka_t *rk, int timeout_ms)
 
 /* ---- create / delete ---- */
 
+/* A benchmark topic's disk is bounded. On a quiet machine the full run's
+ * max-rate rounds wrote 76 GB into its two topics and filled the disk
+ * (2026-12-07). Kafka deletes whole segments past retention.bytes, at its
+ * broker's log.retention.check.interval.ms (bench.py sets 10 s on the
+ * cluster it starts; Kafka's default is 5 minutes), and removes their files
+ * file.delete.delay.ms later (60 s by default, 1 s here: at 50 MB/s into a
+ * partition a minute is 3 GB). Every reader of a benchmark topic stays far
+ * less than retention.bytes behind the log's end. */
+#define BENCH_RETENTION_BYTES "536870912"
+#define BENCH_SEGMENT_BYTES "134217728"
+#define BENCH_FILE_DELETE_DELAY_MS "1000"
+
 static int run_admin(bool create)
 {
     rd_kafka_t *rk = new_client(RD_KAFKA_PRODUCER, rd_kafka_conf_new());
@@ -143,6 +157,9 @@ static int run_admin(bool create)
             die("NewTopic", err);
         snprintf(num, sizeof num, "%d", O.min_isr);
         rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", num);
+        rd_kafka_NewTopic_set_config(nt, "retention.bytes", BENCH_RETENTION_BYTES);
+        rd_kafka_NewTopic_set_config(nt, "segment.bytes", BENCH_SEGMENT_BYTES);
+        rd_kafka_NewTopic_set_config(nt, "file.delete.delay.ms", BENCH_FILE_DELETE_DELAY_MS);
         rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
         rd_kafka_NewTopic_destroy(nt);
     } else {
