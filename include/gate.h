@@ -75,6 +75,10 @@ rd_kafka_resp_err_t gate_hand_over(struct gate *g, uint32_t i, enum producer_lan
                                    size_t body_len, const void *key, size_t key_len,
                                    rd_kafka_headers_t *headers);
 
+/* The bytes a message takes in a produce request as librdkafka counts them
+ * against batch.size (an upper bound: varints at their widest). */
+size_t gate_record_size(size_t body_len, size_t key_len, const rd_kafka_headers_t *headers);
+
 /* Keep slot i's message at the tail of its partition's queue. Takes body
  * and headers; copies the key. */
 void gate_hold(struct gate *g, uint32_t i, void *body, size_t body_len, const void *key,

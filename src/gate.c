@@ -34,10 +34,19 @@
 #include "log.h"
 #include "partition.h"
 
-/* A record's size in a produce request beyond body and key (headers,
- * framing), estimated high so that one release never outgrows batch.size
- * and leaves in two requests. */
-#define RECORD_OVERHEAD 512
+/* A release fills one produce request as librdkafka fills it (its
+ * msgset writer, rd_kafka_msg_wire_size): a message counts its body, key,
+ * serialized headers and RECORD_OVERHEAD, the most a v2 record's varints
+ * and attributes take (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD); the request
+ * counts everything written before the first record against batch.size
+ * too, which REQUEST_OVERHEAD bounds (request and record-batch headers,
+ * the topic's name apart, and a client.id of up to 500 bytes). A release
+ * that outgrew the request would leave in two, the second behind the
+ * first; one estimated too small sends fewer messages per round trip (a
+ * flat 512 bytes per record cost a third of each 1 KiB request, and 9 %
+ * of the maximum throughput in a hand run, tests/bench/NOTES.md). */
+#define RECORD_OVERHEAD 36
+#define REQUEST_OVERHEAD 1024
 /* A keyless message goes to the first partition with nothing in
  * librdkafka among this many, looking from a rotating start. */
 #define SPREAD_SCAN 8
@@ -301,6 +310,33 @@ static enum producer_lane release_lane(const struct gate *g, const struct gate_p
     return n <= PROMPT_MAX ? PRODUCER_PROMPT : PRODUCER_BATCH;
 }
 
+/* The bytes of a varint holding n (zigzag-encoded, as librdkafka writes
+ * header lengths). */
+static size_t varint_size(size_t n)
+{
+    uint64_t v = (uint64_t)n << 1;
+    size_t k = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        k++;
+    }
+    return k;
+}
+
+size_t gate_record_size(size_t body_len, size_t key_len, const rd_kafka_headers_t *headers)
+{
+    size_t size = RECORD_OVERHEAD + body_len + key_len;
+    const char *name;
+    const void *value;
+    size_t value_len;
+    for (size_t k = 0;
+         headers && rd_kafka_header_get_all(headers, k, &name, &value, &value_len) == 0; k++) {
+        size_t name_len = strlen(name);
+        size += varint_size(name_len) + name_len + varint_size(value_len) + value_len;
+    }
+    return size;
+}
+
 /* Hand partition p's held messages over, at most one request's worth, if
  * nothing of it is in librdkafka. */
 static unsigned part_release(struct gate *g, struct topic *t, int32_t p)
@@ -309,11 +345,11 @@ static unsigned part_release(struct gate *g, struct topic *t, int32_t p)
     if (t->unpartitioned || pt->in_kafka || pt->head == SLOT_NONE)
         return 0;
     enum producer_lane lane = release_lane(g, pt);
-    uint64_t bytes = 0;
+    uint64_t bytes = REQUEST_OVERHEAD + strlen(t->name);
     uint32_t n = 0;
     while (pt->head != SLOT_NONE) {
         struct slot *sl = &g->slots->at[pt->head];
-        uint64_t size = sl->body_len + sl->key_len + RECORD_OVERHEAD;
+        uint64_t size = gate_record_size(sl->body_len, sl->key_len, sl->headers);
         if (n && (n >= g->limits->batch_msgs || bytes + size > g->limits->batch_bytes))
             break;
         rd_kafka_resp_err_t err = gate_hand_over(g, pt->head, lane, sl->body, sl->body_len, sl->key,

@@ -62,6 +62,8 @@ static rd_kafka_resp_err_t fake_produce(void *arg, uint32_t i, enum producer_lan
     fx->handed[fx->n_handed] = fx->slots.at[i].tag;
     fx->lanes[fx->n_handed++] = lane;
     free(body); /* librdkafka's now */
+    if (headers)
+        rd_kafka_headers_destroy(headers);
     return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
@@ -213,6 +215,58 @@ static void test_release_is_one_request_at_most(void **state)
     assert_handed(fx, 4, (uint64_t[]){5, 6}, 2, PRODUCER_PROMPT);
 }
 
+/* A record counts as librdkafka's msgset writer counts it: 36 bytes of
+ * framing at most, body, key, and each header's name and value with their
+ * zigzag varint lengths (a null value counts one byte). */
+static void test_record_size_is_librdkafkas(void **state)
+{
+    (void)state;
+    assert_int_equal(gate_record_size(1024, 4, NULL), 36 + 1024 + 4);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    char big[100] = {0};
+    rd_kafka_header_add(h, "amqp.exchange", -1, "x", 1); /* 1+13 + 1+1 */
+    rd_kafka_header_add(h, "n", -1, NULL, 0);            /* 1+1 + 1 */
+    rd_kafka_header_add(h, "b", -1, big, sizeof big);    /* 1+1 + 2+100 (200 > 127) */
+    assert_int_equal(gate_record_size(10, 0, h), 36 + 10 + 16 + 3 + 104);
+    rd_kafka_headers_destroy(h);
+}
+
+/* A release of 1 KiB messages fills one request as far as batch.size
+ * allows by librdkafka's count: eight of 1,061 bytes (36 + 1,000 + key
+ * "same" + 21 of headers) in 10,000 less the request's own 1,024 and the
+ * topic name; the ninth waits for the next release. */
+static void test_release_fills_the_request(void **state)
+{
+    struct fixture *fx = *state;
+    fx->limits.batch_bytes = 10000;
+    static char body[1000];
+    uint32_t slot[11];
+    for (uint64_t tag = 1; tag <= 10; tag++) {
+        uint32_t i = slot[tag] =
+            slot_take(&fx->slots, NULL, tag, slot_cost(sizeof body, strlen(KEY)));
+        struct slot *sl = &fx->slots.at[i];
+        sl->topic = &fx->topic;
+        sl->partition = gate_pick_partition(&fx->gate, &fx->topic, KEY, strlen(KEY));
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, "amqp.exchange", -1, "ex", 2); /* 1+13 + 1+2 = 17: 21 with below */
+        rd_kafka_header_add(h, "k", -1, "v", 1);              /* 1+1 + 1+1 */
+        void *copy = malloc(sizeof body);
+        memcpy(copy, body, sizeof body);
+        if (tag == 1) {
+            assert_int_equal(gate_hand_over(&fx->gate, i, PRODUCER_PROMPT, copy, sizeof body, KEY,
+                                            strlen(KEY), h),
+                             RD_KAFKA_RESP_ERR_NO_ERROR);
+        } else {
+            gate_hold(&fx->gate, i, copy, sizeof body, KEY, strlen(KEY), h);
+        }
+    }
+    assert_int_equal(gate_record_size(sizeof body, strlen(KEY), fx->slots.at[slot[2]].headers),
+                     1061);
+    assert_int_equal(report_ok(fx, slot[1]), 1);
+    assert_int_equal(fx->n_handed, 1 + 8);
+    assert_int_equal(fx->gate.held, 1);
+}
+
 /* Messages of a release reported with a lost partition go back to the
  * head of the queue, in their order, ahead of what waited behind the
  * release; once released, the next lost one goes to the head again. */
@@ -282,6 +336,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_release_takes_the_batch_producer, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_release_is_one_request_at_most, setup, teardown),
+        cmocka_unit_test(test_record_size_is_librdkafkas),
+        cmocka_unit_test_setup_teardown(test_release_fills_the_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requeued_messages_go_ahead_of_later_ones, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_full_queue_keeps_messages_for_the_sweep, setup,
