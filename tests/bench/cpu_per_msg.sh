@@ -4,7 +4,9 @@
 # under the same machine load. Each run: a fresh hopper on a free port, the
 # benchmark's load shape (2 connections x 4 channels, window 2,048, 1 KiB
 # persistent, as fast as confirms allow, 1 s warm-up + 8 s), then hopper's
-# utime+stime from /proc/PID/stat over the messages it confirmed.
+# utime+stime from /proc/PID/stat over the messages it confirmed, and the
+# load generator's confirm latencies. RATE=N runs at N msg/s instead;
+# KAFKA_PROPS adds producer properties ("linger.ms: 0.1").
 #
 #   make MALLOC=libc BUILD=build-libc all          # e.g. glibc's malloc
 #   tests/bench/cpu_per_msg.sh build/hopper build-libc/hopper
@@ -36,7 +38,7 @@ limits: {max_unconfirmed: 10000, max_inflight_bytes: 268435456}
 kafka:
   bootstrap_servers: "$BROKERS"
   topic_partitions: 3
-  properties: {socket.nagle.disable: true}
+  properties: {socket.nagle.disable: true${KAFKA_PROPS:+, $KAFKA_PROPS}}
 default_route: false
 exchanges: [{name: bench, type: topic}]
 routes: [{exchange: bench, routing_key: "#", topic: $topic, key: none}]
@@ -61,8 +63,9 @@ import json, sys
 binary, ticks, tick, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 d = json.loads(open(path).read().strip().splitlines()[-1])
 cpu = ticks / tick
-print("%-24s %8.0f msg/s  %6.2f CPU-s for %7d confirmed  %5.2f us/msg" %
-      (binary, d["msgs_per_s"], cpu, d["acked"], cpu / d["acked"] * 1e6))
+c = d["confirm"]
+print("%-24s %8.0f msg/s  %6.2f CPU-s for %7d confirmed  %5.2f us/msg  confirm p50 %.2f p95 %.2f p99 %.2f ms" %
+      (binary, d["msgs_per_s"], cpu, d["acked"], cpu / d["acked"] * 1e6, c["p50"], c["p95"], c["p99"]))
 EOF
   done
 done
