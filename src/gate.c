@@ -43,8 +43,8 @@
  * the topic's name apart, and a client.id of up to 500 bytes). A release
  * that outgrew the request would leave in two, the second behind the
  * first; one estimated too small sends fewer messages per round trip (a
- * flat 512 bytes per record cost a third of each 1 KiB request, and 9 %
- * of the maximum throughput in a hand run, tests/bench/NOTES.md). */
+ * flat 512 bytes per record left a quarter of each 1 KiB request empty;
+ * tests/bench/NOTES.md, seventh session, has what it cost). */
 #define RECORD_OVERHEAD 36
 #define REQUEST_OVERHEAD 1024
 /* A keyless message goes to the first partition with nothing in
