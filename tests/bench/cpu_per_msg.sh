@@ -5,7 +5,8 @@
 # benchmark's load shape (2 connections x 4 channels, window 2,048, 1 KiB
 # persistent, as fast as confirms allow, 1 s warm-up + 8 s), then hopper's
 # utime+stime from /proc/PID/stat over the messages it confirmed, and the
-# load generator's confirm latencies. RATE=N runs at N msg/s instead;
+# load generator's confirm latencies. RATE=N runs at N msg/s instead,
+# WARMUP=S warms up S seconds;
 # KAFKA_PROPS adds producer properties ("linger.ms: 0.1").
 #
 #   make MALLOC=libc BUILD=build-libc all          # e.g. glibc's malloc
@@ -20,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ((${#@} >= 1)) || { echo "usage: $0 HOPPER [HOPPER...]" >&2; exit 2; }
-readonly ROUNDS=${ROUNDS:-3} RATE=${RATE:-0}
+readonly ROUNDS=${ROUNDS:-3} RATE=${RATE:-0} WARMUP=${WARMUP:-1}
 # The cluster's listeners as contrib/kafka/cluster.sh reports them (it reads
 # KAFKA_BROKER_PORTS and KAFKA_HOST(S)).
 BROKERS=${BROKERS:-$(contrib/kafka/cluster.sh bootstrap)}
@@ -53,7 +54,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
       sleep 0.2
     done
     build/bench/bench_amqp publish --port "$port" --exchange bench --routing-key cpu \
-      --conns 2 --chans 4 --window 2048 --rate "$RATE" --size 1024 --duration 8 --warmup 1 \
+      --conns 2 --chans 4 --window 2048 --rate "$RATE" --size 1024 --duration 8 --warmup "$WARMUP" \
       --persistent >"$work/pub.json"
     ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     kill -TERM "$pid"
