@@ -131,7 +131,10 @@ static rd_kafka_t *build_producer(const struct config *cfg, enum producer_lane l
     }
     /* conf now belongs to rk. */
     rd_kafka_set_log_queue(rk, NULL);
-    limits->batch_bytes = (uint64_t)conf_number(rk, "batch.size", 1000000);
+    /* librdkafka fills a request up to the smaller of the two. */
+    int64_t batch_size = conf_number(rk, "batch.size", 1000000);
+    int64_t max_bytes = conf_number(rk, "message.max.bytes", 1000000);
+    limits->batch_bytes = (uint64_t)(batch_size < max_bytes ? batch_size : max_bytes);
     limits->batch_msgs = (uint32_t)conf_number(rk, "batch.num.messages", 10000);
     limits->msg_timeout_ms = conf_number(rk, "message.timeout.ms", 300000);
     if (limits->msg_timeout_ms <= 0) /* 0: librdkafka's "infinite" */
