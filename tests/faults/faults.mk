@@ -5,7 +5,7 @@
 #
 #   make faults           every scenario, Kafka-side ones under both KRaft
 #                         timeout profiles; writes tests/faults/RESULTS.md
-#                         (about 45 minutes)
+#                         (about 35 minutes)
 #   make faults-short     every scenario in a short form, shipped profile
 #                         only (CI; about 10 minutes on a busy 2-core
 #                         machine, mostly JVM start-ups; hard limit 20);
