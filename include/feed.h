@@ -23,13 +23,14 @@
  * members; nothing is dropped.
  *
  * The consumer handle is driven from the libevent loop like the sink's
- * producers (a pipe signals its queue). Two calls block: the committed
- * offsets read when partitions are assigned, and the commit when they are
- * revoked; both wait for one round trip to the group coordinator (the read
- * bounded by FEED_SYNC_TIMEOUT_MS). A feed that stops (idle, its queue
- * deleted, shutdown) does not block: its last commit and its close run in
- * the background (feed.c, "leaving the group"), and shutdown waits for them
- * FEED_LEAVE_MS at most.
+ * producers (a pipe signals its queue), and nothing a feed asks of Kafka
+ * waits on the loop: partitions assigned are taken once the admin client
+ * has read their committed offsets (the group waits for the assign call
+ * meanwhile), the commit of partitions revoked is asynchronous (librdkafka
+ * finishes the unassign after its answer), and a feed that stops (idle,
+ * its queue deleted, shutdown) commits and closes in the background
+ * (feed.c, "leaving the group"); shutdown waits for that FEED_LEAVE_MS at
+ * most.
  *
  * Transient queues (exclusive, auto-delete, non-durable or server-named:
  * topology_queue_in_kafka says no) are feeds without Kafka: a publish that

@@ -22,8 +22,9 @@
 /* Records handled per wake-up of the loop; the rest on the next turn, so
  * a busy queue does not starve the connections. */
 #define POLL_BATCH 1000
-/* The blocking calls (feed.h): one coordinator round trip. */
-#define FEED_SYNC_TIMEOUT_MS 5000
+/* An admin request's timeout (placing a queue, reading an assignment's
+ * committed offsets): one coordinator round trip, or a few. */
+#define ADMIN_TIMEOUT_MS 5000
 /* Leaving a group takes a commit's and a LeaveGroup's round trips to the
  * coordinator; at shutdown, or before the same group is joined again,
  * hopper waits this long for them. */
@@ -33,6 +34,13 @@
  * started loads its coordinators within seconds. */
 #define PLACE_RETRY_MS 100
 #define PLACE_DEADLINE_MS 30000
+/* Reading an assignment's committed offsets tries again while the group
+ * coordinator is away (it moves within seconds when its broker dies): a
+ * read given up assigns without the metadata, and records acked above a
+ * hole come again. Nothing could be fetched meanwhile anyway: librdkafka
+ * needs the coordinator for the committed offsets too. */
+#define READ_RETRY_MS 250
+#define READ_DEADLINE_MS 30000
 /* Deleting a deleted queue's group: tries, a second apart. */
 #define GROUP_DELETE_TRIES 30
 /* Kafka's offset.metadata.max.bytes is 4096 by default. */
@@ -103,6 +111,10 @@ struct fpart {
     int64_t purge_below; /* queue.purge: records below are done unread */
 };
 
+/* What an admin request's opaque points at, where the result's type alone
+ * does not tell (ListConsumerGroupOffsets serves both). */
+enum admin_ask { ASK_PLACE = 1, ASK_COMMITTED };
+
 struct feed {
     struct feeds *fs;
     struct feed *next;
@@ -123,6 +135,8 @@ struct feed {
      * ILLEGAL_GENERATION, which librdkafka takes for a lost assignment.
      * Periodic commits wait until the assignment. */
     bool rejoining;
+    /* An assignment waiting for its committed offsets (assigned). */
+    struct committed_read *reading;
     char **topics; /* subscription, sorted; NULL-terminated */
     size_t n_topics;
 
@@ -166,6 +180,7 @@ struct feeds {
     rd_kafka_queue_t *admin_q;
     struct qwatch admin_watch;
     struct feed_place *places;
+    struct committed_read *reads; /* answered or abandoned, until the answer */
     struct group_delete *deletes;
     struct leaver *leavers;
 
@@ -184,6 +199,9 @@ struct feeds {
 
 struct group_delete;
 struct leaver;
+static bool admin_start(struct feeds *fs);
+static rd_kafka_AdminOptions_t *admin_options(struct feeds *fs, rd_kafka_admin_op_t op,
+                                              void *opaque);
 static void leavers_wait(struct feeds *fs, const char *group, uint32_t ms, bool at_exit);
 static struct feed *feed_find(struct feeds *fs, const char *vhost, const char *queue);
 static void feed_free(struct feed *f);
@@ -434,19 +452,24 @@ static rd_kafka_topic_partition_list_t *commit_list(struct feed *f, bool all)
     return l;
 }
 
-/* sync: the partitions change hands (revoked, or the queue leaves its
- * group): every one is committed, acked or not, so that its metadata tells
- * the next owner how far deliveries went ("|seen", part_metadata). Without
- * that, records a consumer here received and never acked came back from a
- * rejoin as new, redelivered = false (test_celery.py's SIGKILLed
- * acks_late worker, once the queue sat idle past rabbit.idle_leave). */
-static void commit(struct feed *f, bool sync)
+/* handover: the partitions change hands (revoked): every one is
+ * committed, acked or not, so that its metadata tells the next owner how
+ * far deliveries went ("|seen", part_metadata). Without that, records a
+ * consumer here received and never acked came back from a rejoin as new,
+ * redelivered = false (test_celery.py's SIGKILLed acks_late worker, once
+ * the queue sat idle past rabbit.idle_leave).
+ *
+ * Never waited for on the loop: librdkafka does not finish an unassign
+ * (nor rejoin, nor close) while commits sent before it are unanswered
+ * (wait_commit_cnt, rdkafka_assignment.c), so the next owner reads this
+ * commit all the same. */
+static void commit(struct feed *f, bool handover)
 {
-    if (!f->rk || (!sync && f->rejoining))
+    if (!f->rk || (!handover && f->rejoining))
         return;
-    rd_kafka_topic_partition_list_t *l = commit_list(f, sync);
+    rd_kafka_topic_partition_list_t *l = commit_list(f, handover);
     if (l->cnt) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(f->rk, l, sync ? 0 : 1);
+        rd_kafka_resp_err_t err = rd_kafka_commit(f->rk, l, 1);
         if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
             log_warn("queue '%s': offset commit: %s", f->queue, rd_kafka_err2str(err));
     }
@@ -473,7 +496,10 @@ static void on_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         uint64_t now = monotonic_ms();
         if (now - f->last_warn_ms >= 1000) {
             f->last_warn_ms = now;
-            log_warn("queue '%s': offset commit: %s (trying again)", f->queue, rd_kafka_err2str(e));
+            log_warn("queue '%s': offset commit: %s (%s)", f->queue, rd_kafka_err2str(e),
+                     p ? "trying again"
+                       : "a revoked partition: its next owner delivers again what was acked "
+                         "since the last commit");
         }
     }
 }
@@ -752,21 +778,26 @@ static void forget(rd_kafka_topic_partition_list_t **list)
     *list = NULL;
 }
 
-static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
+/* Take partitions just assigned, with what the group committed for them
+ * (c; NULL when unread, why says why), then let librdkafka fetch. */
+static void assign_read(struct feed *f, rd_kafka_topic_partition_list_t *parts,
+                        const rd_kafka_topic_partition_list_t *c, const char *why)
 {
-    /* What the group committed, with the metadata that says which records
-     * above the committed offset were acked already. */
-    rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
-    rd_kafka_resp_err_t err = rd_kafka_committed(f->rk, c, FEED_SYNC_TIMEOUT_MS);
-    if (err)
+    if (why)
         log_warn("queue '%s': reading committed offsets: %s (records acked above a hole may "
                  "come again)",
-                 f->queue, rd_kafka_err2str(err));
-    for (int i = 0; i < c->cnt; i++) {
-        rd_kafka_topic_partition_t *tp = &c->elems[i];
-        bool have = !err && !tp->err && tp->offset >= 0;
+                 f->queue, why);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        const rd_kafka_topic_partition_t *ct =
+            c ? rd_kafka_topic_partition_list_find(c, tp->topic, tp->partition) : NULL;
+        bool have = ct && !ct->err && ct->offset >= 0;
+        /* Fetching starts there: librdkafka need not ask the coordinator
+         * again. */
+        if (have)
+            tp->offset = ct->offset;
         struct fpart *old = part_find(f, tp->topic, tp->partition);
-        if (old && old->lost && have && tp->offset == old->committed) {
+        if (old && old->lost && have && ct->offset == old->committed) {
             /* Lost and back, and nobody committed it meanwhile: what our
              * consumers acked since our last commit stays acked (the
              * tracker ignores the records it has seen when they are
@@ -785,15 +816,13 @@ static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
                       : NULL;
         if (!have && start) {
             /* Placed while the group was busy: start where placement said. */
-            rd_kafka_topic_partition_list_find(parts, tp->topic, tp->partition)->offset =
-                start->offset;
+            tp->offset = start->offset;
             part_new(f, tp->topic, tp->partition, start->offset, NULL, 0);
             continue;
         }
-        part_new(f, tp->topic, tp->partition, have ? tp->offset : -1, have ? tp->metadata : NULL,
-                 have ? tp->metadata_size : 0);
+        part_new(f, tp->topic, tp->partition, have ? ct->offset : -1, have ? ct->metadata : NULL,
+                 have ? ct->metadata_size : 0);
     }
-    rd_kafka_topic_partition_list_destroy(c);
     /* Lost partitions that did not come back are another member's now. */
     for (struct fpart *p = f->parts, *next; p; p = next) {
         next = p->next;
@@ -812,11 +841,144 @@ static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
         log_info("queue '%s': %d partition(s) assigned", f->queue, parts->cnt);
 }
 
+/* Reading what the group committed for an assignment: the committed
+ * offsets, and the metadata that says which records above them were acked
+ * already. The admin client asks (ListConsumerGroupOffsets) while the loop
+ * goes on; the group waits meanwhile, as librdkafka holds a rebalance
+ * until its assign call (WAIT_ASSIGN_CALL). */
+struct committed_read {
+    enum admin_ask ask;          /* ASK_COMMITTED: on_admin tells it from a placement */
+    struct committed_read *next; /* fs->reads */
+    struct feeds *fs;
+    struct feed *f; /* NULL once the feed went on without it (read_abandon) */
+    rd_kafka_topic_partition_list_t *parts;
+    uint64_t deadline_ms; /* monotonic_ms(): tries again until then */
+    struct event *retry;  /* pending: no request out */
+};
+
+static void read_free(struct committed_read *r)
+{
+    for (struct committed_read **pp = &r->fs->reads; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(r->parts);
+    if (r->retry)
+        event_free(r->retry);
+    free(r);
+}
+
+static void read_send(struct committed_read *r)
+{
+    rd_kafka_ListConsumerGroupOffsets_t *l =
+        rd_kafka_ListConsumerGroupOffsets_new((const char *)r->f->group.data, r->parts);
+    rd_kafka_AdminOptions_t *o =
+        admin_options(r->fs, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, r);
+    /* As rd_kafka_committed asks with the default isolation.level. */
+    rd_kafka_error_t *e = rd_kafka_AdminOptions_set_require_stable_offsets(o, 1);
+    if (e)
+        rd_kafka_error_destroy(e);
+    rd_kafka_ListConsumerGroupOffsets(r->fs->admin, &l, 1, o, r->fs->admin_q);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_ListConsumerGroupOffsets_destroy(l);
+}
+
+static void on_read_retry(evutil_socket_t fd, short what, void *arg)
+{
+    read_send(arg);
+}
+
+/* Errors of a coordinator that is moving or loading. */
+static bool coordinator_away(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The answer came (from on_admin). */
+static void read_answered(struct committed_read *r, rd_kafka_event_t *ev)
+{
+    const rd_kafka_ListConsumerGroupOffsets_result_t *res =
+        rd_kafka_event_ListConsumerGroupOffsets_result(ev);
+    size_t n = 0;
+    const rd_kafka_group_result_t **groups =
+        res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
+    const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
+    rd_kafka_resp_err_t err = rd_kafka_event_error(ev) ? rd_kafka_event_error(ev)
+                              : ge                     ? rd_kafka_error_code(ge)
+                                                       : RD_KAFKA_RESP_ERR_NO_ERROR;
+    const char *why = rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
+                      : ge                     ? rd_kafka_error_string(ge)
+                      : n != 1                 ? "no answer for the group"
+                                               : NULL;
+    struct feed *f = r->f;
+    if (f && why && coordinator_away(err) && monotonic_ms() < r->deadline_ms) {
+        log_debug("queue '%s': reading committed offsets: %s; trying again", f->queue, why);
+        static const struct timeval retry = {0, READ_RETRY_MS * 1000};
+        if (!r->retry)
+            r->retry = evtimer_new(r->fs->base, on_read_retry, r);
+        if (!r->retry || evtimer_add(r->retry, &retry))
+            abort(); /* as xmalloc does when memory runs out */
+        return;
+    }
+    if (f) {
+        f->reading = NULL;
+        assign_read(f, r->parts, why ? NULL : rd_kafka_group_result_partitions(groups[0]), why);
+    }
+    read_free(r);
+}
+
+/* Assign what a read still waits for, without its answer: a revocation
+ * that overtook it, or the close, needs the assign call made first. */
+static void read_abandon(struct feed *f, const char *why)
+{
+    struct committed_read *r = f->reading;
+    if (!r)
+        return;
+    f->reading = NULL;
+    r->f = NULL;
+    assign_read(f, r->parts, NULL, why);
+    if (r->retry && evtimer_pending(r->retry, NULL))
+        read_free(r); /* no request out: no answer will free it */
+}
+
+static void assigned(struct feed *f, rd_kafka_topic_partition_list_t *parts)
+{
+    if (!parts->cnt || !admin_start(f->fs)) {
+        assign_read(f, parts, NULL, parts->cnt ? "no admin client" : NULL);
+        return;
+    }
+    read_abandon(f, "a second assignment came first"); /* librdkafka sends none such */
+    struct committed_read *r = xcalloc(1, sizeof *r);
+    r->ask = ASK_COMMITTED;
+    r->fs = f->fs;
+    r->f = f;
+    r->parts = rd_kafka_topic_partition_list_copy(parts);
+    r->deadline_ms = monotonic_ms() + READ_DEADLINE_MS;
+    r->next = f->fs->reads;
+    f->fs->reads = r;
+    f->reading = r;
+    read_send(r);
+}
+
 static void revoked(struct feed *f, rd_kafka_topic_partition_list_t *parts)
 {
     /* Commit what is acked before another owner starts from it; a lost
      * assignment has no generation to commit with: kept until the next
      * assignment (assigned). */
+    read_abandon(f, "revoked before the answer");
     bool lost = rd_kafka_assignment_lost(f->rk);
     if (!lost)
         commit(f, true);
@@ -1171,6 +1333,7 @@ static void stop(struct feed *f)
     event_free(f->commit_ev);
     f->commit_ev = NULL;
     rd_kafka_queue_destroy(f->q);
+    read_abandon(f, NULL); /* the close waits for the assign call */
     leave(f);
     f->rk = NULL;
     f->q = NULL;
@@ -1681,6 +1844,7 @@ void feeds_bindings_changed(struct feeds *fs, const char *vhost, const char *que
 enum place_step { PLACE_GROUP, PLACE_DESCRIBE, PLACE_ENDS, PLACE_ALTER };
 
 struct feed_place {
+    enum admin_ask ask; /* ASK_PLACE */
     struct feeds *fs;
     struct feed_place *next;
     struct feed *f;
@@ -1722,13 +1886,14 @@ static void place_finish(struct feed_place *p, bool ok, const char *why)
     free(p);
 }
 
-static rd_kafka_AdminOptions_t *admin_options(struct feed_place *p, rd_kafka_admin_op_t op)
+static rd_kafka_AdminOptions_t *admin_options(struct feeds *fs, rd_kafka_admin_op_t op,
+                                              void *opaque)
 {
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(p->fs->admin, op);
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(fs->admin, op);
     char err[128];
-    if (rd_kafka_AdminOptions_set_request_timeout(o, FEED_SYNC_TIMEOUT_MS, err, sizeof err))
+    if (rd_kafka_AdminOptions_set_request_timeout(o, ADMIN_TIMEOUT_MS, err, sizeof err))
         log_warn("admin options: %s", err);
-    rd_kafka_AdminOptions_set_opaque(o, p);
+    rd_kafka_AdminOptions_set_opaque(o, opaque);
     return o;
 }
 
@@ -1761,7 +1926,7 @@ static void place_describe(struct feed_place *p)
     p->step = PLACE_DESCRIBE;
     rd_kafka_TopicCollection_t *tc =
         rd_kafka_TopicCollection_of_topic_names((const char **)p->todo.names, p->todo.n);
-    rd_kafka_AdminOptions_t *o = admin_options(p, RD_KAFKA_ADMIN_OP_DESCRIBETOPICS);
+    rd_kafka_AdminOptions_t *o = admin_options(p->fs, RD_KAFKA_ADMIN_OP_DESCRIBETOPICS, p);
     rd_kafka_DescribeTopics(p->fs->admin, tc, o, p->fs->admin_q);
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_TopicCollection_destroy(tc);
@@ -1839,7 +2004,7 @@ static void place_described(struct feed_place *p, rd_kafka_event_t *ev)
         return;
     }
     p->step = PLACE_ENDS;
-    rd_kafka_AdminOptions_t *o = admin_options(p, RD_KAFKA_ADMIN_OP_LISTOFFSETS);
+    rd_kafka_AdminOptions_t *o = admin_options(p->fs, RD_KAFKA_ADMIN_OP_LISTOFFSETS, p);
     rd_kafka_ListOffsets(p->fs->admin, p->parts, o, p->fs->admin_q);
     rd_kafka_AdminOptions_destroy(o);
 }
@@ -1936,7 +2101,8 @@ static void place_ends(struct feed_place *p, rd_kafka_event_t *ev)
     p->step = PLACE_ALTER;
     rd_kafka_AlterConsumerGroupOffsets_t *a =
         rd_kafka_AlterConsumerGroupOffsets_new((const char *)p->f->group.data, ends);
-    rd_kafka_AdminOptions_t *o = admin_options(p, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS);
+    rd_kafka_AdminOptions_t *o =
+        admin_options(p->fs, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, p);
     rd_kafka_AlterConsumerGroupOffsets(p->fs->admin, &a, 1, o, p->fs->admin_q);
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_AlterConsumerGroupOffsets_destroy(a);
@@ -1994,6 +2160,12 @@ static void on_admin(evutil_socket_t fd, short what, void *arg)
     while ((ev = rd_kafka_queue_poll(fs->admin_q, 0))) {
         if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DELETEGROUPS_RESULT) {
             group_deleted(rd_kafka_event_opaque(ev), ev);
+            rd_kafka_event_destroy(ev);
+            continue;
+        }
+        const enum admin_ask *ask = rd_kafka_event_opaque(ev);
+        if (ask && *ask == ASK_COMMITTED) {
+            read_answered(rd_kafka_event_opaque(ev), ev);
             rd_kafka_event_destroy(ev);
             continue;
         }
@@ -2076,6 +2248,7 @@ static struct feed_place *place_new(struct feeds *fs, const char *vhost, const c
                                     void *arg)
 {
     struct feed_place *p = xcalloc(1, sizeof *p);
+    p->ask = ASK_PLACE;
     p->fs = fs;
     p->f = feeds_get(fs, vhost, queue);
     p->arg = arg;
@@ -2139,7 +2312,8 @@ static void place_start(struct feed_place *p)
     p->step = PLACE_GROUP;
     rd_kafka_ListConsumerGroupOffsets_t *l =
         rd_kafka_ListConsumerGroupOffsets_new((const char *)p->f->group.data, NULL);
-    rd_kafka_AdminOptions_t *o = admin_options(p, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+    rd_kafka_AdminOptions_t *o =
+        admin_options(p->fs, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, p);
     rd_kafka_ListConsumerGroupOffsets(p->fs->admin, &l, 1, o, p->fs->admin_q);
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_ListConsumerGroupOffsets_destroy(l);
@@ -2273,5 +2447,7 @@ void feeds_free(struct feeds *fs)
         rd_kafka_queue_destroy(fs->admin_q);
         rd_kafka_destroy(fs->admin);
     }
+    while (fs->reads) /* abandoned by their feeds' stop */
+        read_free(fs->reads);
     free(fs);
 }
