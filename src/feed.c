@@ -841,6 +841,30 @@ static void assign_read(struct feed *f, rd_kafka_topic_partition_list_t *parts,
         log_info("queue '%s': %d partition(s) assigned", f->queue, parts->cnt);
 }
 
+/* What an admin request about one group came back with: the request's
+ * error or the group's, with its text, else the group's partitions. */
+struct group_answer {
+    rd_kafka_resp_err_t err;
+    const char *why; /* NULL when err is 0 */
+    const rd_kafka_topic_partition_list_t *parts;
+};
+
+static struct group_answer group_answer(rd_kafka_event_t *ev,
+                                        const rd_kafka_group_result_t **groups, size_t n)
+{
+    const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
+    if (rd_kafka_event_error(ev))
+        return (struct group_answer){.err = rd_kafka_event_error(ev),
+                                     .why = rd_kafka_event_error_string(ev)};
+    if (ge)
+        return (struct group_answer){.err = rd_kafka_error_code(ge),
+                                     .why = rd_kafka_error_string(ge)};
+    if (n != 1)
+        return (struct group_answer){.err = RD_KAFKA_RESP_ERR__FAIL,
+                                     .why = "no answer for the group"};
+    return (struct group_answer){.parts = rd_kafka_group_result_partitions(groups[0])};
+}
+
 /* Reading what the group committed for an assignment: the committed
  * offsets, and the metadata that says which records above them were acked
  * already. The admin client asks (ListConsumerGroupOffsets) while the loop
@@ -915,17 +939,10 @@ static void read_answered(struct committed_read *r, rd_kafka_event_t *ev)
     size_t n = 0;
     const rd_kafka_group_result_t **groups =
         res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
-    const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
-    rd_kafka_resp_err_t err = rd_kafka_event_error(ev) ? rd_kafka_event_error(ev)
-                              : ge                     ? rd_kafka_error_code(ge)
-                                                       : RD_KAFKA_RESP_ERR_NO_ERROR;
-    const char *why = rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
-                      : ge                     ? rd_kafka_error_string(ge)
-                      : n != 1                 ? "no answer for the group"
-                                               : NULL;
+    struct group_answer a = group_answer(ev, groups, n);
     struct feed *f = r->f;
-    if (f && why && coordinator_away(err) && monotonic_ms() < r->deadline_ms) {
-        log_debug("queue '%s': reading committed offsets: %s; trying again", f->queue, why);
+    if (f && a.err && coordinator_away(a.err) && monotonic_ms() < r->deadline_ms) {
+        log_debug("queue '%s': reading committed offsets: %s; trying again", f->queue, a.why);
         static const struct timeval retry = {0, READ_RETRY_MS * 1000};
         if (!r->retry)
             r->retry = evtimer_new(r->fs->base, on_read_retry, r);
@@ -935,7 +952,7 @@ static void read_answered(struct committed_read *r, rd_kafka_event_t *ev)
     }
     if (f) {
         f->reading = NULL;
-        assign_read(f, r->parts, why ? NULL : rd_kafka_group_result_partitions(groups[0]), why);
+        assign_read(f, r->parts, a.parts, a.why);
     }
     read_free(r);
 }
@@ -1939,12 +1956,12 @@ static void place_group_listed(struct feed_place *p, rd_kafka_event_t *ev)
     size_t n = 0;
     const rd_kafka_group_result_t **groups =
         res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
-    if (rd_kafka_event_error(ev) || n != 1 || rd_kafka_group_result_error(groups[0])) {
-        const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
-        place_failed(p, ge ? rd_kafka_error_string(ge) : rd_kafka_event_error_string(ev));
+    struct group_answer a = group_answer(ev, groups, n);
+    if (a.err) {
+        place_failed(p, a.why);
         return;
     }
-    const rd_kafka_topic_partition_list_t *have = rd_kafka_group_result_partitions(groups[0]);
+    const rd_kafka_topic_partition_list_t *have = a.parts;
     if (p->purged && have)
         p->committed = rd_kafka_topic_partition_list_copy(have);
     struct topic_set all = queue_topics(p->f);
@@ -2115,13 +2132,12 @@ static void place_altered(struct feed_place *p, rd_kafka_event_t *ev)
     size_t n = 0;
     const rd_kafka_group_result_t **groups =
         res ? rd_kafka_AlterConsumerGroupOffsets_result_groups(res, &n) : NULL;
-    const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
+    struct group_answer a = group_answer(ev, groups, n);
     /* The coordinator refuses offsets of a topic it does not know yet:
      * try again, so that it knows every partition before the group's first
      * member joins (see place_described). Refusals because the group is
      * active (a member's generation) leave the starts remembered above. */
-    const rd_kafka_topic_partition_list_t *done =
-        n == 1 && !ge ? rd_kafka_group_result_partitions(groups[0]) : NULL;
+    const rd_kafka_topic_partition_list_t *done = a.parts;
     rd_kafka_resp_err_t refused = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int i = 0; done && i < done->cnt; i++) {
         if (done->elems[i].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
@@ -2140,13 +2156,13 @@ static void place_altered(struct feed_place *p, rd_kafka_event_t *ev)
                  p->f->queue, rd_kafka_err2str(refused));
         p->count = 0;
     }
-    if (rd_kafka_event_error(ev) || ge) {
+    if (a.err) {
         if (p->f->rk) {
             /* Our own member holds the group: the remembered starts place it. */
             place_finish(p, true, NULL);
             return;
         }
-        place_failed(p, ge ? rd_kafka_error_string(ge) : rd_kafka_event_error_string(ev));
+        place_failed(p, a.why);
         return;
     }
     place_finish(p, true, NULL);
@@ -2372,8 +2388,7 @@ static void group_deleted(struct group_delete *d, rd_kafka_event_t *ev)
     size_t n = 0;
     const rd_kafka_group_result_t **groups =
         res ? rd_kafka_DeleteGroups_result_groups(res, &n) : NULL;
-    const rd_kafka_error_t *ge = n == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
-    rd_kafka_resp_err_t err = ge ? rd_kafka_error_code(ge) : rd_kafka_event_error(ev);
+    rd_kafka_resp_err_t err = group_answer(ev, groups, n).err;
     if (!err || err == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
         log_info("consumer group %s deleted with its queue", d->group);
         group_delete_free(d);

@@ -126,8 +126,7 @@ static void world_close(struct world *w)
     rd_kafka_destroy(w->mock_rk);
 }
 
-/* Records with these values, to partitions 0, 1, ... in turn. */
-static void produce(const struct world *w, const char *const *values, int n)
+static rd_kafka_t *producer_new(const struct world *w)
 {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -135,12 +134,26 @@ static void produce(const struct world *w, const char *const *values, int n)
                      RD_KAFKA_CONF_OK);
     rd_kafka_t *producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     assert_non_null(producer);
+    return producer;
+}
+
+/* Records with these values, to partitions 0, 1, ... in turn; sent in the
+ * background (rd_kafka_flush waits for them). */
+static void produce(rd_kafka_t *producer, const char *const *values, int n)
+{
     for (int i = 0; i < n; i++)
         assert_int_equal(rd_kafka_producev(producer, RD_KAFKA_V_TOPIC("tasks"),
                                            RD_KAFKA_V_PARTITION(i),
                                            RD_KAFKA_V_VALUE((void *)values[i], strlen(values[i])),
                                            RD_KAFKA_V_END),
                          0);
+}
+
+/* Records written before the test goes on. */
+static void produce_now(const struct world *w, const char *const *values, int n)
+{
+    rd_kafka_t *producer = producer_new(w);
+    produce(producer, values, n);
     assert_int_equal(rd_kafka_flush(producer, 10000), 0);
     rd_kafka_destroy(producer);
 }
@@ -246,7 +259,7 @@ static void test_assignment_does_not_stop_the_loop(void **state)
     (void)state;
     struct world w;
     world_open(&w, 1);
-    produce(&w, (const char *[]){"job"}, 1);
+    produce_now(&w, (const char *[]){"job"}, 1);
     slow_coordinator(&w, 9); /* OffsetFetch */
     struct feeds *fs = feeds_new(w.base, w.cfg, w.topo, w.router);
     struct feed *f = feeds_get(fs, "/", "tasks");
@@ -273,9 +286,9 @@ static void test_assignment_reads_through_a_loading_coordinator(void **state)
     (void)state;
     struct world w;
     world_open(&w, 1);
-    produce(&w, (const char *[]){"r0"}, 1);
-    produce(&w, (const char *[]){"r1"}, 1);
-    produce(&w, (const char *[]){"r2"}, 1);
+    produce_now(&w, (const char *[]){"r0"}, 1);
+    produce_now(&w, (const char *[]){"r1"}, 1);
+    produce_now(&w, (const char *[]){"r2"}, 1);
     /* What an earlier owner committed: offset 0, offsets 0 and 1 seen. */
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -333,8 +346,8 @@ static void test_revocation_does_not_stop_the_loop(void **state)
     struct world w;
     world_open(&w, 2);
     w.cfg->commit_interval_ms = 60000; /* only the handover commits */
-    w.cfg->session_timeout_ms = 3000;  /* the mock's rebalance waits up to this */
-    produce(&w, (const char *[]){"a", "a"}, 2);
+    w.cfg->session_timeout_ms = 6000;  /* the mock's rebalance waits up to this */
+    produce_now(&w, (const char *[]){"a", "a"}, 2);
     struct feeds *one = feeds_new(w.base, w.cfg, w.topo, w.router);
     struct feeds *two = feeds_new(w.base, w.cfg, w.topo, w.router);
     struct feed *feeds[2] = {feeds_get(one, "/", "tasks"), NULL};
@@ -342,6 +355,7 @@ static void test_revocation_does_not_stop_the_loop(void **state)
     take_until(w.base, feeds, 1, "0:a 0:a", 20000, seen, sizeof seen);
     assert_string_equal(seen, "0:a 0:a ");
 
+    rd_kafka_t *producer = producer_new(&w);
     slow_coordinator(&w, 8); /* OffsetCommit */
     struct turns t;
     turns_start(&t, w.base);
@@ -353,13 +367,14 @@ static void test_revocation_does_not_stop_the_loop(void **state)
     seen[0] = '\0';
     uint64_t deadline = monotonic_ms() + 30000;
     while (!strstr(seen, "1:") && monotonic_ms() < deadline) {
-        produce(&w, (const char *[]){"b", "b"}, 2);
+        produce(producer, (const char *[]){"b", "b"}, 2);
         take_until(w.base, feeds, 2, "1:", 500, seen, sizeof seen);
     }
     assert_null(strstr(seen, ":a"));
     assert_non_null(strstr(seen, "1:b"));
     assert_in_range(t.max_gap_ms, 0, SLOW_MS / 2);
 
+    rd_kafka_destroy(producer);
     event_free(t.tick);
     feeds_free(two);
     feeds_free(one);
