@@ -865,6 +865,17 @@ static struct group_answer group_answer(rd_kafka_event_t *ev,
     return (struct group_answer){.parts = rd_kafka_group_result_partitions(groups[0])};
 }
 
+/* ListConsumerGroupOffsets' answer. */
+static struct group_answer offsets_listed(rd_kafka_event_t *ev)
+{
+    const rd_kafka_ListConsumerGroupOffsets_result_t *res =
+        rd_kafka_event_ListConsumerGroupOffsets_result(ev);
+    size_t n = 0;
+    const rd_kafka_group_result_t **groups =
+        res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
+    return group_answer(ev, groups, n);
+}
+
 /* Reading what the group committed for an assignment: the committed
  * offsets, and the metadata that says which records above them were acked
  * already. The admin client asks (ListConsumerGroupOffsets) while the loop
@@ -934,12 +945,7 @@ static bool coordinator_away(rd_kafka_resp_err_t err)
 /* The answer came (from on_admin). */
 static void read_answered(struct committed_read *r, rd_kafka_event_t *ev)
 {
-    const rd_kafka_ListConsumerGroupOffsets_result_t *res =
-        rd_kafka_event_ListConsumerGroupOffsets_result(ev);
-    size_t n = 0;
-    const rd_kafka_group_result_t **groups =
-        res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
-    struct group_answer a = group_answer(ev, groups, n);
+    struct group_answer a = offsets_listed(ev);
     struct feed *f = r->f;
     if (f && a.err && coordinator_away(a.err) && monotonic_ms() < r->deadline_ms) {
         log_debug("queue '%s': reading committed offsets: %s; trying again", f->queue, a.why);
@@ -1951,12 +1957,7 @@ static void place_describe(struct feed_place *p)
 
 static void place_group_listed(struct feed_place *p, rd_kafka_event_t *ev)
 {
-    const rd_kafka_ListConsumerGroupOffsets_result_t *res =
-        rd_kafka_event_ListConsumerGroupOffsets_result(ev);
-    size_t n = 0;
-    const rd_kafka_group_result_t **groups =
-        res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n) : NULL;
-    struct group_answer a = group_answer(ev, groups, n);
+    struct group_answer a = offsets_listed(ev);
     if (a.err) {
         place_failed(p, a.why);
         return;
