@@ -888,7 +888,7 @@ struct committed_read {
     struct feed *f; /* NULL once the feed went on without it (read_abandon) */
     rd_kafka_topic_partition_list_t *parts;
     uint64_t deadline_ms; /* monotonic_ms(): tries again until then */
-    struct event *retry;  /* pending: no request out */
+    struct event *retry;  /* the next try: while it is pending no request is out */
 };
 
 static void read_free(struct committed_read *r)
