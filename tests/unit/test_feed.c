@@ -126,15 +126,24 @@ static void world_close(struct world *w)
     rd_kafka_destroy(w->mock_rk);
 }
 
-static rd_kafka_t *producer_new(const struct world *w)
+/* A client of the mock cluster; a consumer in `group` (NULL: none). */
+static rd_kafka_t *client_new(const struct world *w, rd_kafka_type_t type, const char *group)
 {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", w->bootstraps, err, sizeof err),
                      RD_KAFKA_CONF_OK);
-    rd_kafka_t *producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    assert_non_null(producer);
-    return producer;
+    if (group)
+        assert_int_equal(rd_kafka_conf_set(conf, "group.id", group, err, sizeof err),
+                         RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
+    assert_non_null(rk);
+    return rk;
+}
+
+static rd_kafka_t *producer_new(const struct world *w)
+{
+    return client_new(w, RD_KAFKA_PRODUCER, NULL);
 }
 
 /* Records with these values, to partitions 0, 1, ... in turn; sent in the
@@ -290,14 +299,7 @@ static void test_assignment_reads_through_a_loading_coordinator(void **state)
     produce_now(&w, (const char *[]){"r1"}, 1);
     produce_now(&w, (const char *[]){"r2"}, 1);
     /* What an earlier owner committed: offset 0, offsets 0 and 1 seen. */
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", w.bootstraps, err, sizeof err),
-                     RD_KAFKA_CONF_OK);
-    assert_int_equal(rd_kafka_conf_set(conf, "group.id", "hopper.%2F.tasks", err, sizeof err),
-                     RD_KAFKA_CONF_OK);
-    rd_kafka_t *earlier = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-    assert_non_null(earlier);
+    rd_kafka_t *earlier = client_new(&w, RD_KAFKA_CONSUMER, "hopper.%2F.tasks");
     rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(c, "tasks", 0);
     tp->offset = 0;
