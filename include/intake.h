@@ -19,9 +19,12 @@
  *
  * A publish whose schema is still being fetched, or whose topic Kafka is
  * asked about, is held on its channel, and every later publish of that
- * channel waits behind it, so the records of one channel reach Kafka (or
- * come back unroutable) in the order they were published. Other channels
- * go on. A held publish waits at most registry.wait for a schema and
+ * channel waits behind it, so the records of one channel are handed to the
+ * sink (or come back unroutable) in the order they were published. Within
+ * a partition that is the order Kafka keeps; records bound for different
+ * partitions may still be persisted in another order, as when one
+ * partition's leader is busy or moving (the sink holds its records, gate.h).
+ * Other channels go on. A held publish waits at most registry.wait for a schema and
  * TOPICRULE_WAIT_MS for a topic's answer, then is nacked. Bounds: a channel holds at most
  * limits.max_unconfirmed publishes before its connection stops reading, and the held bodies of
  * every channel at most a quarter of limits.max_inflight_bytes before every publisher is blocked

@@ -72,6 +72,35 @@ class KafkaReader:
         except KafkaException as e:
             if not (exist_ok and e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
                 raise
+        self.wait_known_everywhere(topic, timeout)
+
+    def wait_known_everywhere(self, topic, timeout=30.0):
+        """Wait until every broker's metadata shows topic with a leader for
+        each partition. A KRaft broker applies the metadata log at its own
+        pace: just after CreateTopics one may still answer that the topic
+        does not exist, and a producer that asks it then waits for its next
+        metadata refresh (seen in CI with Kafka 3.9: a record held 1.1 s
+        behind one sent later to another topic). A fresh client asks its one
+        bootstrap broker first, so each broker is asked in turn."""
+        deadline = time.monotonic() + timeout
+        for broker in self.bootstrap.split(","):
+            c = Consumer({"bootstrap.servers": broker, "group.id": "hopper-it-md", "socket.timeout.ms": 10000})
+            try:
+                while True:
+                    last = "missing"
+                    try:
+                        t = c.list_topics(topic, timeout=5).topics.get(topic)
+                        if t is not None and t.error is None and t.partitions:
+                            if all(p.leader >= 0 for p in t.partitions.values()):
+                                break
+                        last = t.error if t is not None else "missing"
+                    except KafkaException as e:
+                        last = e
+                    if time.monotonic() >= deadline:
+                        raise AssertionError("broker %s does not know topic %s: %s" % (broker, topic, last))
+                    time.sleep(0.05)
+            finally:
+                c.close()
 
     def topic_exists(self, topic, timeout=10.0):
         c = self._consumer()

@@ -21,7 +21,6 @@ import time
 
 import pika
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
 import amqpwire as w
 from hopperproc import TIMEOUT_SCALE, sanitized, scaled, under_valgrind
@@ -43,16 +42,6 @@ def kafka_props(**extra):
     props = {"socket.nagle.disable": True}
     props.update(extra)
     return props
-
-
-def create_topic(bootstrap, name, timeout=60):
-    """Create `name` the way hopper would (3 partitions, RF 3, min ISR 2)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=3, replication_factor=3, config={"min.insync.replicas": "2"})],
-        operation_timeout=30,
-    )
-    futures[name].result(timeout=timeout)
 
 
 def stuck_config(stuck_exchange, ok_exchange, limits, propagation_ms=120000):
@@ -811,7 +800,7 @@ def test_client_silent_for_two_heartbeat_intervals_is_closed(hopper_factory, kaf
 @pytest.mark.deadline(180)
 def test_max_unconfirmed_stops_reading_that_connection_only(hopper_factory, kafka, uid):
     stuck, ok = "lim-unconf-stuck-" + uid, "lim-unconf-ok-" + uid
-    create_topic(kafka.bootstrap, ok)
+    kafka.create_topic(ok)
     h = hopper_factory(stuck_config(stuck, ok, {"max_unconfirmed": 50, "drain_timeout": 1000}))
     b = Bystander(h, ok, "unconf")
     b.publish()
@@ -866,7 +855,7 @@ def test_max_unconfirmed_stops_reading_that_connection_only(hopper_factory, kafk
 @pytest.mark.deadline(180)
 def test_max_inflight_bytes_blocks_publishers_then_unblocks(hopper_factory, kafka, uid):
     stuck, ok = "lim-inflight-stuck-" + uid, "lim-inflight-ok-" + uid
-    create_topic(kafka.bootstrap, ok)
+    kafka.create_topic(ok)
     # The stuck messages fail (nack) after 8 s, which frees the bound.
     h = hopper_factory(stuck_config(stuck, ok, {"max_inflight_bytes": MIB}, propagation_ms=8000))
     b = Bystander(h, ok, "inflight")
@@ -931,7 +920,7 @@ def test_new_connection_completes_handshake_while_publishers_are_blocked(hopper_
     connecting while intake is blocked gets through the handshake and then
     hears connection.blocked (hopper's handle_open means to send it)."""
     stuck, ok = "lim-blockhs-stuck-" + uid, "lim-blockhs-ok-" + uid
-    create_topic(kafka.bootstrap, ok)
+    kafka.create_topic(ok)
     h = hopper_factory(stuck_config(stuck, ok, {"max_inflight_bytes": MIB, "drain_timeout": 1000, "handshake_timeout": 60000}))
     c = w.RawClient(h.port)
     c.handshake(capabilities={"connection.blocked": True})

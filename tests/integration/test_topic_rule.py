@@ -149,6 +149,9 @@ def test_a_channel_keeps_its_order_while_a_topic_is_asked_about(hopper_factory, 
     # Produced in order: B's record is no older than A's, though A waited
     # for Kafka's answer and B could have gone at once. (Confirms may come
     # in any order, as across partitions: C's ack, with nothing to
-    # persist, usually comes first.)
+    # persist, usually comes first.) This holds because create_topic waited
+    # until every broker knows A: a broker still without it would have made
+    # the producer hold A's record for a metadata refresh, and records of
+    # different partitions may be persisted in any order (intake.h).
     assert min(r.timestamp for r in recs_b) >= ra.timestamp
     assert not kafka.topic_exists(c_topic)
