@@ -75,30 +75,19 @@ class KafkaReader:
         self.wait_known_everywhere(topic, timeout)
 
     def wait_known_everywhere(self, topic, timeout=30.0):
-        """Wait until every broker's metadata shows topic with a leader for
-        each partition. A KRaft broker applies the metadata log at its own
-        pace: just after CreateTopics one may still answer that the topic
-        does not exist, and a producer that asks it then waits for its next
-        metadata refresh (seen in CI with Kafka 3.9: a record held 1.1 s
-        behind one sent later to another topic). A fresh client asks its one
-        bootstrap broker first, so each broker is asked in turn."""
+        """Wait until every broker's metadata shows topic. A KRaft broker
+        applies the metadata log at its own pace: just after CreateTopics one
+        may still answer that the topic does not exist, and a producer that
+        asks it then waits for its next metadata refresh (seen in CI with
+        Kafka 3.9: a record held 1.1 s behind one sent later to another
+        topic). A fresh client asks its one bootstrap broker first, so each
+        broker is asked in turn; a broker that knows the topic knows its
+        partitions' leaders too (one metadata record carries both)."""
         deadline = time.monotonic() + timeout
         for broker in self.bootstrap.split(","):
             c = Consumer({"bootstrap.servers": broker, "group.id": "hopper-it-md", "socket.timeout.ms": 10000})
             try:
-                while True:
-                    last = "missing"
-                    try:
-                        t = c.list_topics(topic, timeout=5).topics.get(topic)
-                        if t is not None and t.error is None and t.partitions:
-                            if all(p.leader >= 0 for p in t.partitions.values()):
-                                break
-                        last = t.error if t is not None else "missing"
-                    except KafkaException as e:
-                        last = e
-                    if time.monotonic() >= deadline:
-                        raise AssertionError("broker %s does not know topic %s: %s" % (broker, topic, last))
-                    time.sleep(0.05)
+                self.partitions(topic, max(0.0, deadline - time.monotonic()), consumer=c)
             finally:
                 c.close()
 
